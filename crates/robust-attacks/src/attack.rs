@@ -1,0 +1,278 @@
+//! The extension point: the [`Attack`] trait, and the services an attack may use.
+
+use burn::tensor::{activation, Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use robust_models::Model;
+
+use crate::loss::Loss;
+use crate::norm::Norm;
+use crate::AttackError;
+
+/// One batch of clean inputs with its labels (and targets, for a targeted attack).
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Clean inputs `[N, C, H, W]` in pixel space, on the model's (plain) device.
+    pub x: Tensor<4>,
+    /// True labels.
+    pub labels: Vec<usize>,
+    /// Target classes for a targeted attack (`None`: untargeted).
+    pub targets: Option<Vec<usize>>,
+    /// Global indices of the samples in the data set (seeds per-sample randomness).
+    pub indices: Vec<usize>,
+    /// One-hot `[N, K]` of the targets if any, else of the labels.
+    pub(crate) onehot: Tensor<2>,
+}
+
+impl Batch {
+    /// Builds a batch; `num_classes` sizes the one-hot encoding.
+    pub fn new(
+        x: Tensor<4>,
+        labels: Vec<usize>,
+        targets: Option<Vec<usize>>,
+        indices: Vec<usize>,
+        num_classes: usize,
+    ) -> Result<Self, AttackError> {
+        let n = x.dims()[0];
+        if labels.len() != n || indices.len() != n || targets.as_ref().is_some_and(|t| t.len() != n)
+        {
+            return Err(AttackError::Input(format!(
+                "batch of {n} inputs with {} labels and {} indices",
+                labels.len(),
+                indices.len()
+            )));
+        }
+        let classes = targets.as_ref().unwrap_or(&labels);
+        if let Some(&bad) = classes.iter().find(|&&c| c >= num_classes) {
+            return Err(AttackError::Input(format!(
+                "class {bad} is out of range for a model with {num_classes} classes"
+            )));
+        }
+        let mut hot = vec![0f32; n * num_classes];
+        for (i, &c) in classes.iter().enumerate() {
+            hot[i * num_classes + c] = 1.0;
+        }
+        let onehot = Tensor::from_data(TensorData::new(hot, [n, num_classes]), &x.device());
+        Ok(Self {
+            x,
+            labels,
+            targets,
+            indices,
+            onehot,
+        })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Whether the attack is targeted.
+    pub fn targeted(&self) -> bool {
+        self.targets.is_some()
+    }
+}
+
+/// Counts of suspicious gradients, gathered from each run's first gradient.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GradStats {
+    /// Samples whose gradient is exactly zero everywhere.
+    pub zero: usize,
+    /// Samples whose gradient has a NaN or infinite entry.
+    pub nonfinite: usize,
+}
+
+/// What an attack gets to work with: the model's gradients, the input bounds and seeded
+/// per-sample randomness. Created by the sweep, one per (attack, epsilon, batch).
+pub struct AttackCtx<'a> {
+    model: &'a Model,
+    autodiff: Device,
+    bounds: [f32; 2],
+    seed: u64,
+    stats: GradStats,
+    recorded: bool,
+}
+
+impl<'a> AttackCtx<'a> {
+    /// A context for `model`; `seed` determines every random choice of the run.
+    pub fn new(model: &'a Model, seed: u64) -> Self {
+        Self {
+            model,
+            autodiff: model.device().clone().autodiff(),
+            bounds: model.info().bounds,
+            seed,
+            stats: GradStats::default(),
+            recorded: false,
+        }
+    }
+
+    /// The model under attack.
+    pub fn model(&self) -> &Model {
+        self.model
+    }
+
+    /// The input bounds `[low, high]`.
+    pub fn bounds(&self) -> [f32; 2] {
+        self.bounds
+    }
+
+    /// Clips a batch to the input bounds.
+    pub fn clip(&self, x: Tensor<4>) -> Tensor<4> {
+        x.clamp(self.bounds[0], self.bounds[1])
+    }
+
+    /// One generator per sample of `batch`, derived from the run's seed, the sample's global
+    /// index and `stream` (use a different stream for each independent draw, e.g. restarts).
+    pub fn sample_rngs(&self, batch: &Batch, stream: u64) -> Vec<ChaCha8Rng> {
+        batch
+            .indices
+            .iter()
+            .map(|&i| ChaCha8Rng::seed_from_u64(mix(&[self.seed, stream, i as u64])))
+            .collect()
+    }
+
+    /// Logits and the per-sample objective for `x` (no gradient).
+    pub fn objective(
+        &self,
+        x: &Tensor<4>,
+        batch: &Batch,
+        loss: Loss,
+    ) -> Result<(Tensor<2>, Vec<f32>), AttackError> {
+        let logits = self.model.forward(x.clone())?;
+        let obj = loss.objective(logits.clone(), batch.onehot.clone(), batch.targeted());
+        Ok((logits, to_vec(obj)))
+    }
+
+    /// The gradient of the per-sample objective (to be increased) with respect to `x`.
+    /// The first call of a run also records zero and non-finite gradients for the reports.
+    pub fn gradient(
+        &mut self,
+        x: &Tensor<4>,
+        batch: &Batch,
+        loss: Loss,
+    ) -> Result<Tensor<4>, AttackError> {
+        let xg = x.clone().detach().autodiff().require_grad();
+        let logits = self.model.forward(xg.clone())?;
+        let onehot = batch.onehot.clone().autodiff();
+        let obj = loss.objective(logits, onehot, batch.targeted());
+        let grads = obj.sum().backward();
+        let g = xg
+            .grad(&grads)
+            .ok_or_else(|| AttackError::Internal("the input received no gradient".into()))?
+            .without_autodiff();
+        if !self.recorded {
+            self.recorded = true;
+            let [n, c, h, w] = g.dims();
+            let flat = g.clone().reshape([n, c * h * w]);
+            let abs_sum = to_vec(flat.abs().sum_dim(1).reshape([n]));
+            for s in abs_sum {
+                if !s.is_finite() {
+                    self.stats.nonfinite += 1;
+                } else if s == 0.0 {
+                    self.stats.zero += 1;
+                }
+            }
+        }
+        let _ = &self.autodiff;
+        Ok(g)
+    }
+
+    /// Gradient statistics recorded so far.
+    pub fn grad_stats(&self) -> GradStats {
+        self.stats
+    }
+}
+
+/// Softmax probabilities, predictions and confidences of logits, on the host.
+pub fn predictions(logits: Tensor<2>) -> (Vec<usize>, Vec<f32>) {
+    let [n, k] = logits.dims();
+    let probs = to_vec(activation::softmax(logits, 1).reshape([n * k]));
+    (0..n)
+        .map(|i| {
+            let row = &probs[i * k..(i + 1) * k];
+            let (best, conf) = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |acc, (j, &p)| if p > acc.1 { (j, p) } else { acc });
+            (best, conf)
+        })
+        .unzip()
+}
+
+/// Copies a rank-1 tensor to the host.
+pub(crate) fn to_vec(t: Tensor<1>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().expect("f32 data")
+}
+
+/// SplitMix64-style mixing of several words into one seed.
+pub(crate) fn mix(words: &[u64]) -> u64 {
+    let mut h = 0x9E37_79B9_7F4A_7C15u64;
+    for &w in words {
+        h ^= w.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(h << 6).wrapping_add(h >> 2);
+        let mut z = h;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h = z ^ (z >> 31);
+    }
+    h
+}
+
+/// An adversarial attack for one epsilon.
+///
+/// Required: [`name`](Attack::name), [`norm`](Attack::norm) and [`run`](Attack::run). An
+/// attack only proposes adversarial inputs: the sweep over epsilons, the projection onto the
+/// ε-ball, the clip to the input bounds and the success bookkeeping are done by
+/// [`crate::sweep`], after `run`, in code the attack cannot override.
+///
+/// ```
+/// use burn::tensor::Tensor;
+/// use robust_attacks::{Attack, AttackCtx, AttackError, Batch, Loss, Norm};
+///
+/// /// Adds ε·sign(∇) twice, each time with half the budget.
+/// struct TwoHalfSteps;
+///
+/// impl Attack for TwoHalfSteps {
+///     fn name(&self) -> &str { "two-half-steps" }
+///     fn norm(&self) -> Norm { Norm::Linf }
+///     fn run(&self, ctx: &mut AttackCtx<'_>, batch: &Batch, eps: f32)
+///         -> Result<Tensor<4>, AttackError> {
+///         let mut x = batch.x.clone();
+///         for _ in 0..2 {
+///             let g = ctx.gradient(&x, batch, Loss::CrossEntropy)?;
+///             x = ctx.clip(x + g.sign().mul_scalar(eps / 2.0));
+///         }
+///         Ok(x)
+///     }
+/// }
+/// ```
+pub trait Attack: Send + Sync {
+    /// Short machine name, e.g. `pgd`.
+    fn name(&self) -> &str;
+
+    /// The threat model's norm.
+    fn norm(&self) -> Norm;
+
+    /// Proposes adversarial inputs for `batch` within `eps` (ε > 0).
+    fn run(&self, ctx: &mut AttackCtx<'_>, batch: &Batch, eps: f32) -> Result<Tensor<4>, AttackError>;
+
+    /// Display label, unique within a run, e.g. `PGD-10 Linf` (default: the name and norm).
+    fn label(&self) -> String {
+        format!("{} {}", self.name(), self.norm())
+    }
+
+    /// Every parameter, for reports (default: none beyond name and norm).
+    fn params(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+
+    /// Number of gradient steps per run (1 for single-step attacks); reports use it to
+    /// compare iterative and single-step attacks.
+    fn steps(&self) -> usize {
+        1
+    }
+}

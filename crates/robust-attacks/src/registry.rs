@@ -1,0 +1,189 @@
+//! Attacks by name: the table the CLI and `robust.toml` build attacks from.
+//!
+//! A researcher's attack joins the same sweep, reports and regression gate by registering a
+//! constructor under a new name ([`AttackRegistry::register`]).
+
+use std::collections::BTreeMap;
+
+use crate::attack::Attack;
+use crate::gradient::{GradientDescent, StepSize};
+use crate::loss::Loss;
+use crate::norm::Norm;
+use crate::sweep::TargetMode;
+use crate::AttackError;
+
+/// An attack as written in `robust.toml` (`[[attack]]`) or built from flags.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackSpec {
+    /// Registered name: `fgsm`, `fgm`, `bim`, `pgd`, or a custom one.
+    pub name: String,
+    /// Threat model (default L-inf, except `fgm`: L2).
+    #[serde(default)]
+    pub norm: Option<Norm>,
+    /// ε values for this attack (default: the run's list).
+    #[serde(default)]
+    pub eps: Option<Vec<f32>>,
+    /// Gradient steps (iterative attacks).
+    #[serde(default)]
+    pub steps: Option<usize>,
+    /// Absolute step size.
+    #[serde(default)]
+    pub step_size: Option<f32>,
+    /// Step size as a fraction of ε.
+    #[serde(default)]
+    pub rel_step_size: Option<f32>,
+    /// Random start inside the ball.
+    #[serde(default)]
+    pub random_start: Option<bool>,
+    /// Restarts (the per-sample best is kept).
+    #[serde(default)]
+    pub restarts: Option<usize>,
+    /// Loss.
+    #[serde(default)]
+    pub loss: Option<Loss>,
+    /// Targeting (default untargeted).
+    #[serde(default)]
+    pub target: Option<TargetMode>,
+}
+
+impl AttackSpec {
+    /// A spec with just a name.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Builds an attack from a spec.
+pub type Constructor = fn(&AttackSpec) -> Result<Box<dyn Attack>, AttackError>;
+
+/// Name → constructor.
+#[derive(Clone)]
+pub struct AttackRegistry {
+    table: BTreeMap<String, Constructor>,
+}
+
+impl Default for AttackRegistry {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+fn gd_common(mut a: GradientDescent, s: &AttackSpec) -> Result<GradientDescent, AttackError> {
+    match (s.step_size, s.rel_step_size) {
+        (Some(_), Some(_)) => {
+            return Err(AttackError::Input(format!(
+                "attack '{}': give step_size or rel_step_size, not both",
+                s.name
+            )))
+        }
+        (Some(a_), None) if a_ > 0.0 => a = a.with_step(StepSize::Absolute(a_)),
+        (None, Some(r)) if r > 0.0 => a = a.with_step(StepSize::Relative(r)),
+        (None, None) => {}
+        _ => {
+            return Err(AttackError::Input(format!(
+                "attack '{}': the step size must be positive",
+                s.name
+            )))
+        }
+    }
+    if let Some(rs) = s.random_start {
+        a = a.with_random_start(rs);
+    }
+    if let Some(r) = s.restarts {
+        if r == 0 {
+            return Err(AttackError::Input(format!(
+                "attack '{}': restarts must be at least 1",
+                s.name
+            )));
+        }
+        a = a.with_restarts(r);
+    }
+    if let Some(l) = s.loss {
+        a = a.with_loss(l);
+    }
+    Ok(a)
+}
+
+fn steps_of(s: &AttackSpec, default: usize) -> Result<usize, AttackError> {
+    match s.steps {
+        Some(0) => Err(AttackError::Input(format!(
+            "attack '{}': steps must be at least 1",
+            s.name
+        ))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
+fn fgsm(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
+    if s.steps.is_some_and(|n| n != 1) {
+        return Err(AttackError::Input(format!(
+            "attack '{}' is single-step; use pgd or bim for several steps",
+            s.name
+        )));
+    }
+    let norm = s.norm.unwrap_or(Norm::Linf);
+    Ok(Box::new(gd_common(GradientDescent::fgsm(norm), s)?))
+}
+
+fn fgm(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
+    let mut s = s.clone();
+    s.norm = Some(s.norm.unwrap_or(Norm::L2));
+    fgsm(&s)
+}
+
+fn pgd(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
+    let norm = s.norm.unwrap_or(Norm::Linf);
+    let steps = steps_of(s, 10)?;
+    Ok(Box::new(gd_common(GradientDescent::pgd(norm, steps), s)?))
+}
+
+fn bim(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
+    let norm = s.norm.unwrap_or(Norm::Linf);
+    let steps = steps_of(s, 10)?;
+    let base = GradientDescent::pgd(norm, steps)
+        .with_name("bim")
+        .with_random_start(false)
+        .with_step(StepSize::Relative(1.0 / steps as f32));
+    Ok(Box::new(gd_common(base, s)?))
+}
+
+impl AttackRegistry {
+    /// The built-in attacks: `fgsm`, `fgm`, `bim`, `pgd`.
+    pub fn builtin() -> Self {
+        let mut r = Self {
+            table: BTreeMap::new(),
+        };
+        r.register("fgsm", fgsm);
+        r.register("fgm", fgm);
+        r.register("bim", bim);
+        r.register("pgd", pgd);
+        r
+    }
+
+    /// Adds (or replaces) an attack constructor.
+    pub fn register(&mut self, name: &str, ctor: Constructor) {
+        self.table.insert(name.to_ascii_lowercase(), ctor);
+    }
+
+    /// Registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.table.keys().map(|s| s.as_str()).collect()
+    }
+
+    /// Builds the attack a spec describes.
+    pub fn build(&self, spec: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
+        let ctor = self.table.get(&spec.name.to_ascii_lowercase()).ok_or_else(|| {
+            AttackError::Input(format!(
+                "unknown attack '{}' (available: {})",
+                spec.name,
+                self.names().join(", ")
+            ))
+        })?;
+        ctor(spec)
+    }
+}

@@ -1,0 +1,424 @@
+//! The shared evaluation loop: for every batch, every attack and every ε, run the attack,
+//! project onto the ε-ball, clip to the bounds, predict, and count.
+//!
+//! This is the code an attack cannot get wrong: whatever [`Attack::run`] returns is projected
+//! and clipped here before it is judged, and the statistics (robust accuracy, success rate,
+//! perturbation sizes, per-class counts, per-sample outcomes for a worst case over attacks)
+//! are kept in one place.
+
+use burn::tensor::Tensor;
+use rand::RngExt;
+
+use crate::attack::{mix, predictions, Attack, AttackCtx, Batch, GradStats};
+use crate::AttackError;
+use robust_models::Model;
+
+/// How a targeted attack picks its target class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetMode {
+    /// Untargeted: any wrong class is a success.
+    #[default]
+    None,
+    /// A uniformly random class other than the true one (seeded per sample).
+    Random,
+    /// The class with the lowest clean logit.
+    LeastLikely,
+    /// One given class for every sample.
+    Class(usize),
+}
+
+impl std::fmt::Display for TargetMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("untargeted"),
+            Self::Random => f.write_str("random"),
+            Self::LeastLikely => f.write_str("least-likely"),
+            Self::Class(c) => write!(f, "class {c}"),
+        }
+    }
+}
+
+/// One attack with its ε values and targeting.
+pub struct AttackPlan {
+    /// The attack.
+    pub attack: Box<dyn Attack>,
+    /// The ε values to sweep (0 means the clean input).
+    pub eps: Vec<f32>,
+    /// Targeting.
+    pub target: TargetMode,
+}
+
+/// The per-sample result of one attack at one ε on one batch.
+pub struct EpsOutcome {
+    /// The adversarial batch, projected and clipped.
+    pub adv: Tensor<4>,
+    /// Predicted classes on `adv`.
+    pub pred: Vec<usize>,
+    /// Softmax confidence of those predictions.
+    pub conf: Vec<f32>,
+    /// Whether the attack reached its goal (a wrong class, or the target).
+    pub success: Vec<bool>,
+    /// Size of the perturbation in the attack's norm.
+    pub perturbation: Vec<f32>,
+    /// Gradient statistics of the run.
+    pub grad: GradStats,
+}
+
+/// Runs `attack` at `eps` on `batch`, then projects, clips and judges the result.
+pub fn attack_at(
+    model: &Model,
+    attack: &dyn Attack,
+    batch: &Batch,
+    eps: f32,
+    seed: u64,
+) -> Result<EpsOutcome, AttackError> {
+    if !(eps >= 0.0) || !eps.is_finite() {
+        return Err(AttackError::Input(format!("epsilon {eps} must be a finite number ≥ 0")));
+    }
+    let mut ctx = AttackCtx::new(model, seed);
+    let raw = if eps > 0.0 {
+        attack.run(&mut ctx, batch, eps)?
+    } else {
+        batch.x.clone()
+    };
+    if raw.dims() != batch.x.dims() {
+        return Err(AttackError::Internal(format!(
+            "attack '{}' returned shape {:?} for inputs of shape {:?}",
+            attack.name(),
+            raw.dims(),
+            batch.x.dims()
+        )));
+    }
+    let norm = attack.norm();
+    let adv = ctx.clip(norm.project(&batch.x, raw, eps));
+    let logits = model.forward(adv.clone())?;
+    let (pred, conf) = predictions(logits);
+    let success = match &batch.targets {
+        Some(t) => pred
+            .iter()
+            .zip(t)
+            .zip(&batch.labels)
+            .map(|((p, t), y)| p == t && t != y)
+            .collect(),
+        None => pred.iter().zip(&batch.labels).map(|(p, y)| p != y).collect(),
+    };
+    let perturbation = norm.measure(adv.clone() - batch.x.clone());
+    Ok(EpsOutcome {
+        adv,
+        pred,
+        conf,
+        success,
+        perturbation,
+        grad: ctx.grad_stats(),
+    })
+}
+
+/// Aggregated results of one attack at one ε.
+#[derive(Clone, Debug, Default)]
+pub struct PointStats {
+    /// ε.
+    pub eps: f32,
+    /// Samples evaluated.
+    pub n: usize,
+    /// Samples correct on the clean input.
+    pub clean_correct: usize,
+    /// Samples correct on the clean AND the adversarial input.
+    pub robust_correct: usize,
+    /// Clean-correct samples on which the attack succeeded.
+    pub fooled: usize,
+    /// Sum of perturbation sizes over all samples.
+    pub perturbation_sum: f64,
+    /// Largest perturbation size.
+    pub perturbation_max: f32,
+    /// Samples per true class.
+    pub per_class_n: Vec<usize>,
+    /// Robust-correct samples per true class.
+    pub per_class_robust: Vec<usize>,
+    /// Samples with an all-zero first gradient.
+    pub zero_grad: usize,
+    /// Samples with a non-finite first gradient.
+    pub nonfinite_grad: usize,
+    /// Per sample (in evaluation order): correct on clean and adversarial.
+    pub robust: Vec<bool>,
+}
+
+impl PointStats {
+    /// Robust accuracy (robust-correct / n).
+    pub fn robust_accuracy(&self) -> f64 {
+        ratio(self.robust_correct, self.n)
+    }
+
+    /// Attack success rate among clean-correct samples.
+    pub fn success_rate(&self) -> f64 {
+        ratio(self.fooled, self.clean_correct)
+    }
+
+    /// Mean perturbation size.
+    pub fn mean_perturbation(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.perturbation_sum / self.n as f64
+        }
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// A sample kept for the report's example grid.
+#[derive(Clone, Debug)]
+pub struct ExampleImage {
+    /// Index of the plan (attack) in the sweep.
+    pub plan: usize,
+    /// ε.
+    pub eps: f32,
+    /// Sample index in evaluation order.
+    pub index: usize,
+    /// True class.
+    pub label: usize,
+    /// Clean prediction and confidence.
+    pub clean: (usize, f32),
+    /// Adversarial prediction and confidence.
+    pub adv: (usize, f32),
+    /// Image shape `[C, H, W]`.
+    pub shape: [usize; 3],
+    /// Clean pixels.
+    pub clean_pixels: Vec<f32>,
+    /// Adversarial pixels.
+    pub adv_pixels: Vec<f32>,
+}
+
+/// Clean accuracy counts.
+#[derive(Clone, Debug, Default)]
+pub struct CleanStats {
+    /// Samples evaluated.
+    pub n: usize,
+    /// Correct samples.
+    pub correct: usize,
+    /// Samples per class.
+    pub per_class_n: Vec<usize>,
+    /// Correct samples per class.
+    pub per_class_correct: Vec<usize>,
+}
+
+/// A whole sweep: plans in, statistics out, fed one batch at a time.
+pub struct Sweep {
+    /// The attacks and their ε values.
+    pub plans: Vec<AttackPlan>,
+    /// Statistics per plan and ε (same order as `plans[k].eps`).
+    pub stats: Vec<Vec<PointStats>>,
+    /// Clean accuracy.
+    pub clean: CleanStats,
+    /// Examples kept for the report.
+    pub examples: Vec<ExampleImage>,
+    seed: u64,
+    num_classes: usize,
+    examples_per_point: usize,
+}
+
+impl Sweep {
+    /// A sweep over `plans` for a model with `num_classes` classes.
+    pub fn new(plans: Vec<AttackPlan>, num_classes: usize, seed: u64, examples_per_point: usize) -> Self {
+        let stats = plans
+            .iter()
+            .map(|p| {
+                p.eps
+                    .iter()
+                    .map(|&eps| PointStats {
+                        eps,
+                        per_class_n: vec![0; num_classes],
+                        per_class_robust: vec![0; num_classes],
+                        ..Default::default()
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            plans,
+            stats,
+            clean: CleanStats {
+                per_class_n: vec![0; num_classes],
+                per_class_correct: vec![0; num_classes],
+                ..Default::default()
+            },
+            examples: Vec::new(),
+            seed,
+            num_classes,
+            examples_per_point,
+        }
+    }
+
+    /// Runs every plan at every ε on one batch. `x` is on the model's device; `indices` are
+    /// the samples' positions in evaluation order. `progress` is called after each (plan, ε).
+    pub fn run_batch(
+        &mut self,
+        model: &Model,
+        x: Tensor<4>,
+        labels: Vec<usize>,
+        indices: Vec<usize>,
+        mut progress: impl FnMut(),
+    ) -> Result<(), AttackError> {
+        let k = self.num_classes;
+        let clean_logits = model.forward(x.clone())?;
+        let (clean_pred, clean_conf) = predictions(clean_logits.clone());
+        let clean_ok: Vec<bool> = clean_pred.iter().zip(&labels).map(|(p, y)| p == y).collect();
+        self.clean.n += labels.len();
+        for (i, &y) in labels.iter().enumerate() {
+            self.clean.per_class_n[y] += 1;
+            if clean_ok[i] {
+                self.clean.correct += 1;
+                self.clean.per_class_correct[y] += 1;
+            }
+        }
+        let mut host_x: Option<Vec<f32>> = None;
+        let [_, c, h, w] = x.dims();
+        for p in 0..self.plans.len() {
+            let targets = match self.plans[p].target {
+                TargetMode::None => None,
+                TargetMode::Class(t) => Some(vec![t; labels.len()]),
+                TargetMode::LeastLikely => Some(least_likely(clean_logits.clone())),
+                TargetMode::Random => Some(
+                    indices
+                        .iter()
+                        .zip(&labels)
+                        .map(|(&i, &y)| {
+                            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
+                                mix(&[self.seed, 0x7A46_4E54, p as u64, i as u64]),
+                            );
+                            let t = rng.random_range(0..k - 1);
+                            if t >= y {
+                                t + 1
+                            } else {
+                                t
+                            }
+                        })
+                        .collect(),
+                ),
+            };
+            let batch = Batch::new(x.clone(), labels.clone(), targets, indices.clone(), k)?;
+            for e in 0..self.plans[p].eps.len() {
+                let eps = self.plans[p].eps[e];
+                let seed = mix(&[self.seed, p as u64, eps.to_bits() as u64]);
+                let out = attack_at(model, self.plans[p].attack.as_ref(), &batch, eps, seed)?;
+                let st = &mut self.stats[p][e];
+                st.zero_grad += out.grad.zero;
+                st.nonfinite_grad += out.grad.nonfinite;
+                let mut keep = Vec::new();
+                for i in 0..labels.len() {
+                    let y = labels[i];
+                    let robust = clean_ok[i] && out.pred[i] == y;
+                    st.n += 1;
+                    st.per_class_n[y] += 1;
+                    if clean_ok[i] {
+                        st.clean_correct += 1;
+                        if out.success[i] {
+                            st.fooled += 1;
+                        }
+                    }
+                    if robust {
+                        st.robust_correct += 1;
+                        st.per_class_robust[y] += 1;
+                    }
+                    st.robust.push(robust);
+                    let d = out.perturbation[i];
+                    st.perturbation_sum += d as f64;
+                    st.perturbation_max = st.perturbation_max.max(d);
+                    let have = self
+                        .examples
+                        .iter()
+                        .filter(|ex| ex.plan == p && ex.eps == eps)
+                        .count()
+                        + keep.len();
+                    if eps > 0.0 && clean_ok[i] && out.success[i] && have < self.examples_per_point {
+                        keep.push(i);
+                    }
+                }
+                if !keep.is_empty() {
+                    let hx = host_x.get_or_insert_with(|| {
+                        x.clone().try_into_vec_as::<f32>().expect("f32 data")
+                    });
+                    let per = c * h * w;
+                    for i in keep {
+                        let adv_pixels: Vec<f32> = out
+                            .adv
+                            .clone()
+                            .narrow(0, i, 1)
+                            .try_into_vec_as::<f32>().expect("f32 data");
+                        self.examples.push(ExampleImage {
+                            plan: p,
+                            eps,
+                            index: indices[i],
+                            label: labels[i],
+                            clean: (clean_pred[i], clean_conf[i]),
+                            adv: (out.pred[i], out.conf[i]),
+                            shape: [c, h, w],
+                            clean_pixels: hx[i * per..(i + 1) * per].to_vec(),
+                            adv_pixels,
+                        });
+                    }
+                }
+                progress();
+            }
+        }
+        Ok(())
+    }
+
+    /// Per ε common to several plans of one norm: the robust accuracy when each sample counts
+    /// as robust only if it survives every attack (the per-sample worst case).
+    pub fn worst_case(&self) -> Vec<(crate::Norm, f32, f64, Vec<usize>)> {
+        let mut out = Vec::new();
+        for norm in [crate::Norm::Linf, crate::Norm::L2] {
+            let mut eps_values: Vec<f32> = Vec::new();
+            for (p, plan) in self.plans.iter().enumerate() {
+                if plan.attack.norm() != norm {
+                    continue;
+                }
+                for st in &self.stats[p] {
+                    if !eps_values.iter().any(|&e| e == st.eps) {
+                        eps_values.push(st.eps);
+                    }
+                }
+            }
+            eps_values.sort_by(f32::total_cmp);
+            for eps in eps_values {
+                let members: Vec<(usize, &PointStats)> = self
+                    .plans
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, plan)| plan.attack.norm() == norm)
+                    .filter_map(|(p, _)| self.stats[p].iter().find(|s| s.eps == eps).map(|s| (p, s)))
+                    .collect();
+                let n = members.first().map(|m| m.1.robust.len()).unwrap_or(0);
+                if members.len() < 2 || n == 0 {
+                    continue;
+                }
+                let robust = (0..n)
+                    .filter(|&i| members.iter().all(|(_, s)| s.robust[i]))
+                    .count();
+                out.push((norm, eps, robust as f64 / n as f64, members.iter().map(|m| m.0).collect()));
+            }
+        }
+        out
+    }
+}
+
+fn least_likely(logits: Tensor<2>) -> Vec<usize> {
+    let [n, k] = logits.dims();
+    let v = logits.try_into_vec_as::<f32>().expect("f32 data");
+    (0..n)
+        .map(|i| {
+            let row = &v[i * k..(i + 1) * k];
+            row.iter()
+                .enumerate()
+                .fold((0, f32::INFINITY), |acc, (j, &z)| if z < acc.1 { (j, z) } else { acc })
+                .0
+        })
+        .collect()
+}

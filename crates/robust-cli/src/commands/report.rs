@@ -1,0 +1,176 @@
+//! `robust report`: renders a results file as HTML, Markdown and/or JUnit XML.
+//!
+//! ```text
+//! robust report results.json                          # results.html beside it
+//! robust report results.json --format md --out -      # Markdown on stdout
+//! robust report results.json --format html,md,junit --out reports/
+//! robust report results.json --history history.jsonl  # append the run, chart the trend
+//! ```
+//!
+//! The command only renders: the gate verdict stored in the results is shown, not
+//! re-evaluated, and does not change the exit code (0 on success, 2 on bad input).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use robust_report::{
+    append_history, read_history, render_html, render_junit, render_markdown, write_atomic,
+    HtmlOptions, ReportError, RunResults,
+};
+
+use crate::exit::bad_input;
+
+/// A report format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Self-contained HTML page (charts, per-class heat map, examples, checks, gate).
+    Html,
+    /// Compact Markdown summary for a CI job summary or a pull-request comment.
+    Md,
+    /// JUnit XML: one test case per gate row and per reliability check.
+    Junit,
+}
+
+impl Format {
+    /// The file name suffix used when the output name is derived.
+    fn suffix(self) -> &'static str {
+        match self {
+            Format::Html => "html",
+            Format::Md => "md",
+            Format::Junit => "junit.xml",
+        }
+    }
+}
+
+/// Arguments of `robust report`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// The results JSON written by `robust eval`.
+    pub results: PathBuf,
+
+    /// Output format(s): html, md, junit. Repeat the flag or separate with commas.
+    #[arg(long = "format", value_enum, value_delimiter = ',', default_values_t = [Format::Html])]
+    pub formats: Vec<Format>,
+
+    /// Where to write. With one format: the output file, or `-` for stdout. With several:
+    /// a directory (created if missing) that receives `report.html`, `report.md` and
+    /// `report.junit.xml`. Default: beside the results file, named after it
+    /// (`results.json` → `results.html`, ...).
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+
+    /// A history file (JSON lines). The run is appended to it unless already there (same
+    /// start time and model hash); with two or more runs the HTML report charts robust
+    /// accuracy over time. The file is created if missing.
+    #[arg(long, value_name = "PATH")]
+    pub history: Option<PathBuf>,
+}
+
+/// Where each format goes: a file, or stdout (`None`).
+fn destinations(args: &ReportArgs) -> anyhow::Result<Vec<(Format, Option<PathBuf>)>> {
+    // Each format once, in the order first given.
+    let mut formats: Vec<Format> = Vec::new();
+    for f in &args.formats {
+        if !formats.contains(f) {
+            formats.push(*f);
+        }
+    }
+    let beside = |f: Format| {
+        let stem = args
+            .results
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "report".into());
+        args.results
+            .with_file_name(format!("{stem}.{}", f.suffix()))
+    };
+    match (&args.out, formats.as_slice()) {
+        (None, _) => Ok(formats.iter().map(|&f| (f, Some(beside(f)))).collect()),
+        (Some(out), [f]) if out.as_os_str() == "-" => Ok(vec![(*f, None)]),
+        (Some(out), [f]) => Ok(vec![(*f, Some(out.clone()))]),
+        (Some(out), _) => {
+            if out.as_os_str() == "-" {
+                return Err(bad_input(
+                    "--out - (stdout) takes a single --format, not several",
+                ));
+            }
+            if out.is_file() {
+                return Err(bad_input(format!(
+                    "--out {}: with several formats --out must be a directory, and this is a file",
+                    out.display()
+                )));
+            }
+            std::fs::create_dir_all(out).map_err(|e| {
+                bad_input(format!("cannot create directory {}: {e}", out.display()))
+            })?;
+            Ok(formats
+                .iter()
+                .map(|&f| (f, Some(out.join(format!("report.{}", f.suffix())))))
+                .collect())
+        }
+    }
+}
+
+/// Reading the user's files can only fail because of them: exit code 2.
+fn input_error(e: ReportError) -> anyhow::Error {
+    bad_input(e)
+}
+
+/// Appends `run` to the history unless it is already there, then reads it all back.
+fn update_history(
+    path: &Path,
+    run: &RunResults,
+) -> anyhow::Result<Vec<robust_report::HistoryEntry>> {
+    let existing = if path.exists() {
+        read_history(path).map_err(input_error)?
+    } else {
+        Vec::new()
+    };
+    let already = existing
+        .iter()
+        .any(|h| h.started_at == run.started_at && h.model_sha256 == run.model.sha256);
+    if already {
+        return Ok(existing);
+    }
+    append_history(path, run).map_err(input_error)?;
+    read_history(path).map_err(input_error)
+}
+
+/// Runs `robust report`.
+pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let results = RunResults::read(&args.results).map_err(input_error)?;
+    let history = match &args.history {
+        Some(path) => Some(update_history(path, &results)?),
+        None => None,
+    };
+    for (format, dest) in destinations(args)? {
+        let text = match format {
+            Format::Html => render_html(
+                &results,
+                &HtmlOptions {
+                    history: history.as_deref(),
+                    ..HtmlOptions::default()
+                },
+            )
+            .context("rendering the HTML report")?,
+            Format::Md => render_markdown(&results),
+            Format::Junit => render_junit(&results),
+        };
+        match dest {
+            None => {
+                use std::io::Write as _;
+                let mut stdout = std::io::stdout().lock();
+                stdout
+                    .write_all(text.as_bytes())
+                    .and_then(|()| stdout.flush())
+                    .context("writing to stdout")?;
+            }
+            Some(path) => {
+                write_atomic(&path, text.as_bytes()).map_err(input_error)?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

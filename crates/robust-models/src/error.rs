@@ -1,0 +1,82 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Errors from loading or running a model. Every variant that concerns a file names it.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not a parseable model of its format.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The ONNX graph uses operators this interpreter does not implement.
+    #[error("{path}: unsupported ONNX operator(s): {list}")]
+    UnsupportedOps {
+        /// The file.
+        path: PathBuf,
+        /// `OpType (node 'name'), ...`.
+        list: String,
+    },
+    /// safetensors weights do not match the architecture description.
+    #[error("{path}: weights do not match the architecture: {reason}")]
+    WeightMismatch {
+        /// The weights file.
+        path: PathBuf,
+        /// Which keys are missing, unexpected or mis-shaped.
+        reason: String,
+    },
+    /// The model file's extension is not one this crate loads.
+    #[error("{path}: unknown model format (expected a .onnx file, or a .safetensors file with an architecture file)")]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A node failed while the graph ran (shapes that do not fit, for example).
+    #[error("node '{node}' ({op}): {msg}")]
+    Op {
+        /// The node's name.
+        node: String,
+        /// The node's operator type.
+        op: String,
+        /// What went wrong.
+        msg: String,
+    },
+    /// The requested device is not available.
+    #[error("device: {0}")]
+    Device(String),
+    /// An input tensor does not fit the model.
+    #[error("input: {0}")]
+    Input(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// An error raised inside one operator; the interpreter adds the node's name and type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpError(pub String);
+
+impl OpError {
+    /// Creates an error with a message.
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -1,0 +1,184 @@
+//! The operator registry: ONNX operator type → implementation.
+//!
+//! Adding an operator means writing one function with the [`OpFn`] signature in the module
+//! of its family and one line in [`registry`]. The loader checks every node of a graph
+//! against this table before anything runs, so an unsupported operator is reported up
+//! front, with the names of the nodes that use it.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use burn::tensor::{Device, Tensor};
+
+use crate::error::OpError;
+use crate::graph::Node;
+use crate::value::{FloatValue, IntValue, Value, MAX_RANK};
+
+mod elementwise;
+mod nn;
+mod shape;
+
+/// What an operator sees besides its node and inputs.
+pub struct OpCtx<'a> {
+    /// The device new tensors are created on.
+    pub device: &'a Device,
+    /// The default-domain opset of the model (some operators changed between opsets).
+    pub opset: i64,
+}
+
+/// The result of one operator: its outputs, in order.
+pub type OpResult = Result<Vec<Value>, OpError>;
+
+/// An operator implementation.
+pub type OpFn = fn(&OpCtx<'_>, &Node, &[Option<Value>]) -> OpResult;
+
+/// The table of supported operators.
+pub fn registry() -> &'static HashMap<&'static str, OpFn> {
+    static REGISTRY: OnceLock<HashMap<&'static str, OpFn>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let table: &[(&'static str, OpFn)] = &[
+            // neural-network layers
+            ("Conv", nn::conv),
+            ("Gemm", nn::gemm),
+            ("MatMul", nn::matmul),
+            ("MaxPool", nn::max_pool),
+            ("AveragePool", nn::average_pool),
+            ("GlobalAveragePool", nn::global_average_pool),
+            ("GlobalMaxPool", nn::global_max_pool),
+            ("BatchNormalization", nn::batch_norm),
+            ("Softmax", nn::softmax),
+            ("LogSoftmax", nn::log_softmax),
+            // activations and element-wise maths
+            ("Relu", elementwise::relu),
+            ("LeakyRelu", elementwise::leaky_relu),
+            ("PRelu", elementwise::prelu),
+            ("Sigmoid", elementwise::sigmoid),
+            ("Tanh", elementwise::tanh),
+            ("Gelu", elementwise::gelu),
+            ("Erf", elementwise::erf),
+            ("Exp", elementwise::exp),
+            ("Log", elementwise::log),
+            ("Sqrt", elementwise::sqrt),
+            ("Neg", elementwise::neg),
+            ("Abs", elementwise::abs),
+            ("Reciprocal", elementwise::reciprocal),
+            ("Pow", elementwise::pow),
+            ("Add", elementwise::add),
+            ("Sub", elementwise::sub),
+            ("Mul", elementwise::mul),
+            ("Div", elementwise::div),
+            ("Clip", elementwise::clip),
+            ("ReduceMean", elementwise::reduce_mean),
+            ("ReduceSum", elementwise::reduce_sum),
+            ("ReduceMax", elementwise::reduce_max),
+            // shapes and plumbing
+            ("Identity", shape::identity),
+            ("Dropout", shape::dropout),
+            ("Flatten", shape::flatten),
+            ("Reshape", shape::reshape),
+            ("Transpose", shape::transpose),
+            ("Concat", shape::concat),
+            ("Shape", shape::shape),
+            ("Gather", shape::gather),
+            ("Unsqueeze", shape::unsqueeze),
+            ("Squeeze", shape::squeeze),
+            ("Slice", shape::slice),
+            ("Pad", shape::pad),
+            ("Cast", shape::cast),
+            ("ConstantOfShape", shape::constant_of_shape),
+            ("Expand", shape::expand),
+        ];
+        table.iter().copied().collect()
+    })
+}
+
+/// The operator types this crate supports (plus `Constant`, folded at load time), sorted.
+pub fn supported_ops() -> Vec<&'static str> {
+    let mut ops: Vec<&'static str> = registry().keys().copied().collect();
+    ops.push("Constant");
+    ops.sort_unstable();
+    ops
+}
+
+// ---- helpers shared by the operator families ----
+
+/// Input `k`, which the operator requires.
+pub(crate) fn input<'a>(inputs: &'a [Option<Value>], k: usize) -> Result<&'a Value, OpError> {
+    inputs
+        .get(k)
+        .and_then(|v| v.as_ref())
+        .ok_or_else(|| OpError::new(format!("missing required input #{k}")))
+}
+
+/// Optional input `k`.
+pub(crate) fn optional(inputs: &[Option<Value>], k: usize) -> Option<&Value> {
+    inputs.get(k).and_then(|v| v.as_ref())
+}
+
+/// Input `k` as a float tensor (integer inputs are converted and uploaded).
+pub(crate) fn float_input(
+    ctx: &OpCtx<'_>,
+    inputs: &[Option<Value>],
+    k: usize,
+) -> Result<FloatValue, OpError> {
+    to_float(ctx, input(inputs, k)?)
+}
+
+/// A value as a float tensor.
+pub(crate) fn to_float(ctx: &OpCtx<'_>, v: &Value) -> Result<FloatValue, OpError> {
+    match v {
+        Value::Float(f) => Ok(f.clone()),
+        Value::Int(i) => FloatValue::from_host(
+            i.data.iter().map(|&x| x as f32).collect(),
+            i.shape.clone(),
+            ctx.device,
+        ),
+    }
+}
+
+/// Input `k` as a host integer tensor.
+pub(crate) fn int_input(inputs: &[Option<Value>], k: usize) -> Result<&IntValue, OpError> {
+    match input(inputs, k)? {
+        Value::Int(i) => Ok(i),
+        Value::Float(_) => Err(OpError::new(format!(
+            "input #{k} must be an integer tensor known when the graph runs (shape data), got a float tensor"
+        ))),
+    }
+}
+
+/// A one-element value read on the host (for clip bounds, pad values, exponents).
+pub(crate) fn host_scalar(v: &Value, what: &str) -> Result<f32, OpError> {
+    match v {
+        Value::Int(i) if i.data.len() == 1 => Ok(i.data[0] as f32),
+        Value::Float(f) => f.host_scalar().ok_or_else(|| {
+            OpError::new(format!(
+                "{what} must be a one-element constant, got a computed tensor of shape {:?}",
+                f.shape
+            ))
+        }),
+        Value::Int(i) => Err(OpError::new(format!(
+            "{what} must have one element, got shape {:?}",
+            i.shape
+        ))),
+    }
+}
+
+/// Wraps one float output.
+pub(crate) fn one(v: FloatValue) -> OpResult {
+    Ok(vec![Value::Float(v)])
+}
+
+/// Applies a shape-preserving function to float input 0.
+pub(crate) fn unary(
+    ctx: &OpCtx<'_>,
+    inputs: &[Option<Value>],
+    f: impl FnOnce(Tensor<MAX_RANK>) -> Tensor<MAX_RANK>,
+) -> OpResult {
+    let x = float_input(ctx, inputs, 0)?;
+    one(x.map(f))
+}
+
+/// Converts an i64 to a non-negative usize, naming what it is on failure.
+pub(crate) fn to_usize(v: i64, what: &str) -> Result<usize, OpError> {
+    usize::try_from(v).map_err(|_| OpError::new(format!("{what} must be non-negative, got {v}")))
+}

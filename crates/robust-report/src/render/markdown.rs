@@ -1,0 +1,153 @@
+//! A compact Markdown summary for a CI job summary or a pull-request comment.
+//!
+//! It holds what a reviewer needs to decide: clean accuracy, one table per attack, the
+//! gate's verdict and the checks that did not pass. Text from the results is escaped so
+//! that a label cannot break a table or inject HTML.
+
+use std::fmt::Write as _;
+
+use crate::format::{eps as fmt_eps, pct, pct_opt, sig3};
+use crate::gate::threshold_text;
+use crate::render::norm_display;
+use crate::schema::{CheckStatus, RunResults};
+
+/// Escapes text for Markdown: table pipes, emphasis and link characters get a backslash,
+/// `<`, `>` and `&` become entities, line breaks become spaces.
+pub fn escape_markdown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '|' | '*' | '_' | '`' | '[' | ']' | '#' | '~' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn gate_table(md: &mut String, rows: &[&crate::GateRow]) {
+    md.push_str("| | attack | eps | rule | baseline | actual |\n");
+    md.push_str("|---|---|---:|---|---:|---:|\n");
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | `{}` | {} | {} |",
+            if r.passed { "✅" } else { "❌" },
+            escape_markdown(&r.attack),
+            if r.all_eps {
+                "all".into()
+            } else {
+                fmt_eps(r.eps)
+            },
+            threshold_text(r),
+            pct_opt(r.baseline),
+            r.actual.map(pct).unwrap_or_else(|| "missing".into()),
+        );
+    }
+    md.push('\n');
+}
+
+/// Renders the Markdown summary of `run`.
+pub fn render_markdown(run: &RunResults) -> String {
+    let e = escape_markdown;
+    let mut md = String::new();
+    let name = if run.model.file_name.is_empty() {
+        &run.model.path
+    } else {
+        &run.model.file_name
+    };
+    let _ = writeln!(md, "## Robustness report: {}\n", e(name));
+    let sha: String = run.model.sha256.chars().take(12).collect();
+    let _ = writeln!(
+        md,
+        "Clean accuracy **{}** on {} samples of {} · model `{}` · seed {} · {} {} on {}\n",
+        pct(run.clean_accuracy),
+        run.dataset.size,
+        e(&run.dataset.source),
+        e(&sha),
+        run.seed,
+        e(&run.tool.name),
+        e(&run.tool.version),
+        e(&run.device.backend),
+    );
+
+    if let Some(g) = &run.gate {
+        let failed = g.rows.iter().filter(|r| !r.passed).count();
+        if g.passed {
+            let _ = writeln!(md, "### Gate: ✅ passed ({} thresholds)\n", g.rows.len());
+        } else {
+            let _ = writeln!(
+                md,
+                "### Gate: ❌ failed ({failed} of {} thresholds)\n",
+                g.rows.len()
+            );
+        }
+        if let Some(b) = &g.baseline {
+            let _ = writeln!(md, "Baseline: {}\n", e(b));
+        }
+        // Failed rows first, in full; passing rows folded away, since a PR comment should
+        // lead with what needs attention.
+        let (failed_rows, passed_rows): (Vec<_>, Vec<_>) = g.rows.iter().partition(|r| !r.passed);
+        if !failed_rows.is_empty() {
+            gate_table(&mut md, &failed_rows);
+        }
+        if !passed_rows.is_empty() {
+            let _ = writeln!(
+                md,
+                "<details><summary>{} passing threshold{}</summary>\n",
+                passed_rows.len(),
+                if passed_rows.len() == 1 { "" } else { "s" }
+            );
+            gate_table(&mut md, &passed_rows);
+            md.push_str("</details>\n\n");
+        }
+    }
+
+    for a in &run.attacks {
+        let _ = writeln!(md, "### {} ({})\n", e(&a.label), norm_display(&a.norm));
+        md.push_str("| eps | robust acc | success rate | mean pert |\n");
+        md.push_str("|---:|---:|---:|---:|\n");
+        let mut points: Vec<_> = a.points.iter().collect();
+        points.sort_by(|p, q| p.eps.total_cmp(&q.eps));
+        for p in points {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                fmt_eps(p.eps),
+                pct(p.robust_accuracy),
+                pct(p.attack_success_rate),
+                sig3(p.mean_perturbation)
+            );
+        }
+        md.push('\n');
+    }
+
+    let flagged: Vec<_> = run
+        .checks
+        .iter()
+        .filter(|c| c.status != CheckStatus::Pass)
+        .collect();
+    if !run.checks.is_empty() {
+        md.push_str("### Reliability checks\n\n");
+        if flagged.is_empty() {
+            let _ = writeln!(md, "All {} checks passed.\n", run.checks.len());
+        } else {
+            for c in flagged {
+                let icon = if c.status == CheckStatus::Fail {
+                    "❌"
+                } else {
+                    "⚠️"
+                };
+                let _ = writeln!(md, "- {icon} **{}**: {}", e(&c.title), e(&c.message));
+            }
+            md.push('\n');
+        }
+    }
+    md
+}
