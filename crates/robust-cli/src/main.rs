@@ -1,1 +1,101 @@
-fn main() {}
+//! `robust`: adversarial robustness evaluation and model integrity checks for image
+//! classifiers, as one native binary.
+//!
+//! Flags are parsed with clap into one struct per subcommand; each command turns them
+//! into a validated plan before any heavy work. `main` maps errors to exit codes
+//! (see [`exit`]): one line on stderr, 2 for bad input, 1 for internal failures.
+
+mod commands;
+mod config;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Adversarial robustness of image classifiers: attacks, reports, a CI gate, and model
+/// integrity checks.
+#[derive(Debug, Parser)]
+#[command(name = "robust", version, about, long_about = None, after_help = "Examples:
+  robust eval --attack fgsm --eps 0.1          # the bundled demo model and data (robust.toml)
+  robust eval --model net.onnx --data test/ --attack fgsm,pgd --eps 0,0.01,0.03
+  robust report reports/results.json --format md
+  robust digest models/mnist-cnn/model.onnx
+  robust devices")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate clean and robust accuracy under attack sweeps; write JSON, HTML, Markdown, JUnit.
+    Eval(Box<commands::eval::EvalArgs>),
+    /// Re-render a results.json as HTML, Markdown or JUnit XML.
+    Report(commands::report::ReportArgs),
+    /// Print the SHA-256 of a model file, or the manifest of a model directory.
+    Digest(commands::integrity::DigestArgs),
+    /// Generate an Ed25519 key pair (PKCS#8 / SPKI PEM).
+    Keygen(commands::integrity::KeygenArgs),
+    /// Sign a model file or directory.
+    Sign(commands::integrity::SignArgs),
+    /// Verify a model against a signature; exit 1 when it was tampered with.
+    Verify(commands::integrity::VerifyArgs),
+    /// Two-sample Kolmogorov–Smirnov drift test per feature; exit 1 on drift.
+    Drift(commands::integrity::DriftArgs),
+    /// List the compute devices robust can use.
+    Devices,
+}
+
+fn devices() -> anyhow::Result<ExitCode> {
+    println!("cpu: burn flex backend ({} threads)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let adapters = robust_models::wgpu_adapters();
+    if adapters.is_empty() {
+        println!("wgpu: no adapter found");
+    }
+    for a in adapters {
+        println!(
+            "wgpu: {} ({}, {}{})",
+            a.name,
+            a.api,
+            a.device_type,
+            if a.software { ", software: auto skips it" } else { "" }
+        );
+    }
+    let auto = robust_models::select_device(robust_models::DeviceChoice::Auto)?;
+    println!("auto selects: {} [{}]", auto.adapter, auto.backend.name());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match &cli.command {
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Report(a) => commands::report::run(a),
+        Command::Digest(a) => commands::integrity::digest::run(a),
+        Command::Keygen(a) => commands::integrity::keygen::run(a),
+        Command::Sign(a) => commands::integrity::sign::run(a),
+        Command::Verify(a) => commands::integrity::verify::run(a),
+        Command::Drift(a) => commands::integrity::drift::run(a),
+        Command::Devices => devices(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {line}");
+            if e.downcast_ref::<exit::BadInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -40,7 +40,9 @@
 //! # Errors
 //!
 //! Every function returns [`Result`] with an [`IntegrityError`] that names the file,
-//! sample or feature concerned; no input makes the library panic.
+//! sample or feature concerned; no file or data content makes the library panic (only
+//! index accessors such as [`FeatureTable::row`] panic on an out-of-range index, as
+//! slice indexing does).
 //! [`IntegrityError::is_verification_failure`] tells a failed check (tampered model,
 //! wrong key) from unusable input.
 //!

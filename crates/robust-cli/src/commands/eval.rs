@@ -1,0 +1,811 @@
+//! `robust eval`: clean accuracy and robust accuracy under attack sweeps, with reports and a
+//! regression gate.
+//!
+//! Flags are parsed into [`EvalArgs`], merged with `robust.toml`, and turned into one
+//! validated [`Plan`] before anything heavy runs; then the model is loaded, the data set
+//! streamed batch by batch through every attack at every ε, and the results written.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use burn::tensor::{Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use robust_attacks::{AttackPlan, AttackRegistry, AttackSpec, Loss, Norm, Sweep, TargetMode};
+use robust_data::{DataFormat, DataSpec, Dataset, ResizeMode};
+use robust_models::{select_device, DeviceChoice, Model, ModelSpec};
+use robust_report as report;
+
+use crate::config::Config;
+use crate::exit::bad_input;
+
+/// Arguments of `robust eval`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:
+  robust eval --attack fgsm --eps 0.1                      # the bundled demo (robust.toml)
+  robust eval --model net.onnx --data images/ --attack fgsm,pgd --eps 0,2/255,8/255
+  robust eval --model net.onnx --data test.csv --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+  robust eval --device wgpu --attack pgd --steps 20 --restarts 2 --eps 0.03
+  robust eval --baseline reports/baseline.json --max-drop 0.02   # exit 1 on regression")]
+pub struct EvalArgs {
+    /// Configuration file (default: robust.toml in the current directory, if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Model file: .onnx, or .safetensors with --arch.
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Architecture file for a .safetensors model (JSON or TOML).
+    #[arg(long, value_name = "FILE")]
+    pub arch: Option<PathBuf>,
+    /// Input shape C,H,W when the model does not declare it.
+    #[arg(long, value_delimiter = ',', value_name = "C,H,W")]
+    pub input_shape: Option<Vec<usize>>,
+    /// Valid input range in pixel space, LO,HI (default 0,1).
+    #[arg(long, value_delimiter = ',', value_name = "LO,HI", allow_hyphen_values = true)]
+    pub bounds: Option<Vec<f32>>,
+    /// Per-channel mean, applied inside the graph.
+    #[arg(long, value_delimiter = ',', value_name = "M,...")]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel std, applied inside the graph.
+    #[arg(long, value_delimiter = ',', value_name = "S,...")]
+    pub std: Option<Vec<f32>>,
+
+    /// Data: an image folder (one subfolder per class), a CSV of path,label, an .npy of
+    /// images (labels.npy beside it), or MNIST IDX files.
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Labels file for .npy or IDX data.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Class names, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub classes: Option<PathBuf>,
+    /// Data format (default: detected).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<DataFormat>,
+    /// How images reach the model's size: resize, center-crop or resize-crop.
+    #[arg(long, value_name = "MODE")]
+    pub resize: Option<ResizeMode>,
+
+    /// Attacks, comma-separated: fgsm, fgm, bim, pgd.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub attack: Option<Vec<String>>,
+    /// ε values, comma-separated; fractions such as 8/255 are accepted.
+    #[arg(long, value_delimiter = ',', value_name = "EPS,...", value_parser = parse_eps)]
+    pub eps: Option<Vec<f32>>,
+    /// Threat model: linf or l2.
+    #[arg(long)]
+    pub norm: Option<Norm>,
+    /// Steps of iterative attacks (default 10).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Absolute step size.
+    #[arg(long, conflicts_with = "rel_step_size")]
+    pub step_size: Option<f32>,
+    /// Step size as a fraction of ε (PGD default 2.5/steps).
+    #[arg(long)]
+    pub rel_step_size: Option<f32>,
+    /// Random start inside the ε-ball (PGD default true).
+    #[arg(long, value_name = "BOOL")]
+    pub random_start: Option<bool>,
+    /// Restarts; the per-sample worst case is kept.
+    #[arg(long)]
+    pub restarts: Option<usize>,
+    /// Loss: cross-entropy (ce) or margin.
+    #[arg(long)]
+    pub loss: Option<Loss>,
+    /// Targeted attack: random, least-likely, or a class index.
+    #[arg(long, value_name = "MODE", value_parser = parse_target)]
+    pub targeted: Option<TargetMode>,
+
+    /// Device: auto (a hardware GPU if present, else the CPU), cpu or wgpu.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Samples per batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Evaluate only the first N samples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Seed for every random choice (random starts, random targets).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output directory for results.json, report.html, summary.md and junit.xml.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Example images per attack and ε in the report.
+    #[arg(long)]
+    pub examples: Option<usize>,
+    /// Append this run to a history file (JSON lines) and chart it in the report.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+
+    /// Baseline results.json to compare with.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Largest allowed drop of robust accuracy against the baseline (e.g. 0.02).
+    #[arg(long)]
+    pub max_drop: Option<f64>,
+    /// Minimum robust accuracy, ATTACK@EPS=ACC (ATTACK is a label, a name or *), repeatable.
+    #[arg(long = "min-robust", value_name = "RULE", value_parser = parse_min_rule)]
+    pub min_robust: Vec<report::MinRule>,
+    /// Re-run iterative attacks with doubled steps and restarts and flag results that change.
+    #[arg(long)]
+    pub check_convergence: bool,
+
+    /// Refuse to evaluate a model that does not verify against this signature file.
+    #[arg(long, value_name = "SIG", requires = "pubkey")]
+    pub require_signature: Option<PathBuf>,
+    /// Public key (PEM) for --require-signature.
+    #[arg(long, value_name = "PEM", requires = "require_signature")]
+    pub pubkey: Option<PathBuf>,
+
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_eps(s: &str) -> Result<f32, String> {
+    let v = match s.split_once('/') {
+        Some((a, b)) => {
+            let a: f32 = a.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+            let b: f32 = b.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+            a / b
+        }
+        None => s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?,
+    };
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("epsilon '{s}' must be a finite number ≥ 0"))
+    }
+}
+
+fn parse_target(s: &str) -> Result<TargetMode, String> {
+    match s {
+        "random" => Ok(TargetMode::Random),
+        "least-likely" | "ll" => Ok(TargetMode::LeastLikely),
+        "none" => Ok(TargetMode::None),
+        other => other
+            .parse::<usize>()
+            .map(TargetMode::Class)
+            .map_err(|_| format!("'{other}' is not random, least-likely or a class index")),
+    }
+}
+
+fn parse_min_rule(s: &str) -> Result<report::MinRule, String> {
+    let (lhs, acc) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("'{s}' is not ATTACK@EPS=ACC"))?;
+    let acc: f64 = acc
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{acc}' is not a number"))?;
+    let (attack, eps) = match lhs.split_once('@') {
+        Some((a, e)) => (a.to_string(), Some(parse_eps(e)? as f64)),
+        None => (lhs.to_string(), None),
+    };
+    Ok(report::MinRule {
+        attack,
+        eps,
+        min_robust_accuracy: acc,
+    })
+}
+
+/// Everything a run needs, validated.
+struct Plan {
+    config_path: Option<PathBuf>,
+    model: ModelSpec,
+    data: DataSpec,
+    specs: Vec<AttackSpec>,
+    eps: Vec<f32>,
+    device: DeviceChoice,
+    batch_size: usize,
+    limit: Option<usize>,
+    seed: u64,
+    out: PathBuf,
+    examples: usize,
+    history: Option<PathBuf>,
+    baseline: Option<PathBuf>,
+    thresholds: report::Thresholds,
+    check_convergence: bool,
+    signature: Option<(PathBuf, PathBuf)>,
+    quiet: bool,
+}
+
+fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
+    let (cfg, config_path) = match &args.config {
+        Some(p) => (Config::read(p).map_err(bad_input)?, Some(p.clone())),
+        None if Path::new("robust.toml").is_file() => (
+            Config::read(Path::new("robust.toml")).map_err(bad_input)?,
+            Some(PathBuf::from("robust.toml")),
+        ),
+        None => (Config::default(), None),
+    };
+    let mut model = match (&args.model, cfg.model) {
+        (Some(p), _) => ModelSpec::new(p),
+        (None, Some(m)) => m,
+        (None, None) => {
+            return Err(bad_input(
+                "no model given: pass --model FILE or run where a robust.toml names one",
+            ))
+        }
+    };
+    if let Some(a) = &args.arch {
+        model.arch = Some(a.clone());
+    }
+    if let Some(s) = &args.input_shape {
+        model.input_shape = Some(s.clone());
+    }
+    if let Some(b) = &args.bounds {
+        if b.len() != 2 {
+            return Err(bad_input("--bounds takes two values, LO,HI"));
+        }
+        model.bounds = [b[0], b[1]];
+    }
+    if args.mean.is_some() || args.std.is_some() {
+        model.mean = args.mean.clone();
+        model.std = args.std.clone();
+    }
+    let mut data = match (&args.data, cfg.data) {
+        (Some(p), _) => DataSpec::new(p),
+        (None, Some(d)) => d,
+        (None, None) => {
+            return Err(bad_input(
+                "no data given: pass --data PATH or run where a robust.toml names a data set",
+            ))
+        }
+    };
+    if let Some(l) = &args.labels {
+        data.labels = Some(l.clone());
+    }
+    if let Some(c) = &args.classes {
+        data.classes = Some(c.clone());
+    }
+    if let Some(f) = args.format {
+        data.format = Some(f);
+    }
+    if let Some(r) = args.resize {
+        data.resize = r;
+    }
+
+    let eps = args
+        .eps
+        .clone()
+        .or(cfg.eval.eps)
+        .unwrap_or_else(|| vec![0.0, 0.01, 0.03, 0.1]);
+    if eps.is_empty() {
+        return Err(bad_input("--eps needs at least one value"));
+    }
+    if let Some(bad) = eps.iter().find(|e| !e.is_finite() || **e < 0.0) {
+        return Err(bad_input(format!("epsilon {bad} must be a finite number ≥ 0")));
+    }
+    let mut specs: Vec<AttackSpec> = match (&args.attack, cfg.eval.attacks) {
+        (Some(names), _) => names.iter().map(AttackSpec::named).collect(),
+        (None, _) if !cfg.attack.is_empty() => cfg.attack,
+        (None, Some(names)) => names.iter().map(AttackSpec::named).collect(),
+        (None, None) => vec![AttackSpec::named("fgsm"), AttackSpec::named("pgd")],
+    };
+    for s in &mut specs {
+        macro_rules! flag {
+            ($f:ident) => {
+                if let Some(v) = &args.$f {
+                    s.$f = Some(v.clone());
+                }
+            };
+        }
+        flag!(norm);
+        flag!(steps);
+        flag!(step_size);
+        flag!(rel_step_size);
+        flag!(random_start);
+        flag!(restarts);
+        flag!(loss);
+        if let Some(t) = args.targeted {
+            s.target = Some(t);
+        }
+    }
+    let device = args
+        .device
+        .clone()
+        .or(cfg.eval.device)
+        .unwrap_or_else(|| "auto".into())
+        .parse::<DeviceChoice>()
+        .map_err(bad_input)?;
+    let batch_size = args.batch_size.or(cfg.eval.batch_size).unwrap_or(256);
+    if batch_size == 0 {
+        return Err(bad_input("--batch-size must be at least 1"));
+    }
+    let mut thresholds = report::Thresholds {
+        min: cfg.gate.min,
+        max_drop: cfg.gate.max_drop,
+    };
+    thresholds.min.extend(args.min_robust.iter().cloned());
+    if args.max_drop.is_some() {
+        thresholds.max_drop = args.max_drop;
+    }
+    if let Some(d) = thresholds.max_drop {
+        if !(0.0..=1.0).contains(&d) {
+            return Err(bad_input(format!("--max-drop {d} must be between 0 and 1")));
+        }
+    }
+    let baseline = args.baseline.clone().or(cfg.gate.baseline);
+    if thresholds.max_drop.is_some() && baseline.is_none() {
+        return Err(bad_input("--max-drop needs a --baseline results file"));
+    }
+    Ok(Plan {
+        config_path,
+        model,
+        data,
+        specs,
+        eps,
+        device,
+        batch_size,
+        limit: args.limit.or(cfg.eval.limit),
+        seed: args.seed.or(cfg.eval.seed).unwrap_or(0),
+        out: args
+            .out
+            .clone()
+            .or(cfg.eval.out)
+            .unwrap_or_else(|| PathBuf::from("reports")),
+        examples: args.examples.or(cfg.eval.examples).unwrap_or(3),
+        history: args.history.clone().or(cfg.eval.history),
+        baseline,
+        thresholds,
+        check_convergence: args.check_convergence,
+        signature: args.require_signature.clone().zip(args.pubkey.clone()),
+        quiet: args.quiet,
+    })
+}
+
+/// Builds the attack plans, with unique labels.
+fn build_plans(
+    specs: &[AttackSpec],
+    eps: &[f32],
+    double: bool,
+) -> anyhow::Result<Vec<AttackPlan>> {
+    let registry = AttackRegistry::builtin();
+    let mut plans: Vec<AttackPlan> = Vec::new();
+    for spec in specs {
+        let mut spec = spec.clone();
+        if double {
+            spec.steps = Some(spec.steps.unwrap_or(10) * 2);
+            spec.restarts = Some(spec.restarts.unwrap_or(1) * 2);
+        }
+        let attack = registry.build(&spec).map_err(bad_input)?;
+        if double && attack.steps() <= 1 {
+            continue;
+        }
+        plans.push(AttackPlan {
+            attack,
+            eps: spec.eps.clone().unwrap_or_else(|| eps.to_vec()),
+            target: spec.target.unwrap_or_default(),
+        });
+    }
+    Ok(plans)
+}
+
+fn labels_of(plans: &[AttackPlan]) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    for p in plans {
+        let mut l = p.attack.label();
+        if p.target != TargetMode::None {
+            l = format!("{l} targeted {}", p.target);
+        }
+        let mut k = 2;
+        let base = l.clone();
+        while labels.contains(&l) {
+            l = format!("{base} #{k}");
+            k += 1;
+        }
+        labels.push(l);
+    }
+    labels
+}
+
+/// Runs a sweep over the whole data set.
+fn run_sweep(
+    model: &Model,
+    dataset: &Dataset,
+    plans: Vec<AttackPlan>,
+    plan: &Plan,
+    what: &str,
+) -> anyhow::Result<Sweep> {
+    let num_classes = model.info().num_classes;
+    let [c, h, w] = <[usize; 3]>::try_from(model.info().input_shape.clone())
+        .map_err(|_| anyhow::anyhow!("model input shape is not [C, H, W]"))?;
+    let units: u64 = plans.iter().map(|p| p.eps.len() as u64).sum::<u64>()
+        * dataset.len().div_ceil(plan.batch_size) as u64;
+    let bar = if plan.quiet {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(units);
+        b.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} (attack × ε × batch) {elapsed}<{eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        b.set_message(what.to_string());
+        b
+    };
+    let mut sweep = Sweep::new(plans, num_classes, plan.seed, plan.examples);
+    for batch in dataset.batches(plan.batch_size) {
+        let batch = batch.map_err(bad_input)?;
+        if let Some(&bad) = batch.labels.iter().find(|&&y| y >= num_classes) {
+            return Err(bad_input(format!(
+                "{}: label {bad} is out of range for a model with {num_classes} outputs",
+                dataset.info().source
+            )));
+        }
+        let n = batch.labels.len();
+        let x = Tensor::<4>::from_data(TensorData::new(batch.pixels, [n, c, h, w]), model.device());
+        sweep
+            .run_batch(model, x, batch.labels, batch.indices, || bar.inc(1))
+            .context("attack sweep failed")?;
+    }
+    bar.finish_and_clear();
+    Ok(sweep)
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn opt_ratio(a: usize, b: usize) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+fn attack_results(sweep: &Sweep, labels: &[String]) -> Vec<report::AttackResult> {
+    sweep
+        .plans
+        .iter()
+        .enumerate()
+        .map(|(p, plan)| {
+            let mut params = plan.attack.params();
+            params.insert("target".into(), plan.target.to_string().into());
+            params.insert(
+                "eps".into(),
+                plan.eps.iter().map(|&e| e as f64).collect::<Vec<_>>().into(),
+            );
+            report::AttackResult {
+                name: plan.attack.name().to_string(),
+                label: labels[p].clone(),
+                norm: plan.attack.norm().to_string(),
+                params,
+                points: sweep.stats[p]
+                    .iter()
+                    .map(|s| report::EpsPoint {
+                        eps: s.eps as f64,
+                        robust_accuracy: s.robust_accuracy(),
+                        attack_success_rate: s.success_rate(),
+                        mean_perturbation: s.mean_perturbation(),
+                        max_perturbation: s.perturbation_max as f64,
+                        per_class_robust: s
+                            .per_class_n
+                            .iter()
+                            .zip(&s.per_class_robust)
+                            .map(|(&n, &r)| opt_ratio(r, n))
+                            .collect(),
+                        zero_grad_samples: s.zero_grad,
+                        nonfinite_grad_samples: s.nonfinite_grad,
+                        n: s.n,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn examples(sweep: &Sweep, labels: &[String]) -> anyhow::Result<Vec<report::Example>> {
+    sweep
+        .examples
+        .iter()
+        .map(|ex| {
+            let [c, h, w] = ex.shape;
+            let delta: Vec<f32> = ex
+                .adv_pixels
+                .iter()
+                .zip(&ex.clean_pixels)
+                .map(|(a, b)| a - b)
+                .collect();
+            let lo_hi = |v: &[f32]| -> Vec<f32> {
+                let lo = v.iter().copied().fold(f32::INFINITY, f32::min).min(0.0);
+                let hi = v.iter().copied().fold(f32::NEG_INFINITY, f32::max).max(1.0);
+                v.iter().map(|x| (x - lo) / (hi - lo)).collect()
+            };
+            Ok(report::Example {
+                attack: labels[ex.plan].clone(),
+                eps: ex.eps as f64,
+                index: ex.index,
+                true_label: ex.label,
+                clean_pred: ex.clean.0,
+                clean_conf: ex.clean.1,
+                adv_pred: ex.adv.0,
+                adv_conf: ex.adv.1,
+                clean_png: report::png_base64(w as u32, h as u32, c as u32, &lo_hi(&ex.clean_pixels))?,
+                adv_png: report::png_base64(w as u32, h as u32, c as u32, &lo_hi(&ex.adv_pixels))?,
+                perturbation_png: report::png_base64(
+                    w as u32,
+                    h as u32,
+                    c as u32,
+                    &report::perturbation_to_unit(&delta),
+                )?,
+            })
+        })
+        .collect()
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.2}%", v * 100.0)
+}
+
+fn print_table(run: &report::RunResults) {
+    println!("clean accuracy: {}  ({} samples)", pct(run.clean_accuracy), run.dataset.size);
+    let width = run
+        .attacks
+        .iter()
+        .map(|a| a.label.chars().count())
+        .max()
+        .unwrap_or(6)
+        .max(10);
+    println!(
+        "\n{:<width$}  {:>8}  {:>10}  {:>8}  {:>9}  {:>9}",
+        "attack", "eps", "robust acc", "success", "mean pert", "max pert"
+    );
+    for a in &run.attacks {
+        for p in &a.points {
+            println!(
+                "{:<width$}  {:>8.4}  {:>10}  {:>8}  {:>9.4}  {:>9.4}",
+                a.label,
+                p.eps,
+                pct(p.robust_accuracy),
+                pct(p.attack_success_rate),
+                p.mean_perturbation,
+                p.max_perturbation
+            );
+        }
+    }
+    for w in &run.worst_case {
+        println!(
+            "{:<width$}  {:>8.4}  {:>10}",
+            "worst case",
+            w.eps,
+            pct(w.robust_accuracy)
+        );
+    }
+    let flagged: Vec<&report::Check> = run
+        .checks
+        .iter()
+        .filter(|c| c.status != report::CheckStatus::Pass)
+        .collect();
+    if flagged.is_empty() {
+        println!("\nreliability checks: all {} passed", run.checks.len());
+    } else {
+        println!("\nreliability checks:");
+        for c in flagged {
+            println!("  [{}] {}: {}", c.status.as_str(), c.title, c.message);
+        }
+    }
+    if let Some(g) = &run.gate {
+        println!(
+            "\ngate: {}{}",
+            if g.passed { "PASSED" } else { "FAILED" },
+            g.baseline
+                .as_ref()
+                .map(|b| format!(" (baseline {b})"))
+                .unwrap_or_default()
+        );
+        for r in &g.rows {
+            println!(
+                "  {} {:<width$} eps {:<8} {:<28} baseline {:>8} actual {:>8}",
+                if r.passed { "ok  " } else { "FAIL" },
+                r.attack,
+                r.eps,
+                report::threshold_text(r),
+                r.baseline.map(pct).unwrap_or_else(|| "-".into()),
+                r.actual.map(pct).unwrap_or_else(|| "missing".into()),
+            );
+        }
+    }
+}
+
+/// Runs `robust eval`.
+pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let plan = plan(args)?;
+    // Check cheap inputs before the model loads.
+    let baseline = match &plan.baseline {
+        Some(p) => Some((p.display().to_string(), report::RunResults::read(p).map_err(bad_input)?)),
+        None => None,
+    };
+    build_plans(&plan.specs, &plan.eps, false)?;
+
+    let signature_verified = match &plan.signature {
+        Some((sig, pubkey)) => {
+            let signature = robust_integrity::SignatureFile::read(sig).map_err(bad_input)?;
+            let pem = std::fs::read_to_string(pubkey)
+                .map_err(|e| bad_input(format!("{}: cannot read: {e}", pubkey.display())))?;
+            match robust_integrity::verify(&plan.model.path, &signature, &pem) {
+                Ok(_) => Some(true),
+                Err(e) if e.is_verification_failure() => {
+                    eprintln!("error: refusing to evaluate an unverified model: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(bad_input(e)),
+            }
+        }
+        None => None,
+    };
+
+    let device = select_device(plan.device).map_err(bad_input)?;
+    if let Some(note) = &device.fallback_note {
+        eprintln!("warning: --device auto: {note}");
+    }
+    let model = Model::load(&plan.model, &device.device).map_err(bad_input)?;
+    let info = model.info().clone();
+    let shape = <[usize; 3]>::try_from(info.input_shape.clone())
+        .map_err(|_| bad_input("model input shape is not [C, H, W]"))?;
+    let dataset = Dataset::open(&plan.data, shape, info.bounds, plan.limit).map_err(bad_input)?;
+    if dataset.info().num_classes > info.num_classes {
+        return Err(bad_input(format!(
+            "{}: the data set has {} classes but the model has {} outputs",
+            plan.data.path.display(),
+            dataset.info().num_classes,
+            info.num_classes
+        )));
+    }
+    if !plan.quiet {
+        eprintln!(
+            "robust eval: {} ({}, sha256 {}…) on {} ({} samples), {} [{}], seed {}",
+            info.path.display(),
+            info.format.name(),
+            &info.sha256[..12],
+            dataset.info().source,
+            dataset.len(),
+            device.adapter,
+            device.backend.name(),
+            plan.seed
+        );
+    }
+
+    let plans = build_plans(&plan.specs, &plan.eps, false)?;
+    let labels = labels_of(&plans);
+    let sweep = run_sweep(&model, &dataset, plans, &plan, "attacking")?;
+
+    let class_names = dataset.info().class_names.clone();
+    let mut run = report::RunResults {
+        schema_version: report::SCHEMA_VERSION,
+        tool: report::ToolInfo {
+            name: "robust".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            burn_version: robust_models::BURN_VERSION.into(),
+            git_commit: git_commit(),
+        },
+        started_at,
+        duration_s: 0.0,
+        seed: plan.seed,
+        device: report::DeviceInfo {
+            requested: plan.device.to_string(),
+            backend: device.backend.name().into(),
+            adapter: device.adapter.clone(),
+        },
+        model: report::ModelInfo {
+            path: info.path.display().to_string(),
+            file_name: info
+                .path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            sha256: info.sha256.clone(),
+            format: info.format.name().into(),
+            input_shape: info.input_shape.clone(),
+            bounds: info.bounds,
+            mean: info.mean.clone(),
+            std: info.std.clone(),
+            num_classes: info.num_classes,
+            signature_verified,
+        },
+        dataset: report::DatasetInfo {
+            source: dataset.info().source.clone(),
+            format: dataset.info().format.name().into(),
+            size: dataset.len(),
+            num_classes: info.num_classes,
+            class_names: (0..info.num_classes)
+                .map(|c| class_names.get(c).cloned().unwrap_or_else(|| c.to_string()))
+                .collect(),
+        },
+        clean_accuracy: sweep.clean.correct as f64 / sweep.clean.n.max(1) as f64,
+        clean_per_class: sweep
+            .clean
+            .per_class_n
+            .iter()
+            .zip(&sweep.clean.per_class_correct)
+            .map(|(&n, &c)| opt_ratio(c, n))
+            .collect(),
+        attacks: attack_results(&sweep, &labels),
+        worst_case: sweep
+            .worst_case()
+            .into_iter()
+            .map(|(_, eps, acc, members)| report::WorstCasePoint {
+                eps: eps as f64,
+                robust_accuracy: acc,
+                attacks: members.iter().map(|&m| labels[m].clone()).collect(),
+            })
+            .collect(),
+        examples: examples(&sweep, &labels)?,
+        checks: Vec::new(),
+        gate: None,
+    };
+    let check_opts = report::CheckOptions::default();
+    run.checks = report::reliability_checks(&run, &check_opts);
+    if plan.check_convergence {
+        let doubled = build_plans(&plan.specs, &plan.eps, true)?;
+        if !doubled.is_empty() {
+            let dlabels = labels_of(&doubled);
+            let dsweep = run_sweep(&model, &dataset, doubled, &plan, "convergence check")?;
+            let mut drun = run.clone();
+            drun.attacks = attack_results(&dsweep, &dlabels);
+            run.checks
+                .extend(report::stronger_attack_checks(&run, &drun, &check_opts));
+        }
+    }
+    if !plan.thresholds.min.is_empty() || baseline.is_some() {
+        run.gate = Some(report::evaluate_gate(
+            &run,
+            baseline.as_ref().map(|(p, r)| (p.as_str(), r)),
+            &plan.thresholds,
+        ));
+    }
+    run.duration_s = started.elapsed().as_secs_f64();
+
+    // Outputs: rendered fully in memory first, then each written atomically.
+    let history = match &plan.history {
+        Some(h) => {
+            report::append_history(h, &run).map_err(bad_input)?;
+            Some(report::read_history(h).map_err(bad_input)?)
+        }
+        None => None,
+    };
+    let html = report::render_html(
+        &run,
+        &report::HtmlOptions {
+            history: history.as_deref(),
+            ..Default::default()
+        },
+    )?;
+    let md = report::render_markdown(&run);
+    let junit = report::render_junit(&run);
+    std::fs::create_dir_all(&plan.out)
+        .map_err(|e| bad_input(format!("{}: cannot create the output directory: {e}", plan.out.display())))?;
+    let results_path = plan.out.join("results.json");
+    run.write(&results_path)?;
+    report::write_atomic(plan.out.join("report.html"), html.as_bytes())?;
+    report::write_atomic(plan.out.join("summary.md"), md.as_bytes())?;
+    report::write_atomic(plan.out.join("junit.xml"), junit.as_bytes())?;
+
+    print_table(&run);
+    println!(
+        "\nwrote {} (+ report.html, summary.md, junit.xml) in {:.1} s{}",
+        results_path.display(),
+        run.duration_s,
+        plan.config_path
+            .as_ref()
+            .map(|c| format!("; settings from {}", c.display()))
+            .unwrap_or_default()
+    );
+    Ok(match &run.gate {
+        Some(g) if !g.passed => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod eval;
+pub mod integrity;
+pub mod report;

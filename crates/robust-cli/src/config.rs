@@ -1,0 +1,138 @@
+//! `robust.toml`: the project's model, data, sweep and gate settings. Flags override it.
+//!
+//! ```toml
+//! [model]
+//! path = "models/mnist-cnn/model.onnx"
+//! bounds = [0.0, 1.0]
+//! mean = [0.1307]
+//! std = [0.3081]
+//!
+//! [data]
+//! path = "datasets/mnist-demo/images.npy"
+//! classes = "datasets/mnist-demo/classes.txt"
+//!
+//! [eval]
+//! attacks = ["fgsm", "pgd"]
+//! eps = [0.0, 0.01, 0.03, 0.1]
+//! batch_size = 250
+//! seed = 0
+//!
+//! [[attack]]            # optional: full control over one attack
+//! name = "pgd"
+//! steps = 20
+//! restarts = 2
+//!
+//! [gate]
+//! max_drop = 0.02
+//! baseline = "reports/baseline.json"
+//! min = [{ attack = "PGD-10 Linf", eps = 0.1, min_robust_accuracy = 0.5 }]
+//! ```
+//!
+//! Relative paths are resolved against the directory that holds the file.
+
+use std::path::{Path, PathBuf};
+
+use robust_attacks::AttackSpec;
+use robust_data::DataSpec;
+use robust_models::ModelSpec;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The model.
+    pub model: Option<ModelSpec>,
+    /// The data set.
+    pub data: Option<DataSpec>,
+    /// Sweep settings.
+    #[serde(default)]
+    pub eval: EvalConfig,
+    /// Detailed attack specifications (used when `--attack` is not given).
+    #[serde(default)]
+    pub attack: Vec<AttackSpec>,
+    /// The regression gate.
+    #[serde(default)]
+    pub gate: GateConfig,
+}
+
+/// `[eval]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Attack names (simple form of `[[attack]]`).
+    pub attacks: Option<Vec<String>>,
+    /// ε values.
+    pub eps: Option<Vec<f32>>,
+    /// Batch size.
+    pub batch_size: Option<usize>,
+    /// Evaluate only the first N samples.
+    pub limit: Option<usize>,
+    /// Seed.
+    pub seed: Option<u64>,
+    /// `auto`, `cpu` or `wgpu`.
+    pub device: Option<String>,
+    /// Output directory.
+    pub out: Option<PathBuf>,
+    /// History file (JSON lines) to append each run to.
+    pub history: Option<PathBuf>,
+    /// Example images per attack and ε in the report.
+    pub examples: Option<usize>,
+}
+
+/// `[gate]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// Baseline results to compare with.
+    pub baseline: Option<PathBuf>,
+    /// Largest allowed drop in robust accuracy against the baseline.
+    pub max_drop: Option<f64>,
+    /// Minimum robust accuracy rules.
+    #[serde(default)]
+    pub min: Vec<robust_report::MinRule>,
+}
+
+fn rebase(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+impl Config {
+    /// Reads a config file; relative paths in it become relative to its directory.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| {
+            format!(
+                "{}: invalid configuration: {}",
+                path.display(),
+                e.to_string().lines().collect::<Vec<_>>().join(" ")
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if base.as_os_str().is_empty() {
+            return Ok(cfg);
+        }
+        if let Some(m) = &mut cfg.model {
+            rebase(base, &mut m.path);
+            if let Some(a) = &mut m.arch {
+                rebase(base, a);
+            }
+        }
+        if let Some(d) = &mut cfg.data {
+            rebase(base, &mut d.path);
+            for p in [&mut d.labels, &mut d.classes].into_iter().flatten() {
+                rebase(base, p);
+            }
+        }
+        for p in [&mut cfg.eval.out, &mut cfg.eval.history, &mut cfg.gate.baseline]
+            .into_iter()
+            .flatten()
+        {
+            rebase(base, p);
+        }
+        Ok(cfg)
+    }
+}
