@@ -108,4 +108,4 @@ pub use sign::{
     generate_keypair, provenance, sign_manifest, verify, Provenance, SignatureFile,
     VerifiedManifest,
 };
-pub use table::FeatureTable;
+pub use table::{npy_shape, FeatureTable};

@@ -289,6 +289,19 @@ impl FeatureTable {
     }
 }
 
+/// The shape declared in a `.npy` file's header, read without loading the data: lets a
+/// caller tell a feature table (`[samples, features]`) from an image array
+/// (`[N, H, W]`, `[N, C, H, W]`, ...) before choosing how to read it.
+pub fn npy_shape(path: impl AsRef<Path>) -> Result<Vec<usize>> {
+    let path = path.as_ref();
+    let file = fs::File::open(path).map_err(|e| IntegrityError::io("read", path, e))?;
+    let npy = NpyFile::new(std::io::BufReader::new(file)).map_err(|e| IntegrityError::Npy {
+        path: path.to_path_buf(),
+        reason: format!("not a .npy file ({e})"),
+    })?;
+    Ok(npy.shape().iter().map(|&s| s as usize).collect())
+}
+
 /// Checks the `shape` declared in a .npy header before the npy reader sees it: a hostile
 /// or corrupt header must not make the reader overflow or allocate for values the file
 /// cannot hold (every value takes at least one byte). Headers it cannot parse are left to

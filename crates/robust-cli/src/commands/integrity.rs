@@ -1,6 +1,7 @@
 //! `robust digest`, `keygen`, `sign`, `verify` and `drift`: thin wrappers around
 //! `robust_integrity`, one submodule per command, each with an `Args` struct and
-//! `pub fn run(args: &Args) -> anyhow::Result<ExitCode>`.
+//! `pub fn run(args: &Args) -> anyhow::Result<ExitCode>`; [`inputs`] turns feature tables
+//! and data sets (through a model, if given) into features for `drift` and `scan`.
 //!
 //! Exit codes (see `crate::exit`): 0 success; 1 a failed check (tampered model, wrong
 //! key, drift found); 2 unusable input (missing or malformed file, bad flag value).
@@ -285,31 +286,59 @@ pub mod drift {
 
     use anyhow::Result;
     use robust_integrity::{
-        detect_drift, write_atomic, Correction, DriftOptions, FeatureTable, IntegrityError,
+        detect_drift, write_atomic, Correction, DriftOptions, IntegrityError,
     };
 
+    use super::inputs::{features_of, resolve_kind, FeatureSpace, InputKind, ModelArgs};
     use crate::exit::bad_input;
 
     fn parse_correction(s: &str) -> std::result::Result<Correction, String> {
         s.parse().map_err(|e: IntegrityError| e.to_string())
     }
 
-    /// Test every feature of two tables for drift (two-sample Kolmogorov–Smirnov); exit 1 on drift.
+    /// Drifted features printed without --all.
+    const PRINT_LIMIT: usize = 20;
+
+    /// Test every feature of two tables or data sets for drift (two-sample
+    /// Kolmogorov–Smirnov); exit 1 on drift.
     #[derive(Debug, clap::Args)]
     #[command(after_help = "Examples:
       robust drift --reference train_features.npy --current prod_features.npy
       robust drift --reference ref.csv --current today.csv --p-val 0.01 --correction fdr --json drift.json
+      robust drift --reference datasets/mnist-demo --current incoming/images.npy \\
+          --model models/mnist-cnn/model.onnx --mean 0.1307 --std 0.3081
+      robust drift --reference train/ --current prod/ --input-shape 3,32,32   # per pixel
 
-    Inputs are feature tables: .npy (f4/f8/u1/i4/i8; [samples, features], or [samples, ...]
-    flattened per sample) or CSV with a header row. p-values follow scipy.stats.ks_2samp
-    (exact up to 10000 samples, asymptotic above). Exit code 0: no drift; 1: drift; 2: bad input.")]
+    Inputs (--input auto decides by the file; --input features|data overrides):
+      feature tables: .npy of rank 1 or 2 (f4/f8/u1/i4/i8; [samples, features]) or a CSV
+        with a header row of feature names;
+      data sets: an image folder (one subfolder per class), a CSV of path,label, an images
+        .npy of rank 3 or 4 (labels.npy beside it is optional here) or a folder holding
+        images.npy, MNIST IDX files.
+    Both inputs must be the same kind. A data set becomes features: per pixel without
+    --model (the image size comes from the .npy/IDX header, else --input-shape); with
+    --model, the model's penultimate features (default; --layer picks another value) or
+    logits (--feature-space), which are far more sensitive to a shift of image content
+    than single pixels. The inputs must have the same number of features.
+
+    p-values follow scipy.stats.ks_2samp (exact up to 10000 samples, asymptotic above),
+    then Bonferroni or Benjamini-Hochberg (fdr) across features.
+    Exit code 0: no drift; 1: drift; 2: bad input (missing file, mismatched feature
+    counts, bad flag value).")]
     pub struct DriftArgs {
-        /// Reference feature table (.npy or .csv).
+        /// Reference: a feature table or a data set.
         #[arg(long, value_name = "A")]
         pub reference: PathBuf,
-        /// Current feature table (.npy or .csv), with the same number of features.
+        /// Current: a feature table or a data set, of the same kind and width as the reference.
         #[arg(long, value_name = "B")]
         pub current: PathBuf,
+        /// How to read the inputs: auto, features or data.
+        #[arg(long, value_enum, default_value = "auto", value_name = "KIND")]
+        pub input: InputKind,
+        /// Features of a data set: pixels, penultimate or logits (default: penultimate with
+        /// --model, pixels without).
+        #[arg(long, value_enum, value_name = "SPACE")]
+        pub feature_space: Option<FeatureSpace>,
         /// Significance level, in (0, 1).
         #[arg(long, value_name = "P", default_value_t = 0.05)]
         pub p_val: f64,
@@ -319,32 +348,589 @@ pub mod drift {
         /// Write the full report as JSON to this file.
         #[arg(long, value_name = "OUT")]
         pub json: Option<PathBuf>,
-        /// List every feature in the table, not only the drifted ones.
+        /// List every feature, not only the first drifted ones.
         #[arg(long)]
         pub all: bool,
+        #[command(flatten)]
+        pub model: ModelArgs,
     }
 
     /// Runs `robust drift`.
     pub fn run(args: &DriftArgs) -> Result<ExitCode> {
-        let reference = FeatureTable::read(&args.reference).map_err(bad_input)?;
-        let current = FeatureTable::read(&args.current).map_err(bad_input)?;
+        // Cheap checks first: flags, files, kinds; then the model and the data.
+        if !(args.p_val > 0.0 && args.p_val < 1.0) {
+            return Err(bad_input(format!("--p-val {} must lie in (0, 1)", args.p_val)));
+        }
+        args.model.validate()?;
+        let space = match (args.feature_space, &args.model.model) {
+            (Some(s), _) => s,
+            (None, Some(_)) => FeatureSpace::Penultimate,
+            (None, None) => FeatureSpace::Pixels,
+        };
+        if space != FeatureSpace::Pixels && args.model.model.is_none() {
+            return Err(bad_input(format!(
+                "--feature-space {} needs --model",
+                space.name()
+            )));
+        }
+        let ref_kind = resolve_kind(&args.reference, args.input)?;
+        let cur_kind = resolve_kind(&args.current, args.input)?;
+        if ref_kind != cur_kind {
+            let name = |k: InputKind| if k == InputKind::Data { "a data set" } else { "a feature table" };
+            return Err(bad_input(format!(
+                "{} is {} but {} is {}; compare two of the same kind (or set --input)",
+                args.reference.display(),
+                name(ref_kind),
+                args.current.display(),
+                name(cur_kind)
+            )));
+        }
+        if ref_kind == InputKind::Features && args.model.model.is_some() {
+            return Err(bad_input(format!(
+                "{} is a feature table, and --model needs data sets (image folder, CSV of \
+                 path,label, images .npy, IDX); drop --model to compare the tables as they \
+                 are, or pass --input data",
+                args.reference.display()
+            )));
+        }
+        let model = args.model.load()?;
+        let (reference, ref_what) =
+            features_of(&args.reference, ref_kind, space, model.as_ref(), &args.model)?;
+        let (current, cur_what) =
+            features_of(&args.current, cur_kind, space, model.as_ref(), &args.model)?;
         let options = DriftOptions {
             p_val: args.p_val,
             correction: args.correction,
             ..DriftOptions::default()
         };
         let report = detect_drift(&reference, &current, &options).map_err(bad_input)?;
-        print!("{}", report.to_table(!args.all));
+        let mut json = serde_json::to_value(&report)?;
+        if let Some(obj) = json.as_object_mut() {
+            obj.insert("reference".into(), ref_what.clone().into());
+            obj.insert("current".into(), cur_what.clone().into());
+            let space_name = if ref_kind == InputKind::Data { space.name() } else { "table" };
+            obj.insert("feature_space".into(), space_name.into());
+            if let Some(m) = &model {
+                obj.insert(
+                    "model".into(),
+                    serde_json::json!({
+                        "path": m.info().path.display().to_string(),
+                        "sha256": m.info().sha256,
+                    }),
+                );
+            }
+        }
+        let mut text = serde_json::to_string_pretty(&json)?;
+        text.push('\n');
+        // Rendered in memory first; the file is written before anything is printed so a
+        // failed write is the only message.
         if let Some(out) = &args.json {
-            let mut json = serde_json::to_string_pretty(&report)?;
-            json.push('\n');
-            write_atomic(out, json.as_bytes()).map_err(bad_input)?;
+            write_atomic(out, text.as_bytes()).map_err(bad_input)?;
+        }
+        println!("reference: {ref_what}");
+        println!("current:   {cur_what}");
+        let table = report.to_table(!args.all);
+        let mut lines = table.lines();
+        let mut printed = 0;
+        for line in lines.by_ref() {
+            println!("{line}");
+            printed += 1;
+            if !args.all && printed > PRINT_LIMIT + 1 {
+                break;
+            }
+        }
+        let rest = lines.count();
+        if rest > 0 {
+            println!(
+                "... {rest} more drifted feature{} (--all lists them; --json writes every p-value)",
+                if rest == 1 { "" } else { "s" }
+            );
         }
         Ok(if report.is_drift {
             ExitCode::from(1)
         } else {
             ExitCode::SUCCESS
         })
+    }
+}
+
+pub mod inputs {
+    //! What `robust drift` and `robust scan` read: feature tables as they are, or data sets
+    //! turned into features (pixels, or a model's penultimate features or logits).
+    //!
+    //! An input path is a *feature table* or a *data set*. `--input auto` (the default)
+    //! decides by the file: a folder, an IDX images file, a `.npy` of rank 3 or more
+    //! (images `[N, H, W]`, `[N, C, H, W]`, `[N, H, W, C]`) and a CSV whose header names
+    //! `path` and `label` columns are data sets; a `.npy` of rank 1 or 2 and any other CSV
+    //! are feature tables. `--input features|data` overrides the guess.
+
+    use std::io::{BufRead as _, Write as _};
+    use std::path::{Path, PathBuf};
+
+    use anyhow::Result;
+    use burn::tensor::{Tensor, TensorData};
+    use indicatif::{ProgressBar, ProgressStyle};
+    use robust_data::{DataFormat, DataSpec, Dataset};
+    use robust_integrity::{npy_shape, FeatureTable};
+    use robust_models::{select_device, DeviceChoice, Model, ModelSpec};
+
+    use crate::exit::bad_input;
+
+    /// How to read an input path.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+    pub enum InputKind {
+        /// Decide by the file (see the module documentation).
+        Auto,
+        /// A feature table: `.npy` (`[samples, ...]`, flattened per sample) or CSV with a header.
+        Features,
+        /// A data set: image folder, CSV of path,label, images `.npy`, IDX.
+        Data,
+    }
+
+    /// Which features a data set becomes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+    pub enum FeatureSpace {
+        /// One feature per pixel and channel (the model's input, in its bounds).
+        Pixels,
+        /// The model's penultimate features (the input of its last dense layer), or `--layer`.
+        Penultimate,
+        /// The model's logits (its first output).
+        Logits,
+    }
+
+    impl FeatureSpace {
+        /// The flag value.
+        pub fn name(self) -> &'static str {
+            match self {
+                FeatureSpace::Pixels => "pixels",
+                FeatureSpace::Penultimate => "penultimate",
+                FeatureSpace::Logits => "logits",
+            }
+        }
+    }
+
+    /// Model flags shared by `drift` and `scan` (the names `robust eval` uses).
+    #[derive(Debug, Clone, clap::Args)]
+    pub struct ModelArgs {
+        /// Model (.onnx, or .safetensors with --arch) whose features are used.
+        #[arg(long, value_name = "FILE")]
+        pub model: Option<PathBuf>,
+        /// Architecture file for a .safetensors model.
+        #[arg(long, value_name = "FILE", requires = "model")]
+        pub arch: Option<PathBuf>,
+        /// Input shape C,H,W: for a model that does not declare it, or the image size of a
+        /// data set read without a model (needed for image folders, CSV and gzipped IDX).
+        #[arg(long, value_delimiter = ',', value_name = "C,H,W")]
+        pub input_shape: Option<Vec<usize>>,
+        /// Valid input range in pixel space, LO,HI (default 0,1).
+        #[arg(long, value_delimiter = ',', value_name = "LO,HI", allow_hyphen_values = true)]
+        pub bounds: Option<Vec<f32>>,
+        /// Per-channel mean the model expects, applied inside the graph.
+        #[arg(long, value_delimiter = ',', value_name = "M,...", requires = "model")]
+        pub mean: Option<Vec<f32>>,
+        /// Per-channel std the model expects, applied inside the graph.
+        #[arg(long, value_delimiter = ',', value_name = "S,...", requires = "model")]
+        pub std: Option<Vec<f32>>,
+        /// The model value used as penultimate features (default: the input of the last
+        /// Gemm/MatMul), e.g. a graph output such as `features`.
+        #[arg(long, value_name = "NAME", requires = "model")]
+        pub layer: Option<String>,
+        /// Device: auto (a hardware GPU if present, else the CPU), cpu or wgpu.
+        #[arg(long, default_value = "auto")]
+        pub device: String,
+        /// Samples per batch.
+        #[arg(long, default_value_t = 256)]
+        pub batch_size: usize,
+        /// No progress bar.
+        #[arg(long, short)]
+        pub quiet: bool,
+    }
+
+    impl ModelArgs {
+        /// Checks the flags that need no file.
+        pub fn validate(&self) -> Result<()> {
+            if self.batch_size == 0 {
+                return Err(bad_input("--batch-size must be at least 1"));
+            }
+            if let Some(s) = &self.input_shape {
+                if s.len() != 3 || s.contains(&0) {
+                    return Err(bad_input(format!(
+                        "--input-shape {s:?} is not C,H,W with every size at least 1"
+                    )));
+                }
+            }
+            if let Some(b) = &self.bounds {
+                if b.len() != 2 || !(b[0] < b[1]) {
+                    return Err(bad_input("--bounds takes two values LO,HI with LO < HI"));
+                }
+            }
+            self.device.parse::<DeviceChoice>().map_err(bad_input)?;
+            Ok(())
+        }
+
+        /// Loads the model, if one was given.
+        pub fn load(&self) -> Result<Option<Model>> {
+            let Some(path) = &self.model else {
+                return Ok(None);
+            };
+            let mut spec = ModelSpec::new(path);
+            spec.arch = self.arch.clone();
+            spec.input_shape = self.input_shape.clone();
+            if let Some(b) = &self.bounds {
+                spec.bounds = [b[0], b[1]];
+            }
+            spec.mean = self.mean.clone();
+            spec.std = self.std.clone();
+            let device = select_device(self.device.parse::<DeviceChoice>().map_err(bad_input)?)
+                .map_err(bad_input)?;
+            if let Some(note) = &device.fallback_note {
+                if !self.quiet {
+                    eprintln!("warning: --device auto: {note}");
+                }
+            }
+            Ok(Some(Model::load(&spec, &device.device).map_err(bad_input)?))
+        }
+
+        /// The bounds data are scaled to: the model's, else `--bounds`, else [0, 1].
+        pub fn bounds(&self, model: Option<&Model>) -> [f32; 2] {
+            match (model, &self.bounds) {
+                (Some(m), _) => m.info().bounds,
+                (None, Some(b)) => [b[0], b[1]],
+                (None, None) => [0.0, 1.0],
+            }
+        }
+    }
+
+    /// Whether `path` is a feature table or a data set.
+    pub fn resolve_kind(path: &Path, kind: InputKind) -> Result<InputKind> {
+        if kind != InputKind::Auto {
+            return Ok(kind);
+        }
+        if !path.exists() {
+            return Err(bad_input(format!("{} not found", path.display())));
+        }
+        if path.is_dir() {
+            return Ok(InputKind::Data);
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if name.ends_with("idx3-ubyte") || name.ends_with("idx3-ubyte.gz") {
+            return Ok(InputKind::Data);
+        }
+        if name.ends_with(".npy") {
+            let shape = npy_shape(path).map_err(bad_input)?;
+            return Ok(if shape.len() >= 3 {
+                InputKind::Data
+            } else {
+                InputKind::Features
+            });
+        }
+        if name.ends_with(".csv") {
+            let file = std::fs::File::open(path)
+                .map_err(|e| bad_input(format!("cannot read {}: {e}", path.display())))?;
+            let mut header = String::new();
+            std::io::BufReader::new(file)
+                .read_line(&mut header)
+                .map_err(|e| bad_input(format!("cannot read {}: {e}", path.display())))?;
+            let cols: Vec<String> = header
+                .trim_start_matches('\u{feff}')
+                .split(',')
+                .map(|c| c.trim().trim_matches('"').to_ascii_lowercase())
+                .collect();
+            let is_data = cols.iter().any(|c| c == "path") && cols.iter().any(|c| c == "label");
+            return Ok(if is_data {
+                InputKind::Data
+            } else {
+                InputKind::Features
+            });
+        }
+        Ok(InputKind::Features)
+    }
+
+    /// The `[C, H, W]` of a data set read without a model: `--input-shape`, else the
+    /// header of an images `.npy` or a plain IDX file.
+    pub fn native_shape(path: &Path, given: Option<&[usize]>) -> Result<[usize; 3]> {
+        if let Some(s) = given {
+            return Ok([s[0], s[1], s[2]]);
+        }
+        let need = || {
+            bad_input(format!(
+                "{}: cannot tell the image size without decoding the images; pass \
+                 --input-shape C,H,W (or --model)",
+                path.display()
+            ))
+        };
+        let images = if path.is_dir() && path.join("images.npy").is_file() {
+            path.join("images.npy")
+        } else {
+            path.to_path_buf()
+        };
+        let name = images
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".npy") {
+            let shape = npy_shape(&images).map_err(bad_input)?;
+            return match shape.as_slice() {
+                [_, h, w] => Ok([1, *h, *w]),
+                [_, c, h, w] if matches!(c, 1 | 3) && !matches!(w, 1 | 3 | 4) => Ok([*c, *h, *w]),
+                [_, h, w, c] if matches!(c, 1 | 3 | 4) => Ok([(*c).min(3), *h, *w]),
+                _ => Err(bad_input(format!(
+                    "{}: cannot tell the image layout of shape {shape:?}; pass --input-shape C,H,W",
+                    images.display()
+                ))),
+            };
+        }
+        if name.ends_with("idx3-ubyte") {
+            let mut head = [0u8; 16];
+            let mut f = std::fs::File::open(&images)
+                .map_err(|e| bad_input(format!("cannot read {}: {e}", images.display())))?;
+            std::io::Read::read_exact(&mut f, &mut head)
+                .map_err(|e| bad_input(format!("{}: truncated IDX header ({e})", images.display())))?;
+            let be = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+            if be(0) != 0x0803 {
+                return Err(bad_input(format!(
+                    "{}: not an IDX images file (magic {:#010x})",
+                    images.display(),
+                    be(0)
+                )));
+            }
+            return Ok([1, be(8) as usize, be(12) as usize]);
+        }
+        Err(need())
+    }
+
+    /// A labels file written only so that an unlabelled images `.npy` can be opened as a
+    /// data set (drift needs no labels); removed when dropped.
+    pub struct TempLabels(PathBuf);
+
+    impl Drop for TempLabels {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// All-zero uint8 labels `[n]` as a `.npy` file in the temporary directory.
+    fn temp_labels(n: usize) -> Result<TempLabels> {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let k = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "robust-unlabelled-{}-{k}.npy",
+            std::process::id()
+        ));
+        let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({n},), }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(bytes.len() + n, 0);
+        let mut f = std::fs::File::create(&path)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        f.write_all(&bytes)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        Ok(TempLabels(path))
+    }
+
+    /// Opens a data set for inputs of `shape` in `bounds`. With `labels_optional`, an images
+    /// `.npy` without a labels file is opened with placeholder labels (all 0).
+    pub fn open_dataset(
+        path: &Path,
+        labels: Option<&Path>,
+        shape: [usize; 3],
+        bounds: [f32; 2],
+        limit: Option<usize>,
+        labels_optional: bool,
+    ) -> Result<Dataset> {
+        let mut spec = DataSpec::new(path);
+        spec.labels = labels.map(Path::to_path_buf);
+        let images = if path.is_dir() && path.join("images.npy").is_file() {
+            Some(path.join("images.npy"))
+        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+            Some(path.to_path_buf())
+        } else {
+            None
+        };
+        let mut _temp = None;
+        if let (Some(images), None, true) = (&images, labels, labels_optional) {
+            let beside = images.parent().unwrap_or(Path::new("")).join("labels.npy");
+            if !beside.exists() {
+                spec.format = Some(DataFormat::Npy);
+                let n = npy_shape(images).map_err(bad_input)?.first().copied().unwrap_or(0);
+                let t = temp_labels(n)?;
+                spec.labels = Some(t.0.clone());
+                _temp = Some(t);
+            }
+        }
+        Dataset::open(&spec, shape, bounds, limit).map_err(bad_input)
+    }
+
+    /// What one pass over a data set produced.
+    pub struct Extraction {
+        /// The label of every sample.
+        pub labels: Vec<usize>,
+        /// `n × C·H·W` pixel values, when asked for.
+        pub pixels: Option<Vec<f32>>,
+        /// Per requested model value: its width `d` and `n × d` values.
+        pub values: Vec<(usize, Vec<f32>)>,
+    }
+
+    /// Reads every batch of `dataset`, keeping the pixels if `keep_pixels` and running the
+    /// model for the values `names` (flattened per sample).
+    pub fn extract(
+        dataset: &Dataset,
+        shape: [usize; 3],
+        model: Option<&Model>,
+        names: &[String],
+        keep_pixels: bool,
+        batch_size: usize,
+        quiet: bool,
+    ) -> Result<Extraction> {
+        let [c, h, w] = shape;
+        let n_total = dataset.len();
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            let b = ProgressBar::new(n_total as u64);
+            b.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} samples {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.set_message(format!("reading {}", dataset.info().source));
+            b
+        };
+        let mut out = Extraction {
+            labels: Vec::with_capacity(n_total),
+            pixels: keep_pixels.then(|| Vec::with_capacity(n_total * c * h * w)),
+            values: names.iter().map(|_| (0, Vec::new())).collect(),
+        };
+        for batch in dataset.batches(batch_size) {
+            let batch = batch.map_err(bad_input)?;
+            let n = batch.len();
+            if let (Some(m), false) = (model, names.is_empty()) {
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(batch.pixels.clone(), [n, c, h, w]),
+                    m.device(),
+                );
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let vals = m.forward_values(x, &refs).map_err(bad_input)?;
+                for ((name, v), slot) in names.iter().zip(vals).zip(&mut out.values) {
+                    let numel = v.numel();
+                    if v.shape.first() != Some(&n) || numel == 0 {
+                        return Err(bad_input(format!(
+                            "model value '{name}' has shape {:?}, expected [batch ({n}), ...]",
+                            v.shape
+                        )));
+                    }
+                    let d = numel / n;
+                    if slot.0 != 0 && slot.0 != d {
+                        return Err(bad_input(format!(
+                            "model value '{name}' changed width between batches ({} then {d})",
+                            slot.0
+                        )));
+                    }
+                    slot.0 = d;
+                    slot.1.extend(robust_models::to_host(v.t));
+                }
+            }
+            if let Some(p) = &mut out.pixels {
+                p.extend_from_slice(&batch.pixels);
+            }
+            out.labels.extend_from_slice(&batch.labels);
+            bar.inc(n as u64);
+        }
+        bar.finish_and_clear();
+        Ok(out)
+    }
+
+    /// The model value behind a feature space (`None` for pixels).
+    pub fn value_name(
+        model: &Model,
+        space: FeatureSpace,
+        layer: Option<&str>,
+    ) -> Result<Option<String>> {
+        Ok(match space {
+            FeatureSpace::Pixels => None,
+            FeatureSpace::Logits => Some(model.info().outputs[0].clone()),
+            FeatureSpace::Penultimate => Some(match layer {
+                Some(l) => l.to_string(),
+                None => model.penultimate_value().ok_or_else(|| {
+                    bad_input(format!(
+                        "{}: the graph does not end in a dense layer (Gemm/MatMul), so it has \
+                         no penultimate features; pass --layer NAME or --feature-space logits",
+                        model.info().path.display()
+                    ))
+                })?,
+            }),
+        })
+    }
+
+    /// One side of a drift test (or the input of a scan) as a feature table, with a
+    /// description of where its features came from.
+    pub fn features_of(
+        path: &Path,
+        kind: InputKind,
+        space: FeatureSpace,
+        model: Option<&Model>,
+        args: &ModelArgs,
+    ) -> Result<(FeatureTable, String)> {
+        match kind {
+            InputKind::Features | InputKind::Auto => {
+                let t = FeatureTable::read(path).map_err(bad_input)?;
+                let what = format!(
+                    "{}: feature table, {} samples × {} features",
+                    path.display(),
+                    t.n_samples(),
+                    t.n_features()
+                );
+                Ok((t, what))
+            }
+            InputKind::Data => {
+                let shape = match model {
+                    Some(m) => <[usize; 3]>::try_from(m.info().input_shape.clone())
+                        .map_err(|_| bad_input("model input shape is not [C, H, W]"))?,
+                    None => native_shape(path, args.input_shape.as_deref())?,
+                };
+                let dataset =
+                    open_dataset(path, None, shape, args.bounds(model), None, true)?;
+                let name = match model {
+                    Some(m) => value_name(m, space, args.layer.as_deref())?,
+                    None => None,
+                };
+                let names: Vec<String> = name.iter().cloned().collect();
+                let ex = extract(
+                    &dataset,
+                    shape,
+                    model,
+                    &names,
+                    name.is_none(),
+                    args.batch_size,
+                    args.quiet,
+                )?;
+                let n = ex.labels.len();
+                let (d, values, what) = match (name, ex.pixels) {
+                    (Some(name), _) => {
+                        let (d, v) = ex.values.into_iter().next().unwrap_or_default();
+                        (d, v, format!("{} `{name}`", space.name()))
+                    }
+                    (None, Some(p)) => (shape.iter().product(), p, "pixels".to_string()),
+                    (None, None) => unreachable!("pixels are kept when no model value is read"),
+                };
+                let t = FeatureTable::new(n, d, values.into_iter().map(f64::from).collect())
+                    .map_err(bad_input)?;
+                let what = format!(
+                    "{}: {} data, {n} samples → {d} {what} features",
+                    path.display(),
+                    dataset.info().format.name(),
+                );
+                Ok((t, what))
+            }
+        }
     }
 }
 

@@ -45,6 +45,11 @@ impl Format {
 
 /// Arguments of `robust report`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:
+  robust report reports/results.json                          # reports/results.html
+  robust report reports/results.json --format md --out -      # Markdown on stdout
+  robust report reports/results.json --format html,md,junit --out out/
+  robust report reports/results.json --history history.jsonl  # append, chart the trend")]
 pub struct ReportArgs {
     /// The results JSON written by `robust eval`.
     pub results: PathBuf,

@@ -1,0 +1,194 @@
+//! `robust eval` and `robust report` end to end: exit codes, outputs, the gate, determinism
+//! and bad input, running the real binary on the bundled demo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `robust` from the repository root (so robust.toml, the demo, is found).
+fn robust(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_robust"))
+        .args(args)
+        .current_dir(root())
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("robust runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn eval_small(out: &Path, extra: &[&str]) -> Output {
+    let out = out.to_str().unwrap();
+    let mut args = vec![
+        "eval", "--attack", "fgsm,pgd", "--eps", "0,0.1", "--limit", "100", "--quiet", "--out",
+        out,
+    ];
+    if !extra.contains(&"--device") {
+        args.extend_from_slice(&["--device", "cpu"]);
+    }
+    args.extend_from_slice(extra);
+    robust(&args)
+}
+
+fn results(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn demo_eval_writes_every_output_and_records_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = eval_small(dir.path(), &["--seed", "7"]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("clean accuracy:"), "{stdout}");
+    assert!(stdout.contains("PGD-10 Linf"), "{stdout}");
+    for f in ["results.json", "report.html", "summary.md", "junit.xml"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    let r = results(dir.path());
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["seed"], 7);
+    assert_eq!(r["device"]["backend"], "flex");
+    assert_eq!(r["dataset"]["size"], 100);
+    let model = std::fs::read(root().join("models/mnist-cnn/model.onnx")).unwrap();
+    assert_eq!(r["model"]["sha256"], hex::encode(Sha256::digest(&model)));
+    assert_eq!(r["model"]["mean"][0].as_f64().unwrap() as f32, 0.1307f32);
+    let pgd = &r["attacks"][1];
+    assert_eq!(pgd["params"]["steps"], 10);
+    assert_eq!(pgd["params"]["random_start"], true);
+    // Robust accuracy at eps 0 is the clean accuracy, and the table agrees with the JSON.
+    assert_eq!(pgd["points"][0]["robust_accuracy"], r["clean_accuracy"]);
+    let acc = pgd["points"][1]["robust_accuracy"].as_f64().unwrap();
+    assert!(stdout.contains(&format!("{:.2}%", acc * 100.0)), "{stdout}");
+    // The same run through the report crate's schema.
+    robust_report::RunResults::read(dir.path().join("results.json")).expect("schema round trip");
+}
+
+#[test]
+fn a_seed_makes_the_run_repeatable() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    assert!(eval_small(a.path(), &["--seed", "3"]).status.success());
+    assert!(eval_small(b.path(), &["--seed", "3"]).status.success());
+    assert_eq!(results(a.path())["attacks"], results(b.path())["attacks"]);
+    assert_eq!(results(a.path())["examples"], results(b.path())["examples"]);
+}
+
+#[test]
+fn gate_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    assert!(eval_small(&base, &[]).status.success());
+
+    // The same run against itself passes a max-drop gate.
+    let run = dir.path().join("run");
+    let baseline = base.join("results.json");
+    let o = eval_small(&run, &["--baseline", baseline.to_str().unwrap(), "--max-drop", "0.02"]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("gate: PASSED"), "{stdout}");
+    assert_eq!(results(&run)["gate"]["passed"], true);
+
+    // A baseline 10 points better everywhere is a regression: exit 1, the failing rows shown.
+    let mut better = results(&base);
+    for a in better["attacks"].as_array_mut().unwrap() {
+        for p in a["points"].as_array_mut().unwrap() {
+            let v = p["robust_accuracy"].as_f64().unwrap();
+            p["robust_accuracy"] = serde_json::json!((v + 0.1).min(1.0));
+        }
+    }
+    let better_path = dir.path().join("better.json");
+    std::fs::write(&better_path, serde_json::to_string(&better).unwrap()).unwrap();
+    let o = eval_small(&run, &["--baseline", better_path.to_str().unwrap(), "--max-drop", "0.02"]);
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("gate: FAILED") && stdout.contains("FAIL "), "{stdout}");
+    let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
+    assert!(junit.contains("<failure"), "{junit}");
+
+    // Minimum robust accuracy rules.
+    let o = eval_small(&run, &["--min-robust", "*@0.1=0.99"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = eval_small(&run, &["--min-robust", "FGSM Linf@0.1=0.05"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+}
+
+#[test]
+fn report_rerenders_an_old_run() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(eval_small(dir.path(), &[]).status.success());
+    let res = dir.path().join("results.json");
+    let o = robust(&["report", res.to_str().unwrap(), "--format", "md", "--out", "-"]);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stdout.contains("FGSM Linf") && stdout.contains("Clean accuracy"), "{stdout}");
+    let o = robust(&["report", "/nonexistent/results.json"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Bad input: exit code 2, one line on stderr naming the problem, no output written.
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.onnx");
+    std::fs::write(&junk, b"\x00\x01garbage").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--model", "/nonexistent/net.onnx"], "/nonexistent/net.onnx"),
+        (vec!["--model", junk.to_str().unwrap()], "junk.onnx"),
+        (vec!["--data", "/nonexistent/images"], "/nonexistent/images"),
+        (vec!["--eps", "abc"], "abc"),
+        (vec!["--attack", "deepfool"], "unknown attack 'deepfool'"),
+        (vec!["--batch-size", "0"], "batch-size"),
+        (vec!["--device", "tpu"], "unknown device 'tpu'"),
+        (vec!["--max-drop", "0.1"], "--baseline"),
+        (vec!["--baseline", "/nonexistent/base.json"], "/nonexistent/base.json"),
+        (vec!["--config", "/nonexistent/robust.toml"], "/nonexistent/robust.toml"),
+    ];
+    for (extra, needle) in cases {
+        let out = dir.path().join("out");
+        let o = eval_small(&out, &extra);
+        let (_, stderr) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(
+            lines.iter().any(|l| l.contains(needle)),
+            "{extra:?}: stderr should name '{needle}': {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
+        assert!(!out.join("results.json").exists(), "{extra:?} wrote output");
+    }
+}
+
+#[test]
+fn help_has_examples() {
+    for cmd in ["eval", "report"] {
+        let o = robust(&[cmd, "--help"]);
+        assert!(o.status.success());
+        assert!(text(&o).0.contains("Example"), "{cmd} --help has no examples");
+    }
+}
+
+/// The printed table, with the run-dependent parts filtered out.
+#[test]
+fn table_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = robust(&[
+        "eval", "--attack", "fgsm", "--eps", "0,0.05,0.1", "--limit", "200", "--device", "cpu",
+        "--quiet", "--out", dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"wrote .*results\.json", "wrote [OUT]/results.json");
+    settings.add_filter(r"in \d+\.\d s", "in [T] s");
+    settings.bind(|| insta::assert_snapshot!(text(&o).0));
+}
