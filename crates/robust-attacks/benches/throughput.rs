@@ -37,7 +37,9 @@ use robust_models::{select_device, DeviceChoice, Model, ModelSpec};
 
 /// A path relative to the workspace root (benches run in the package directory).
 fn root(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// The benchmark models: name, spec.
@@ -121,7 +123,9 @@ fn bench_grad(c: &mut Criterion) {
                 let batch = batch_for(&model, n, 0);
                 let mut ctx = AttackCtx::new(&model, 0);
                 // The first gradient of a context also gathers statistics: take it here.
-                let _ = robust_models::to_host(ctx.gradient(&batch.x, &batch, Loss::CrossEntropy).unwrap());
+                let _ = robust_models::to_host(
+                    ctx.gradient(&batch.x, &batch, Loss::CrossEntropy).unwrap(),
+                );
                 group.throughput(Throughput::Elements(n as u64));
                 group.bench_function(BenchmarkId::from_parameter(n), |b| {
                     b.iter(|| {
@@ -152,7 +156,9 @@ fn bench_pgd_step(c: &mut Criterion) {
             let _ = robust_models::to_host(step.run(&mut ctx, &batch, 0.1).unwrap());
             group.throughput(Throughput::Elements(n as u64));
             group.bench_function(BenchmarkId::from_parameter(n), |b| {
-                b.iter(|| robust_models::to_host(step.run(&mut ctx, black_box(&batch), 0.1).unwrap()))
+                b.iter(|| {
+                    robust_models::to_host(step.run(&mut ctx, black_box(&batch), 0.1).unwrap())
+                })
             });
         }
         group.finish();
@@ -185,7 +191,8 @@ fn bench_pgd10(c: &mut Criterion) {
             b.iter(|| {
                 let mut robust = 0usize;
                 for batch in &batches {
-                    let out = attack_at(&model, pgd.as_ref(), black_box(batch), 0.1, 0).expect("pgd");
+                    let out =
+                        attack_at(&model, pgd.as_ref(), black_box(batch), 0.1, 0).expect("pgd");
                     robust += out
                         .pred
                         .iter()

@@ -195,10 +195,13 @@ pub fn predictions(logits: Tensor<2>) -> (Vec<usize>, Vec<f32>) {
     (0..n)
         .map(|i| {
             let row = &probs[i * k..(i + 1) * k];
-            let (best, conf) = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |acc, (j, &p)| if p > acc.1 { (j, p) } else { acc });
+            let (best, conf) =
+                row.iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |acc, (j, &p)| if p > acc.1 { (j, p) } else { acc },
+                    );
             (best, conf)
         })
         .unzip()
@@ -213,7 +216,10 @@ pub(crate) fn to_vec(t: Tensor<1>) -> Vec<f32> {
 pub(crate) fn mix(words: &[u64]) -> u64 {
     let mut h = 0x9E37_79B9_7F4A_7C15u64;
     for &w in words {
-        h ^= w.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_add(h << 6).wrapping_add(h >> 2);
+        h ^= w
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(h << 6)
+            .wrapping_add(h >> 2);
         let mut z = h;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -258,7 +264,12 @@ pub trait Attack: Send + Sync {
     fn norm(&self) -> Norm;
 
     /// Proposes adversarial inputs for `batch` within `eps` (ε > 0).
-    fn run(&self, ctx: &mut AttackCtx<'_>, batch: &Batch, eps: f32) -> Result<Tensor<4>, AttackError>;
+    fn run(
+        &self,
+        ctx: &mut AttackCtx<'_>,
+        batch: &Batch,
+        eps: f32,
+    ) -> Result<Tensor<4>, AttackError>;
 
     /// Display label, unique within a run, e.g. `PGD-10 Linf` (default: the name and norm).
     fn label(&self) -> String {

@@ -189,7 +189,12 @@ impl Attack for GradientDescent {
         m
     }
 
-    fn run(&self, ctx: &mut AttackCtx<'_>, batch: &Batch, eps: f32) -> Result<Tensor<4>, AttackError> {
+    fn run(
+        &self,
+        ctx: &mut AttackCtx<'_>,
+        batch: &Batch,
+        eps: f32,
+    ) -> Result<Tensor<4>, AttackError> {
         if self.restarts == 1 {
             return self.one_run(ctx, batch, eps, 0);
         }
@@ -200,26 +205,39 @@ impl Attack for GradientDescent {
             let (pred, _) = crate::attack::predictions(logits);
             let success: Vec<bool> = match &batch.targets {
                 Some(t) => pred.iter().zip(t).map(|(p, t)| p == t).collect(),
-                None => pred.iter().zip(&batch.labels).map(|(p, y)| p != y).collect(),
+                None => pred
+                    .iter()
+                    .zip(&batch.labels)
+                    .map(|(p, y)| p != y)
+                    .collect(),
             };
             best = Some(match best {
                 None => (x, obj, success),
                 Some((bx, bobj, bsucc)) => {
                     let take: Vec<bool> = (0..obj.len())
-                        .map(|i| (success[i] && !bsucc[i]) || (success[i] == bsucc[i] && obj[i] > bobj[i]))
+                        .map(|i| {
+                            (success[i] && !bsucc[i])
+                                || (success[i] == bsucc[i] && obj[i] > bobj[i])
+                        })
                         .collect();
                     let n = take.len();
                     let mask = Tensor::<4>::from_data(
                         TensorData::new(
-                            take.iter().map(|&t| if t { 1f32 } else { 0.0 }).collect::<Vec<_>>(),
+                            take.iter()
+                                .map(|&t| if t { 1f32 } else { 0.0 })
+                                .collect::<Vec<_>>(),
                             [n, 1, 1, 1],
                         ),
                         &x.device(),
                     );
                     // m ∈ {0, 1}: x·m + b·(1 − m) picks exactly one of the two.
                     let merged = x * mask.clone() + bx * (mask.neg().add_scalar(1.0));
-                    let obj = (0..n).map(|i| if take[i] { obj[i] } else { bobj[i] }).collect();
-                    let succ = (0..n).map(|i| if take[i] { success[i] } else { bsucc[i] }).collect();
+                    let obj = (0..n)
+                        .map(|i| if take[i] { obj[i] } else { bobj[i] })
+                        .collect();
+                    let succ = (0..n)
+                        .map(|i| if take[i] { success[i] } else { bsucc[i] })
+                        .collect();
                     (merged, obj, succ)
                 }
             });

@@ -69,7 +69,11 @@ impl Norm {
             Self::L2 => {
                 let norms = l2_norms(delta.clone());
                 // factor = min(eps / norm, 1), with norm 0 giving 1.
-                let factor = norms.clamp_min(1e-12).recip().mul_scalar(eps).clamp_max(1.0);
+                let factor = norms
+                    .clamp_min(1e-12)
+                    .recip()
+                    .mul_scalar(eps)
+                    .clamp_max(1.0);
                 delta * factor
             }
         };

@@ -177,13 +177,16 @@ impl AttackRegistry {
 
     /// Builds the attack a spec describes.
     pub fn build(&self, spec: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
-        let ctor = self.table.get(&spec.name.to_ascii_lowercase()).ok_or_else(|| {
-            AttackError::Input(format!(
-                "unknown attack '{}' (available: {})",
-                spec.name,
-                self.names().join(", ")
-            ))
-        })?;
+        let ctor = self
+            .table
+            .get(&spec.name.to_ascii_lowercase())
+            .ok_or_else(|| {
+                AttackError::Input(format!(
+                    "unknown attack '{}' (available: {})",
+                    spec.name,
+                    self.names().join(", ")
+                ))
+            })?;
         ctor(spec)
     }
 }

@@ -74,7 +74,9 @@ pub fn attack_at(
     seed: u64,
 ) -> Result<EpsOutcome, AttackError> {
     if !(eps >= 0.0) || !eps.is_finite() {
-        return Err(AttackError::Input(format!("epsilon {eps} must be a finite number ≥ 0")));
+        return Err(AttackError::Input(format!(
+            "epsilon {eps} must be a finite number ≥ 0"
+        )));
     }
     let mut ctx = AttackCtx::new(model, seed);
     let raw = if eps > 0.0 {
@@ -101,7 +103,11 @@ pub fn attack_at(
             .zip(&batch.labels)
             .map(|((p, t), y)| p == t && t != y)
             .collect(),
-        None => pred.iter().zip(&batch.labels).map(|(p, y)| p != y).collect(),
+        None => pred
+            .iter()
+            .zip(&batch.labels)
+            .map(|(p, y)| p != y)
+            .collect(),
     };
     let perturbation = norm.measure(adv.clone() - batch.x.clone());
     Ok(EpsOutcome {
@@ -225,7 +231,12 @@ pub struct Sweep {
 
 impl Sweep {
     /// A sweep over `plans` for a model with `num_classes` classes.
-    pub fn new(plans: Vec<AttackPlan>, num_classes: usize, seed: u64, examples_per_point: usize) -> Self {
+    pub fn new(
+        plans: Vec<AttackPlan>,
+        num_classes: usize,
+        seed: u64,
+        examples_per_point: usize,
+    ) -> Self {
         let stats = plans
             .iter()
             .map(|p| {
@@ -268,7 +279,11 @@ impl Sweep {
         let k = self.num_classes;
         let clean_logits = model.forward(x.clone())?;
         let (clean_pred, clean_conf) = predictions(clean_logits.clone());
-        let clean_ok: Vec<bool> = clean_pred.iter().zip(&labels).map(|(p, y)| p == y).collect();
+        let clean_ok: Vec<bool> = clean_pred
+            .iter()
+            .zip(&labels)
+            .map(|(p, y)| p == y)
+            .collect();
         self.clean.n += labels.len();
         for (i, &y) in labels.iter().enumerate() {
             self.clean.per_class_n[y] += 1;
@@ -289,9 +304,10 @@ impl Sweep {
                         .iter()
                         .zip(&labels)
                         .map(|(&i, &y)| {
-                            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
-                                mix(&[self.seed, 0x7A46_4E54, p as u64, i as u64]),
-                            );
+                            let mut rng =
+                                <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(mix(
+                                    &[self.seed, 0x7A46_4E54, p as u64, i as u64],
+                                ));
                             let t = rng.random_range(0..k - 1);
                             if t >= y {
                                 t + 1
@@ -336,7 +352,8 @@ impl Sweep {
                         .filter(|ex| ex.plan == p && ex.eps == eps)
                         .count()
                         + keep.len();
-                    if eps > 0.0 && clean_ok[i] && out.success[i] && have < self.examples_per_point {
+                    if eps > 0.0 && clean_ok[i] && out.success[i] && have < self.examples_per_point
+                    {
                         keep.push(i);
                     }
                 }
@@ -350,7 +367,8 @@ impl Sweep {
                             .adv
                             .clone()
                             .narrow(0, i, 1)
-                            .try_into_vec_as::<f32>().expect("f32 data");
+                            .try_into_vec_as::<f32>()
+                            .expect("f32 data");
                         self.examples.push(ExampleImage {
                             plan: p,
                             eps,
@@ -393,7 +411,9 @@ impl Sweep {
                     .iter()
                     .enumerate()
                     .filter(|(_, plan)| plan.attack.norm() == norm)
-                    .filter_map(|(p, _)| self.stats[p].iter().find(|s| s.eps == eps).map(|s| (p, s)))
+                    .filter_map(|(p, _)| {
+                        self.stats[p].iter().find(|s| s.eps == eps).map(|s| (p, s))
+                    })
                     .collect();
                 let n = members.first().map(|m| m.1.robust.len()).unwrap_or(0);
                 if members.len() < 2 || n == 0 {
@@ -402,7 +422,12 @@ impl Sweep {
                 let robust = (0..n)
                     .filter(|&i| members.iter().all(|(_, s)| s.robust[i]))
                     .count();
-                out.push((norm, eps, robust as f64 / n as f64, members.iter().map(|m| m.0).collect()));
+                out.push((
+                    norm,
+                    eps,
+                    robust as f64 / n as f64,
+                    members.iter().map(|m| m.0).collect(),
+                ));
             }
         }
         out
@@ -417,7 +442,10 @@ fn least_likely(logits: Tensor<2>) -> Vec<usize> {
             let row = &v[i * k..(i + 1) * k];
             row.iter()
                 .enumerate()
-                .fold((0, f32::INFINITY), |acc, (j, &z)| if z < acc.1 { (j, z) } else { acc })
+                .fold(
+                    (0, f32::INFINITY),
+                    |acc, (j, &z)| if z < acc.1 { (j, z) } else { acc },
+                )
                 .0
         })
         .collect()

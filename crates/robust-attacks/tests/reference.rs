@@ -69,7 +69,9 @@ fn run_sweep(model: &Model, data: &Dataset, plans: Vec<AttackPlan>, batch: usize
         let b = b.unwrap();
         let n = b.labels.len();
         let x = Tensor::<4>::from_data(TensorData::new(b.pixels, [n, 1, 28, 28]), model.device());
-        sweep.run_batch(model, x, b.labels, b.indices, || {}).unwrap();
+        sweep
+            .run_batch(model, x, b.labels, b.indices, || {})
+            .unwrap();
     }
     sweep
 }
@@ -238,7 +240,12 @@ fn outputs_stay_in_the_ball_and_the_bounds() {
     }
     let registry = AttackRegistry::builtin();
     let mut attacks: Vec<Box<dyn Attack>> = vec![Box::new(Wild)];
-    for (name, norm) in [("fgsm", "linf"), ("pgd", "linf"), ("pgd", "l2"), ("fgm", "l2")] {
+    for (name, norm) in [
+        ("fgsm", "linf"),
+        ("pgd", "linf"),
+        ("pgd", "l2"),
+        ("fgm", "l2"),
+    ] {
         let mut s = AttackSpec::named(name);
         s.norm = Some(norm.parse().unwrap());
         attacks.push(registry.build(&s).unwrap());
@@ -247,16 +254,26 @@ fn outputs_stay_in_the_ball_and_the_bounds() {
         for eps in [0.05f32, 0.3, 1.5] {
             let out = attack_at(&model, attack.as_ref(), &batch, eps, 7).unwrap();
             let adv = robust_models::to_host(out.adv.clone());
-            assert!(adv.iter().all(|&v| (0.0..=1.0).contains(&v)), "{} left the bounds", attack.label());
+            assert!(
+                adv.iter().all(|&v| (0.0..=1.0).contains(&v)),
+                "{} left the bounds",
+                attack.label()
+            );
             let x = robust_models::to_host(batch.x.clone());
             let per = 28 * 28;
             for i in 0..batch.len() {
-                let d: Vec<f32> = (0..per).map(|j| adv[i * per + j] - x[i * per + j]).collect();
+                let d: Vec<f32> = (0..per)
+                    .map(|j| adv[i * per + j] - x[i * per + j])
+                    .collect();
                 let size = match attack.norm() {
                     Norm::Linf => d.iter().fold(0f32, |m, v| m.max(v.abs())),
                     Norm::L2 => d.iter().map(|v| v * v).sum::<f32>().sqrt(),
                 };
-                assert!(size <= eps * (1.0 + 1e-5) + 1e-6, "{}: size {size} > eps {eps}", attack.label());
+                assert!(
+                    size <= eps * (1.0 + 1e-5) + 1e-6,
+                    "{}: size {size} > eps {eps}",
+                    attack.label()
+                );
                 assert!((size - out.perturbation[i]).abs() <= 1e-4 * (1.0 + size));
             }
         }
@@ -270,12 +287,32 @@ fn seeds_and_restarts() {
     let device = devices()[0].1.clone();
     let model = demo_model(&device);
     let batch = first_batch(&model, 64);
-    let pgd = AttackRegistry::builtin().build(&AttackSpec::named("pgd")).unwrap();
-    let a = robust_models::to_host(attack_at(&model, pgd.as_ref(), &batch, 0.1, 42).unwrap().adv);
-    let b = robust_models::to_host(attack_at(&model, pgd.as_ref(), &batch, 0.1, 42).unwrap().adv);
-    let c = robust_models::to_host(attack_at(&model, pgd.as_ref(), &batch, 0.1, 43).unwrap().adv);
-    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "same seed, different result");
-    assert!(a.iter().zip(&c).any(|(x, y)| x != y), "different seeds, same result");
+    let pgd = AttackRegistry::builtin()
+        .build(&AttackSpec::named("pgd"))
+        .unwrap();
+    let a = robust_models::to_host(
+        attack_at(&model, pgd.as_ref(), &batch, 0.1, 42)
+            .unwrap()
+            .adv,
+    );
+    let b = robust_models::to_host(
+        attack_at(&model, pgd.as_ref(), &batch, 0.1, 42)
+            .unwrap()
+            .adv,
+    );
+    let c = robust_models::to_host(
+        attack_at(&model, pgd.as_ref(), &batch, 0.1, 43)
+            .unwrap()
+            .adv,
+    );
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "same seed, different result"
+    );
+    assert!(
+        a.iter().zip(&c).any(|(x, y)| x != y),
+        "different seeds, same result"
+    );
 
     let mut s = AttackSpec::named("pgd");
     s.restarts = Some(3);
@@ -283,7 +320,10 @@ fn seeds_and_restarts() {
     let one = attack_at(&model, pgd.as_ref(), &batch, 0.08, 5).unwrap();
     let three = attack_at(&model, pgd3.as_ref(), &batch, 0.08, 5).unwrap();
     for i in 0..batch.len() {
-        assert!(three.success[i] || !one.success[i], "sample {i}: restarts lost a success");
+        assert!(
+            three.success[i] || !one.success[i],
+            "sample {i}: restarts lost a success"
+        );
     }
 }
 
@@ -304,5 +344,8 @@ fn targeted_least_likely() {
     let sweep = run_sweep(&model, &data, vec![plan], 100);
     let rates: Vec<f64> = sweep.stats[0].iter().map(|s| s.success_rate()).collect();
     assert_eq!(rates[0], 0.0);
-    assert!(rates[1] <= rates[2] && rates[2] > 0.5, "targeted success {rates:?}");
+    assert!(
+        rates[1] <= rates[2] && rates[2] > 0.5,
+        "targeted success {rates:?}"
+    );
 }

@@ -127,9 +127,13 @@ impl Config {
                 rebase(base, p);
             }
         }
-        for p in [&mut cfg.eval.out, &mut cfg.eval.history, &mut cfg.gate.baseline]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut cfg.eval.out,
+            &mut cfg.eval.history,
+            &mut cfg.gate.baseline,
+        ]
+        .into_iter()
+        .flatten()
         {
             rebase(base, p);
         }

@@ -43,12 +43,19 @@ enum Command {
     Verify(commands::integrity::VerifyArgs),
     /// Two-sample Kolmogorov–Smirnov drift test per feature; exit 1 on drift.
     Drift(commands::integrity::DriftArgs),
+    /// Screen a training set: statistics, duplicates, label disagreements, backdoor signatures.
+    Scan(Box<commands::scan::ScanArgs>),
     /// List the compute devices robust can use.
     Devices,
 }
 
 fn devices() -> anyhow::Result<ExitCode> {
-    println!("cpu: burn flex backend ({} threads)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "cpu: burn flex backend ({} threads)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     let adapters = robust_models::wgpu_adapters();
     if adapters.is_empty() {
         println!("wgpu: no adapter found");
@@ -59,7 +66,11 @@ fn devices() -> anyhow::Result<ExitCode> {
             a.name,
             a.api,
             a.device_type,
-            if a.software { ", software: auto skips it" } else { "" }
+            if a.software {
+                ", software: auto skips it"
+            } else {
+                ""
+            }
         );
     }
     let auto = robust_models::select_device(robust_models::DeviceChoice::Auto)?;
@@ -68,6 +79,11 @@ fn devices() -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Vulkan's loader complains on stderr when this is unset (common in containers and CI);
+    // wgpu works either way, so give it a harmless value before any adapter is probed.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -84,6 +100,7 @@ fn main() -> ExitCode {
         Command::Sign(a) => commands::integrity::sign::run(a),
         Command::Verify(a) => commands::integrity::verify::run(a),
         Command::Drift(a) => commands::integrity::drift::run(a),
+        Command::Scan(a) => commands::scan::run(a),
         Command::Devices => devices(),
     };
     match result {

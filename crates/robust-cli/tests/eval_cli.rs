@@ -30,8 +30,7 @@ fn text(o: &Output) -> (String, String) {
 fn eval_small(out: &Path, extra: &[&str]) -> Output {
     let out = out.to_str().unwrap();
     let mut args = vec![
-        "eval", "--attack", "fgsm,pgd", "--eps", "0,0.1", "--limit", "100", "--quiet", "--out",
-        out,
+        "eval", "--attack", "fgsm,pgd", "--eps", "0,0.1", "--limit", "100", "--quiet", "--out", out,
     ];
     if !extra.contains(&"--device") {
         args.extend_from_slice(&["--device", "cpu"]);
@@ -93,7 +92,15 @@ fn gate_exit_codes() {
     // The same run against itself passes a max-drop gate.
     let run = dir.path().join("run");
     let baseline = base.join("results.json");
-    let o = eval_small(&run, &["--baseline", baseline.to_str().unwrap(), "--max-drop", "0.02"]);
+    let o = eval_small(
+        &run,
+        &[
+            "--baseline",
+            baseline.to_str().unwrap(),
+            "--max-drop",
+            "0.02",
+        ],
+    );
     let (stdout, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("gate: PASSED"), "{stdout}");
@@ -109,10 +116,21 @@ fn gate_exit_codes() {
     }
     let better_path = dir.path().join("better.json");
     std::fs::write(&better_path, serde_json::to_string(&better).unwrap()).unwrap();
-    let o = eval_small(&run, &["--baseline", better_path.to_str().unwrap(), "--max-drop", "0.02"]);
+    let o = eval_small(
+        &run,
+        &[
+            "--baseline",
+            better_path.to_str().unwrap(),
+            "--max-drop",
+            "0.02",
+        ],
+    );
     let (stdout, _) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("gate: FAILED") && stdout.contains("FAIL "), "{stdout}");
+    assert!(
+        stdout.contains("gate: FAILED") && stdout.contains("FAIL "),
+        "{stdout}"
+    );
     let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
     assert!(junit.contains("<failure"), "{junit}");
 
@@ -128,10 +146,20 @@ fn report_rerenders_an_old_run() {
     let dir = tempfile::tempdir().unwrap();
     assert!(eval_small(dir.path(), &[]).status.success());
     let res = dir.path().join("results.json");
-    let o = robust(&["report", res.to_str().unwrap(), "--format", "md", "--out", "-"]);
+    let o = robust(&[
+        "report",
+        res.to_str().unwrap(),
+        "--format",
+        "md",
+        "--out",
+        "-",
+    ]);
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
-    assert!(stdout.contains("FGSM Linf") && stdout.contains("Clean accuracy"), "{stdout}");
+    assert!(
+        stdout.contains("FGSM Linf") && stdout.contains("Clean accuracy"),
+        "{stdout}"
+    );
     let o = robust(&["report", "/nonexistent/results.json"]);
     assert_eq!(o.status.code(), Some(2));
 }
@@ -143,7 +171,10 @@ fn bad_input_is_one_line_and_exit_2() {
     let junk = dir.path().join("junk.onnx");
     std::fs::write(&junk, b"\x00\x01garbage").unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--model", "/nonexistent/net.onnx"], "/nonexistent/net.onnx"),
+        (
+            vec!["--model", "/nonexistent/net.onnx"],
+            "/nonexistent/net.onnx",
+        ),
         (vec!["--model", junk.to_str().unwrap()], "junk.onnx"),
         (vec!["--data", "/nonexistent/images"], "/nonexistent/images"),
         (vec!["--eps", "abc"], "abc"),
@@ -151,8 +182,14 @@ fn bad_input_is_one_line_and_exit_2() {
         (vec!["--batch-size", "0"], "batch-size"),
         (vec!["--device", "tpu"], "unknown device 'tpu'"),
         (vec!["--max-drop", "0.1"], "--baseline"),
-        (vec!["--baseline", "/nonexistent/base.json"], "/nonexistent/base.json"),
-        (vec!["--config", "/nonexistent/robust.toml"], "/nonexistent/robust.toml"),
+        (
+            vec!["--baseline", "/nonexistent/base.json"],
+            "/nonexistent/base.json",
+        ),
+        (
+            vec!["--config", "/nonexistent/robust.toml"],
+            "/nonexistent/robust.toml",
+        ),
     ];
     for (extra, needle) in cases {
         let out = dir.path().join("out");
@@ -170,11 +207,45 @@ fn bad_input_is_one_line_and_exit_2() {
 }
 
 #[test]
+fn convergence_check_and_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.jsonl");
+    let h = history.to_str().unwrap();
+    let o = eval_small(dir.path(), &["--check-convergence", "--history", h]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let r = results(dir.path());
+    let ids: Vec<&str> = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"convergence/PGD-10 Linf"), "{ids:?}");
+    assert!(!ids.iter().any(|i| i.starts_with("convergence/FGSM")), "{ids:?}");
+    let o = eval_small(dir.path(), &["--history", h]);
+    assert!(o.status.success());
+    let lines = std::fs::read_to_string(&history).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    let history_section = html
+        .split("<section id=\"history\">")
+        .nth(1)
+        .expect("a history section");
+    assert!(
+        history_section.contains("<svg"),
+        "the report should chart the history"
+    );
+}
+
+#[test]
 fn help_has_examples() {
     for cmd in ["eval", "report"] {
         let o = robust(&[cmd, "--help"]);
         assert!(o.status.success());
-        assert!(text(&o).0.contains("Example"), "{cmd} --help has no examples");
+        assert!(
+            text(&o).0.contains("Example"),
+            "{cmd} --help has no examples"
+        );
     }
 }
 
@@ -183,8 +254,18 @@ fn help_has_examples() {
 fn table_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let o = robust(&[
-        "eval", "--attack", "fgsm", "--eps", "0,0.05,0.1", "--limit", "200", "--device", "cpu",
-        "--quiet", "--out", dir.path().to_str().unwrap(),
+        "eval",
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0,0.05,0.1",
+        "--limit",
+        "200",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        dir.path().to_str().unwrap(),
     ]);
     assert!(o.status.success());
     let mut settings = insta::Settings::clone_current();

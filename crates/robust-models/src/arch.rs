@@ -176,7 +176,9 @@ fn node(op: &str, name: String, inputs: Vec<String>, output: String) -> Node {
     }
 }
 
-fn read_tensor(view: &safetensors::tensor::TensorView<'_>) -> std::result::Result<Vec<f32>, String> {
+fn read_tensor(
+    view: &safetensors::tensor::TensorView<'_>,
+) -> std::result::Result<Vec<f32>, String> {
     let data = view.data();
     Ok(match view.dtype() {
         Dtype::F32 => data
@@ -185,9 +187,7 @@ fn read_tensor(view: &safetensors::tensor::TensorView<'_>) -> std::result::Resul
             .collect(),
         Dtype::F64 => data
             .chunks_exact(8)
-            .map(|c| {
-                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-            })
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
             .collect(),
         Dtype::BF16 => data
             .chunks_exact(2)

@@ -160,13 +160,11 @@ pub fn select_device(choice: DeviceChoice) -> Result<ComputeDevice> {
         _ => Ok(cpu_device(Some(if adapters.is_empty() {
             "no GPU adapter found; running on the CPU".to_string()
         } else {
+            let mut names: Vec<&str> = adapters.iter().map(|a| a.name.as_str()).collect();
+            names.dedup();
             format!(
                 "only software GPU adapters found ({}); running on the faster CPU backend",
-                adapters
-                    .iter()
-                    .map(|a| a.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                names.join(", ")
             )
         }))),
     }

@@ -42,7 +42,9 @@ mod onnx;
 mod ops;
 pub mod value;
 
-pub use device::{select_device, wgpu_adapters, AdapterSummary, BackendKind, ComputeDevice, DeviceChoice};
+pub use device::{
+    select_device, wgpu_adapters, AdapterSummary, BackendKind, ComputeDevice, DeviceChoice,
+};
 pub use error::{ModelError, OpError, Result};
 pub use model::{Model, ModelFormat, ModelInfo, ModelSpec};
 pub use ops::supported_ops;

@@ -234,10 +234,10 @@ impl Model {
                     return Err(invalid(format!("std {s:?} must be positive")));
                 }
                 let shape = |v: &Vec<f32>| vec![1, v.len(), 1, 1];
-                let m_t = FloatValue::from_host(m.clone(), shape(m), device)
-                    .map_err(|e| invalid(e.0))?;
-                let s_t = FloatValue::from_host(s.clone(), shape(s), device)
-                    .map_err(|e| invalid(e.0))?;
+                let m_t =
+                    FloatValue::from_host(m.clone(), shape(m), device).map_err(|e| invalid(e.0))?;
+                let s_t =
+                    FloatValue::from_host(s.clone(), shape(s), device).map_err(|e| invalid(e.0))?;
                 Some((m_t, s_t))
             }
             _ => return Err(invalid("give both mean and std, or neither".into())),
@@ -309,7 +309,12 @@ impl Model {
         let mut probe_shape = vec![2];
         probe_shape.extend(&input_shape);
         let probe = Tensor::<4>::zeros(
-            [probe_shape[0], probe_shape[1], probe_shape[2], probe_shape[3]],
+            [
+                probe_shape[0],
+                probe_shape[1],
+                probe_shape[2],
+                probe_shape[3],
+            ],
             device,
         );
         let logits = guarded(|| model.forward(probe)).map_err(|e| {
@@ -413,9 +418,7 @@ impl Model {
                     if n.is_empty() {
                         None
                     } else {
-                        env.get(n.as_str())
-                            .or_else(|| self.consts.get(n))
-                            .cloned()
+                        env.get(n.as_str()).or_else(|| self.consts.get(n)).cloned()
                     }
                 })
                 .collect();
@@ -432,15 +435,17 @@ impl Model {
             }
         }
         want.iter()
-            .map(|w| match env.remove(w).or_else(|| self.consts.get(*w).cloned()) {
-                Some(Value::Float(f)) => Ok(f),
-                Some(Value::Int(_)) => Err(ModelError::Input(format!(
-                    "value '{w}' is an integer tensor, not features"
-                ))),
-                None => Err(ModelError::Input(format!(
-                    "the model has no value named '{w}'"
-                ))),
-            })
+            .map(
+                |w| match env.remove(w).or_else(|| self.consts.get(*w).cloned()) {
+                    Some(Value::Float(f)) => Ok(f),
+                    Some(Value::Int(_)) => Err(ModelError::Input(format!(
+                        "value '{w}' is an integer tensor, not features"
+                    ))),
+                    None => Err(ModelError::Input(format!(
+                        "the model has no value named '{w}'"
+                    ))),
+                },
+            )
             .collect()
     }
 }
@@ -454,26 +459,26 @@ fn resolve_input_shape(
         path: path.to_path_buf(),
         reason,
     };
-    let from_file: Option<Vec<usize>> = if !declared.is_empty() && declared.iter().all(|d| d.is_some()) {
-        Some(declared.iter().map(|d| d.unwrap_or(0)).collect())
-    } else {
-        None
-    };
-    let shape = match (from_file, given) {
-        (Some(f), Some(g)) if &f != g => {
-            return Err(invalid(format!(
-                "the configured input shape {g:?} differs from the model's declared {f:?}"
-            )))
-        }
-        (Some(f), _) => f,
-        (None, Some(g)) => g.clone(),
-        (None, None) => {
-            return Err(invalid(
+    let from_file: Option<Vec<usize>> =
+        if !declared.is_empty() && declared.iter().all(|d| d.is_some()) {
+            Some(declared.iter().map(|d| d.unwrap_or(0)).collect())
+        } else {
+            None
+        };
+    let shape =
+        match (from_file, given) {
+            (Some(f), Some(g)) if &f != g => {
+                return Err(invalid(format!(
+                    "the configured input shape {g:?} differs from the model's declared {f:?}"
+                )))
+            }
+            (Some(f), _) => f,
+            (None, Some(g)) => g.clone(),
+            (None, None) => return Err(invalid(
                 "the model does not declare its input shape; set input_shape (e.g. [3, 32, 32])"
                     .into(),
-            ))
-        }
-    };
+            )),
+        };
     if shape.len() != 3 || shape.contains(&0) {
         return Err(invalid(format!(
             "input shape {shape:?} is not an image shape [channels, height, width]"

@@ -203,8 +203,12 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
     if bytes.is_empty() {
         return Err(invalid(path, "the file is empty, not an ONNX model"));
     }
-    let model = ModelProto::parse_from_bytes(bytes)
-        .map_err(|e| invalid(path, format!("not a valid ONNX model (protobuf error: {e})")))?;
+    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| {
+        invalid(
+            path,
+            format!("not a valid ONNX model (protobuf error: {e})"),
+        )
+    })?;
     let g = model
         .graph
         .as_ref()
@@ -215,7 +219,12 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map(|o| o.version)
-        .ok_or_else(|| invalid(path, "the model declares no opset for the default ONNX domain"))?;
+        .ok_or_else(|| {
+            invalid(
+                path,
+                "the model declares no opset for the default ONNX domain",
+            )
+        })?;
 
     let mut consts = HashMap::new();
     for init in &g.initializer {
@@ -336,7 +345,10 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
     }
     for o in &outputs {
         if !defined.contains(o) {
-            return Err(invalid(path, format!("graph output '{o}' is never computed")));
+            return Err(invalid(
+                path,
+                format!("graph output '{o}' is never computed"),
+            ));
         }
     }
     Ok(Graph {

@@ -132,7 +132,8 @@ impl FloatValue {
         device: &burn::tensor::Device,
     ) -> Result<Self, OpError> {
         let p = padded(&shape)?;
-        let host: Option<std::sync::Arc<[f32]>> = (data.len() <= HOST_COPY_MAX).then(|| data.clone().into());
+        let host: Option<std::sync::Arc<[f32]>> =
+            (data.len() <= HOST_COPY_MAX).then(|| data.clone().into());
         let t = Tensor::<MAX_RANK>::from_data(TensorData::new(data, p.to_vec()), device);
         Ok(Self { t, shape, host })
     }
@@ -196,8 +197,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Result<Vec<usize>, OpError>
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = if da == db || db == 1 {
             da
         } else if da == 1 {

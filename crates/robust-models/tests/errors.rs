@@ -45,7 +45,9 @@ fn random_truncated_and_empty_onnx() {
     let mut noise = Vec::new();
     let mut state = 12345u64;
     for _ in 0..4096 {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         noise.push((state >> 33) as u8);
     }
     for (name, bytes) in [
@@ -63,13 +65,19 @@ fn random_truncated_and_empty_onnx() {
 #[test]
 fn unsupported_operators_are_named_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut model = ModelProto::parse_from_bytes(&std::fs::read(model_file("mlp/model.onnx")).unwrap()).unwrap();
+    let mut model =
+        ModelProto::parse_from_bytes(&std::fs::read(model_file("mlp/model.onnx")).unwrap())
+            .unwrap();
     let graph = model.graph.as_mut().unwrap();
     graph.node[1].op_type = "FancyOp".into();
     graph.node[1].name = "fancy_layer".into();
     graph.node[3].op_type = "LSTM".into();
     graph.node[3].name = "rnn".into();
-    let p = write(dir.path(), "unsupported.onnx", &model.write_to_bytes().unwrap());
+    let p = write(
+        dir.path(),
+        "unsupported.onnx",
+        &model.write_to_bytes().unwrap(),
+    );
     let e = load_err(&ModelSpec::new(&p));
     let msg = e.to_string();
     assert!(matches!(e, ModelError::UnsupportedOps { .. }), "{e:?}");
@@ -81,7 +89,10 @@ fn unsupported_operators_are_named_before_anything_runs() {
 fn unknown_extension() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(dir.path(), "model.pt", b"not a model");
-    assert!(matches!(load_err(&ModelSpec::new(&p)), ModelError::UnknownFormat { .. }));
+    assert!(matches!(
+        load_err(&ModelSpec::new(&p)),
+        ModelError::UnknownFormat { .. }
+    ));
 }
 
 /// Rewrites the MLP's safetensors with one key removed.
@@ -111,17 +122,27 @@ fn safetensors_missing_key_and_wrong_shape() {
     spec.arch = Some(arch_path);
     let e = load_err(&spec);
     let msg = e.to_string();
-    assert!(msg.contains("shape mismatches: 1.weight is [64, 784], expected [65, 784]"), "{msg}");
+    assert!(
+        msg.contains("shape mismatches: 1.weight is [64, 784], expected [65, 784]"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn malformed_architecture_and_missing_arch() {
     let dir = tempfile::tempdir().unwrap();
-    let p = write(dir.path(), "bad.arch.json", b"{\"input_shape\": [1, 28, 28], \"layers\": [{\"type\": \"conv9d\"}]}");
+    let p = write(
+        dir.path(),
+        "bad.arch.json",
+        b"{\"input_shape\": [1, 28, 28], \"layers\": [{\"type\": \"conv9d\"}]}",
+    );
     let mut spec = ModelSpec::new(model_file("mlp/model.safetensors"));
     spec.arch = Some(p);
     let e = load_err(&spec);
-    assert!(e.to_string().contains("invalid architecture description"), "{e}");
+    assert!(
+        e.to_string().contains("invalid architecture description"),
+        "{e}"
+    );
 
     let lone = dir.path().join("lone.safetensors");
     std::fs::copy(model_file("mlp/model.safetensors"), &lone).unwrap();
@@ -134,13 +155,17 @@ fn bad_preprocessing_and_inputs() {
     let mut spec = ModelSpec::new(model_file("mlp/model.onnx"));
     spec.mean = Some(vec![0.1, 0.2]);
     spec.std = Some(vec![0.3, 0.3]);
-    assert!(load_err(&spec).to_string().contains("mean has 2 values but the input has 1 channels"));
+    assert!(load_err(&spec)
+        .to_string()
+        .contains("mean has 2 values but the input has 1 channels"));
     spec.mean = Some(vec![0.1]);
     spec.std = Some(vec![0.0]);
     assert!(load_err(&spec).to_string().contains("must be positive"));
     let mut spec = ModelSpec::new(model_file("mlp/model.onnx"));
     spec.input_shape = Some(vec![3, 28, 28]);
-    assert!(load_err(&spec).to_string().contains("differs from the model's declared"));
+    assert!(load_err(&spec)
+        .to_string()
+        .contains("differs from the model's declared"));
 
     let model = robust_models::load(model_file("mlp/model.onnx"), &cpu()).unwrap();
     let x = burn::tensor::Tensor::<4>::zeros([2, 3, 28, 28], &cpu());

@@ -36,9 +36,17 @@ fn check_fixture(name: &str, spec: ModelSpec) {
         let logits = host(model.forward(x.clone()).unwrap());
         let d_torch = max_abs_diff(&logits, &ref_logits);
         let d_ort = max_abs_diff(&logits, &ort_logits);
-        println!("{name} on {dev_name}: logits max |diff| torch {d_torch:.2e}, onnxruntime {d_ort:.2e}");
-        assert!(d_torch < 1e-4, "{name} on {dev_name}: logits differ from torch by {d_torch}");
-        assert!(d_ort < 1e-4, "{name} on {dev_name}: logits differ from onnxruntime by {d_ort}");
+        println!(
+            "{name} on {dev_name}: logits max |diff| torch {d_torch:.2e}, onnxruntime {d_ort:.2e}"
+        );
+        assert!(
+            d_torch < 1e-4,
+            "{name} on {dev_name}: logits differ from torch by {d_torch}"
+        );
+        assert!(
+            d_ort < 1e-4,
+            "{name} on {dev_name}: logits differ from onnxruntime by {d_ort}"
+        );
 
         let ad = device.clone().autodiff();
         let xg = x.autodiff().require_grad();
@@ -59,14 +67,20 @@ fn check_fixture(name: &str, spec: ModelSpec) {
 #[test]
 fn onnx_fixtures_match_pytorch() {
     for name in FIXTURES {
-        check_fixture(name, ModelSpec::new(model_file(&format!("{name}/model.onnx"))));
+        check_fixture(
+            name,
+            ModelSpec::new(model_file(&format!("{name}/model.onnx"))),
+        );
     }
 }
 
 #[test]
 fn safetensors_fixtures_match_pytorch() {
     for name in ["mlp", "cnn-bn"] {
-        check_fixture(name, ModelSpec::new(model_file(&format!("{name}/model.safetensors"))));
+        check_fixture(
+            name,
+            ModelSpec::new(model_file(&format!("{name}/model.safetensors"))),
+        );
     }
 }
 
@@ -83,7 +97,10 @@ fn demo_model_formats_agree_with_normalization() {
     let st = Model::load(&spec, &device).unwrap();
     let x = npy_tensor4(&model_file("mlp/input.npy"), &device);
     let a = host(onnx.forward(x.clone()).unwrap());
-    let b: Vec<f64> = host(st.forward(x).unwrap()).into_iter().map(f64::from).collect();
+    let b: Vec<f64> = host(st.forward(x).unwrap())
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let d = max_abs_diff(&a, &b);
     assert!(d < 1e-4, "formats differ by {d}");
     // These real MNIST digits are classified correctly only when the normalization is applied.
@@ -115,9 +132,8 @@ fn finite_difference_gradient_check() {
             &device,
         )
     };
-    let loss_at = |v: &Vec<f32>| -> f64 {
-        host(ce_sum(model.forward(to_t(v)).unwrap(), &labels))[0] as f64
-    };
+    let loss_at =
+        |v: &Vec<f32>| -> f64 { host(ce_sum(model.forward(to_t(v)).unwrap(), &labels))[0] as f64 };
     let xg = to_t(&x_host).autodiff().require_grad();
     let grads = ce_sum(model.forward(xg.clone()).unwrap(), &labels).backward();
     let g = host(xg.grad(&grads).unwrap());

@@ -43,7 +43,12 @@ pub struct EvalArgs {
     #[arg(long, value_delimiter = ',', value_name = "C,H,W")]
     pub input_shape: Option<Vec<usize>>,
     /// Valid input range in pixel space, LO,HI (default 0,1).
-    #[arg(long, value_delimiter = ',', value_name = "LO,HI", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "LO,HI",
+        allow_hyphen_values = true
+    )]
     pub bounds: Option<Vec<f32>>,
     /// Per-channel mean, applied inside the graph.
     #[arg(long, value_delimiter = ',', value_name = "M,...")]
@@ -150,11 +155,20 @@ pub struct EvalArgs {
 fn parse_eps(s: &str) -> Result<f32, String> {
     let v = match s.split_once('/') {
         Some((a, b)) => {
-            let a: f32 = a.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
-            let b: f32 = b.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+            let a: f32 = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{s}' is not a number"))?;
+            let b: f32 = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("'{s}' is not a number"))?;
             a / b
         }
-        None => s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?,
+        None => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not a number"))?,
     };
     if v.is_finite() && v >= 0.0 {
         Ok(v)
@@ -280,7 +294,9 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         return Err(bad_input("--eps needs at least one value"));
     }
     if let Some(bad) = eps.iter().find(|e| !e.is_finite() || **e < 0.0) {
-        return Err(bad_input(format!("epsilon {bad} must be a finite number ≥ 0")));
+        return Err(bad_input(format!(
+            "epsilon {bad} must be a finite number ≥ 0"
+        )));
     }
     let mut specs: Vec<AttackSpec> = match (&args.attack, cfg.eval.attacks) {
         (Some(names), _) => names.iter().map(AttackSpec::named).collect(),
@@ -361,22 +377,21 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
 }
 
 /// Builds the attack plans, with unique labels.
-fn build_plans(
-    specs: &[AttackSpec],
-    eps: &[f32],
-    double: bool,
-) -> anyhow::Result<Vec<AttackPlan>> {
+fn build_plans(specs: &[AttackSpec], eps: &[f32], double: bool) -> anyhow::Result<Vec<AttackPlan>> {
     let registry = AttackRegistry::builtin();
     let mut plans: Vec<AttackPlan> = Vec::new();
     for spec in specs {
         let mut spec = spec.clone();
+        let mut attack = registry.build(&spec).map_err(bad_input)?;
         if double {
-            spec.steps = Some(spec.steps.unwrap_or(10) * 2);
+            // The convergence check reruns iterative attacks with twice the steps and
+            // restarts; single-step attacks have nothing to converge.
+            if attack.steps() <= 1 {
+                continue;
+            }
+            spec.steps = Some(attack.steps() * 2);
             spec.restarts = Some(spec.restarts.unwrap_or(1) * 2);
-        }
-        let attack = registry.build(&spec).map_err(bad_input)?;
-        if double && attack.steps() <= 1 {
-            continue;
+            attack = registry.build(&spec).map_err(bad_input)?;
         }
         plans.push(AttackPlan {
             attack,
@@ -423,9 +438,11 @@ fn run_sweep(
     } else {
         let b = ProgressBar::new(units);
         b.set_style(
-            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} (attack × ε × batch) {elapsed}<{eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} (attack × ε × batch) {elapsed}<{eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         b.set_message(what.to_string());
         b
@@ -475,7 +492,11 @@ fn attack_results(sweep: &Sweep, labels: &[String]) -> Vec<report::AttackResult>
             params.insert("target".into(), plan.target.to_string().into());
             params.insert(
                 "eps".into(),
-                plan.eps.iter().map(|&e| e as f64).collect::<Vec<_>>().into(),
+                plan.eps
+                    .iter()
+                    .map(|&e| e as f64)
+                    .collect::<Vec<_>>()
+                    .into(),
             );
             report::AttackResult {
                 name: plan.attack.name().to_string(),
@@ -532,7 +553,12 @@ fn examples(sweep: &Sweep, labels: &[String]) -> anyhow::Result<Vec<report::Exam
                 clean_conf: ex.clean.1,
                 adv_pred: ex.adv.0,
                 adv_conf: ex.adv.1,
-                clean_png: report::png_base64(w as u32, h as u32, c as u32, &lo_hi(&ex.clean_pixels))?,
+                clean_png: report::png_base64(
+                    w as u32,
+                    h as u32,
+                    c as u32,
+                    &lo_hi(&ex.clean_pixels),
+                )?,
                 adv_png: report::png_base64(w as u32, h as u32, c as u32, &lo_hi(&ex.adv_pixels))?,
                 perturbation_png: report::png_base64(
                     w as u32,
@@ -550,7 +576,11 @@ fn pct(v: f64) -> String {
 }
 
 fn print_table(run: &report::RunResults) {
-    println!("clean accuracy: {}  ({} samples)", pct(run.clean_accuracy), run.dataset.size);
+    println!(
+        "clean accuracy: {}  ({} samples)",
+        pct(run.clean_accuracy),
+        run.dataset.size
+    );
     let width = run
         .attacks
         .iter()
@@ -626,7 +656,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(args)?;
     // Check cheap inputs before the model loads.
     let baseline = match &plan.baseline {
-        Some(p) => Some((p.display().to_string(), report::RunResults::read(p).map_err(bad_input)?)),
+        Some(p) => Some((
+            p.display().to_string(),
+            report::RunResults::read(p).map_err(bad_input)?,
+        )),
         None => None,
     };
     build_plans(&plan.specs, &plan.eps, false)?;
@@ -756,8 +789,16 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             let dsweep = run_sweep(&model, &dataset, doubled, &plan, "convergence check")?;
             let mut drun = run.clone();
             drun.attacks = attack_results(&dsweep, &dlabels);
-            run.checks
-                .extend(report::stronger_attack_checks(&run, &drun, &check_opts));
+            // Only iterative attacks were rerun; single-step ones have nothing to converge.
+            let mut iterative = run.clone();
+            iterative
+                .attacks
+                .retain(|a| a.steps().is_some_and(|s| s > 1));
+            run.checks.extend(report::stronger_attack_checks(
+                &iterative,
+                &drun,
+                &check_opts,
+            ));
         }
     }
     if !plan.thresholds.min.is_empty() || baseline.is_some() {
@@ -786,8 +827,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     )?;
     let md = report::render_markdown(&run);
     let junit = report::render_junit(&run);
-    std::fs::create_dir_all(&plan.out)
-        .map_err(|e| bad_input(format!("{}: cannot create the output directory: {e}", plan.out.display())))?;
+    std::fs::create_dir_all(&plan.out).map_err(|e| {
+        bad_input(format!(
+            "{}: cannot create the output directory: {e}",
+            plan.out.display()
+        ))
+    })?;
     let results_path = plan.out.join("results.json");
     run.write(&results_path)?;
     report::write_atomic(plan.out.join("report.html"), html.as_bytes())?;

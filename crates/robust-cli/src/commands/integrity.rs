@@ -267,7 +267,9 @@ pub mod verify {
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) if e.is_verification_failure() => {
-                eprintln!("verification FAILED: {e}");
+                // One line: the differences of a tampered model joined with "; ".
+                let line = e.to_string().replace(":\n  ", ": ").replace("\n  ", "; ");
+                eprintln!("verification FAILED: {}", line.replace('\n', " "));
                 Ok(ExitCode::from(1))
             }
             Err(e @ IntegrityError::Key { .. }) => {
@@ -285,9 +287,7 @@ pub mod drift {
     use std::process::ExitCode;
 
     use anyhow::Result;
-    use robust_integrity::{
-        detect_drift, write_atomic, Correction, DriftOptions, IntegrityError,
-    };
+    use robust_integrity::{detect_drift, write_atomic, Correction, DriftOptions, IntegrityError};
 
     use super::inputs::{features_of, resolve_kind, FeatureSpace, InputKind, ModelArgs};
     use crate::exit::bad_input;
@@ -359,7 +359,10 @@ pub mod drift {
     pub fn run(args: &DriftArgs) -> Result<ExitCode> {
         // Cheap checks first: flags, files, kinds; then the model and the data.
         if !(args.p_val > 0.0 && args.p_val < 1.0) {
-            return Err(bad_input(format!("--p-val {} must lie in (0, 1)", args.p_val)));
+            return Err(bad_input(format!(
+                "--p-val {} must lie in (0, 1)",
+                args.p_val
+            )));
         }
         args.model.validate()?;
         let space = match (args.feature_space, &args.model.model) {
@@ -376,7 +379,13 @@ pub mod drift {
         let ref_kind = resolve_kind(&args.reference, args.input)?;
         let cur_kind = resolve_kind(&args.current, args.input)?;
         if ref_kind != cur_kind {
-            let name = |k: InputKind| if k == InputKind::Data { "a data set" } else { "a feature table" };
+            let name = |k: InputKind| {
+                if k == InputKind::Data {
+                    "a data set"
+                } else {
+                    "a feature table"
+                }
+            };
             return Err(bad_input(format!(
                 "{} is {} but {} is {}; compare two of the same kind (or set --input)",
                 args.reference.display(),
@@ -394,8 +403,13 @@ pub mod drift {
             )));
         }
         let model = args.model.load()?;
-        let (reference, ref_what) =
-            features_of(&args.reference, ref_kind, space, model.as_ref(), &args.model)?;
+        let (reference, ref_what) = features_of(
+            &args.reference,
+            ref_kind,
+            space,
+            model.as_ref(),
+            &args.model,
+        )?;
         let (current, cur_what) =
             features_of(&args.current, cur_kind, space, model.as_ref(), &args.model)?;
         let options = DriftOptions {
@@ -408,7 +422,11 @@ pub mod drift {
         if let Some(obj) = json.as_object_mut() {
             obj.insert("reference".into(), ref_what.clone().into());
             obj.insert("current".into(), cur_what.clone().into());
-            let space_name = if ref_kind == InputKind::Data { space.name() } else { "table" };
+            let space_name = if ref_kind == InputKind::Data {
+                space.name()
+            } else {
+                "table"
+            };
             obj.insert("feature_space".into(), space_name.into());
             if let Some(m) = &model {
                 obj.insert(
@@ -444,6 +462,19 @@ pub mod drift {
             println!(
                 "... {rest} more drifted feature{} (--all lists them; --json writes every p-value)",
                 if rest == 1 { "" } else { "s" }
+            );
+        }
+        if let Some(f) = report
+            .features
+            .iter()
+            .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
+        {
+            println!(
+                "smallest p-value: {:.3e} (feature {}, statistic {:.4}); threshold {:.3e}",
+                f.p_value,
+                f.name.clone().unwrap_or_else(|| f.index.to_string()),
+                f.statistic,
+                report.threshold
             );
         }
         Ok(if report.is_drift {
@@ -523,7 +554,12 @@ pub mod inputs {
         #[arg(long, value_delimiter = ',', value_name = "C,H,W")]
         pub input_shape: Option<Vec<usize>>,
         /// Valid input range in pixel space, LO,HI (default 0,1).
-        #[arg(long, value_delimiter = ',', value_name = "LO,HI", allow_hyphen_values = true)]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "LO,HI",
+            allow_hyphen_values = true
+        )]
         pub bounds: Option<Vec<f32>>,
         /// Per-channel mean the model expects, applied inside the graph.
         #[arg(long, value_delimiter = ',', value_name = "M,...", requires = "model")]
@@ -687,9 +723,11 @@ pub mod inputs {
             let mut head = [0u8; 16];
             let mut f = std::fs::File::open(&images)
                 .map_err(|e| bad_input(format!("cannot read {}: {e}", images.display())))?;
-            std::io::Read::read_exact(&mut f, &mut head)
-                .map_err(|e| bad_input(format!("{}: truncated IDX header ({e})", images.display())))?;
-            let be = |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+            std::io::Read::read_exact(&mut f, &mut head).map_err(|e| {
+                bad_input(format!("{}: truncated IDX header ({e})", images.display()))
+            })?;
+            let be =
+                |i: usize| u32::from_be_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
             if be(0) != 0x0803 {
                 return Err(bad_input(format!(
                     "{}: not an IDX images file (magic {:#010x})",
@@ -716,10 +754,8 @@ pub mod inputs {
     fn temp_labels(n: usize) -> Result<TempLabels> {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let k = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "robust-unlabelled-{}-{k}.npy",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("robust-unlabelled-{}-{k}.npy", std::process::id()));
         let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({n},), }}");
         while (10 + header.len() + 1) % 64 != 0 {
             header.push(' ');
@@ -750,7 +786,10 @@ pub mod inputs {
         spec.labels = labels.map(Path::to_path_buf);
         let images = if path.is_dir() && path.join("images.npy").is_file() {
             Some(path.join("images.npy"))
-        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+        {
             Some(path.to_path_buf())
         } else {
             None
@@ -760,7 +799,11 @@ pub mod inputs {
             let beside = images.parent().unwrap_or(Path::new("")).join("labels.npy");
             if !beside.exists() {
                 spec.format = Some(DataFormat::Npy);
-                let n = npy_shape(images).map_err(bad_input)?.first().copied().unwrap_or(0);
+                let n = npy_shape(images)
+                    .map_err(bad_input)?
+                    .first()
+                    .copied()
+                    .unwrap_or(0);
                 let t = temp_labels(n)?;
                 spec.labels = Some(t.0.clone());
                 _temp = Some(t);
@@ -896,8 +939,7 @@ pub mod inputs {
                         .map_err(|_| bad_input("model input shape is not [C, H, W]"))?,
                     None => native_shape(path, args.input_shape.as_deref())?,
                 };
-                let dataset =
-                    open_dataset(path, None, shape, args.bounds(model), None, true)?;
+                let dataset = open_dataset(path, None, shape, args.bounds(model), None, true)?;
                 let name = match model {
                     Some(m) => value_name(m, space, args.layer.as_deref())?,
                     None => None,

@@ -3,3 +3,4 @@
 pub mod eval;
 pub mod integrity;
 pub mod report;
+pub mod scan;

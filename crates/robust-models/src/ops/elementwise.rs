@@ -188,13 +188,23 @@ pub(crate) fn clip(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     let x = float_input(ctx, i, 0)?;
     let (lo, hi) = if ctx.opset >= 11 {
         (
-            optional(i, 1).map(|v| host_scalar(v, "Clip min")).transpose()?,
-            optional(i, 2).map(|v| host_scalar(v, "Clip max")).transpose()?,
+            optional(i, 1)
+                .map(|v| host_scalar(v, "Clip min"))
+                .transpose()?,
+            optional(i, 2)
+                .map(|v| host_scalar(v, "Clip max"))
+                .transpose()?,
         )
     } else {
         (
-            n.attrs.get("min").map(|_| n.float("min", 0.0)).transpose()?,
-            n.attrs.get("max").map(|_| n.float("max", 0.0)).transpose()?,
+            n.attrs
+                .get("min")
+                .map(|_| n.float("min", 0.0))
+                .transpose()?,
+            n.attrs
+                .get("max")
+                .map(|_| n.float("max", 0.0))
+                .transpose()?,
         )
     };
     one(x.map(|t| match (lo, hi) {

@@ -170,7 +170,9 @@ fn pool2d(n: &Node, x: &FloatValue) -> Result<Pool2d, OpError> {
     let strides = usize_list(n, "strides", 2, 1)?;
     let dilations = usize_list(n, "dilations", 2, 1)?;
     if strides.contains(&0) || dilations.contains(&0) || kernel.contains(&0) {
-        return Err(OpError::new("kernel, strides and dilations must be positive"));
+        return Err(OpError::new(
+            "kernel, strides and dilations must be positive",
+        ));
     }
     let pads = resolve_pads(n, &x.shape[2..], &kernel, &strides, &dilations)?;
     Ok(Pool2d {
@@ -184,7 +186,9 @@ fn pool2d(n: &Node, x: &FloatValue) -> Result<Pool2d, OpError> {
 
 pub(crate) fn max_pool(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     if n.outputs.get(1).is_some_and(|o| !o.is_empty()) {
-        return Err(OpError::new("the Indices output of MaxPool is not supported"));
+        return Err(OpError::new(
+            "the Indices output of MaxPool is not supported",
+        ));
     }
     let x = float_input(ctx, i, 0)?;
     let p = pool2d(n, &x)?;
@@ -282,8 +286,16 @@ pub(crate) fn batch_norm(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpRe
 pub(crate) fn gemm(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     let a = float_input(ctx, i, 0)?.at_rank::<2>("Gemm A")?;
     let b = float_input(ctx, i, 1)?.at_rank::<2>("Gemm B")?;
-    let a = if n.int("transA", 0)? != 0 { a.transpose() } else { a };
-    let b = if n.int("transB", 0)? != 0 { b.transpose() } else { b };
+    let a = if n.int("transA", 0)? != 0 {
+        a.transpose()
+    } else {
+        a
+    };
+    let b = if n.int("transB", 0)? != 0 {
+        b.transpose()
+    } else {
+        b
+    };
     let (ad, bd) = (a.dims(), b.dims());
     if ad[1] != bd[0] {
         return Err(OpError::new(format!(
@@ -307,7 +319,11 @@ pub(crate) fn gemm(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
                     c.shape, y.shape
                 )));
             }
-            let ct = if beta != 1.0 { c.t.mul_scalar(beta) } else { c.t };
+            let ct = if beta != 1.0 {
+                c.t.mul_scalar(beta)
+            } else {
+                c.t
+            };
             one(FloatValue::from_padded(y.t + ct, shape))
         }
         _ => one(y),

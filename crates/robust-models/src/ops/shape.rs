@@ -240,10 +240,8 @@ pub(crate) fn gather(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult
             let mut flat_shape = dshape[..axis].to_vec();
             flat_shape.push(len);
             flat_shape.extend(&dshape[axis + 1..]);
-            let selected = FloatValue::from_padded(
-                f.t.clone().select(f.padded_axis(axis), ind),
-                flat_shape,
-            );
+            let selected =
+                FloatValue::from_padded(f.t.clone().select(f.padded_axis(axis), ind), flat_shape);
             one(selected.reshape(out_shape)?)
         }
     }
@@ -318,7 +316,9 @@ pub(crate) fn slice(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
         None => vec![1; starts.len()],
     };
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
-        return Err(OpError::new("starts, ends, axes and steps differ in length"));
+        return Err(OpError::new(
+            "starts, ends, axes and steps differ in length",
+        ));
     }
     // (start, count, step) per axis, clamped as ONNX specifies.
     let mut ranges: Vec<(i64, usize, i64)> = s.iter().map(|&d| (0, d, 1)).collect();
@@ -332,7 +332,10 @@ pub(crate) fn slice(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
         let (b, e) = if step > 0 {
             (wrap(starts[k]).clamp(0, d), wrap(ends[k]).clamp(0, d))
         } else {
-            (wrap(starts[k]).clamp(0, d - 1), wrap(ends[k]).clamp(-1, d - 1))
+            (
+                wrap(starts[k]).clamp(0, d - 1),
+                wrap(ends[k]).clamp(-1, d - 1),
+            )
         };
         let count = if step > 0 {
             ((e - b).max(0) + step - 1) / step
@@ -345,7 +348,9 @@ pub(crate) fn slice(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
     match x {
         Value::Float(f) => {
             if ranges.iter().any(|r| r.2 != 1) {
-                return Err(OpError::new("strided Slice of float tensors is not supported"));
+                return Err(OpError::new(
+                    "strided Slice of float tensors is not supported",
+                ));
             }
             let mut t = f.t.clone();
             for (a, &(b, count, _)) in ranges.iter().enumerate() {
@@ -427,7 +432,9 @@ pub(crate) fn pad(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
                 .enumerate()
                 .any(|(k, &a)| pads[k].max(pads[k + axes.len()]) as usize >= x.shape[a])
             {
-                return Err(OpError::new("reflect padding must be smaller than the axis"));
+                return Err(OpError::new(
+                    "reflect padding must be smaller than the axis",
+                ));
             }
             PadMode::Reflect
         }

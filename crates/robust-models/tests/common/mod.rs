@@ -26,10 +26,25 @@ pub fn read_npy(path: &PathBuf) -> (Vec<f64>, Vec<usize>) {
         panic!("unexpected npy dtype")
     };
     let data: Vec<f64> = match (ty.type_char(), ty.size_field()) {
-        (npyz::TypeChar::Float, 4) => npy.into_vec::<f32>().unwrap().into_iter().map(f64::from).collect(),
+        (npyz::TypeChar::Float, 4) => npy
+            .into_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
         (npyz::TypeChar::Float, 8) => npy.into_vec::<f64>().unwrap(),
-        (npyz::TypeChar::Int, 8) => npy.into_vec::<i64>().unwrap().into_iter().map(|v| v as f64).collect(),
-        (npyz::TypeChar::Uint, 1) => npy.into_vec::<u8>().unwrap().into_iter().map(f64::from).collect(),
+        (npyz::TypeChar::Int, 8) => npy
+            .into_vec::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|v| v as f64)
+            .collect(),
+        (npyz::TypeChar::Uint, 1) => npy
+            .into_vec::<u8>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
         other => panic!("unexpected npy type {other:?}"),
     };
     (data, shape)
