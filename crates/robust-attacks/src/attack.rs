@@ -1,6 +1,6 @@
 //! The extension point: the [`Attack`] trait, and the services an attack may use.
 
-use burn::tensor::{activation, Device, Tensor, TensorData};
+use burn::tensor::{activation, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use robust_models::Model;
@@ -91,7 +91,6 @@ pub struct GradStats {
 /// per-sample randomness. Created by the sweep, one per (attack, epsilon, batch).
 pub struct AttackCtx<'a> {
     model: &'a Model,
-    autodiff: Device,
     bounds: [f32; 2],
     seed: u64,
     stats: GradStats,
@@ -103,7 +102,6 @@ impl<'a> AttackCtx<'a> {
     pub fn new(model: &'a Model, seed: u64) -> Self {
         Self {
             model,
-            autodiff: model.device().clone().autodiff(),
             bounds: model.info().bounds,
             seed,
             stats: GradStats::default(),
@@ -178,7 +176,6 @@ impl<'a> AttackCtx<'a> {
                 }
             }
         }
-        let _ = &self.autodiff;
         Ok(g)
     }
 

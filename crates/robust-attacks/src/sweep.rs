@@ -73,7 +73,7 @@ pub fn attack_at(
     eps: f32,
     seed: u64,
 ) -> Result<EpsOutcome, AttackError> {
-    if !(eps >= 0.0) || !eps.is_finite() {
+    if eps < 0.0 || !eps.is_finite() {
         return Err(AttackError::Input(format!(
             "epsilon {eps} must be a finite number ≥ 0"
         )));
@@ -399,7 +399,7 @@ impl Sweep {
                     continue;
                 }
                 for st in &self.stats[p] {
-                    if !eps_values.iter().any(|&e| e == st.eps) {
+                    if !eps_values.contains(&st.eps) {
                         eps_values.push(st.eps);
                     }
                 }

@@ -221,7 +221,10 @@ fn convergence_check_and_history() {
         .map(|c| c["id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&"convergence/PGD-10 Linf"), "{ids:?}");
-    assert!(!ids.iter().any(|i| i.starts_with("convergence/FGSM")), "{ids:?}");
+    assert!(
+        !ids.iter().any(|i| i.starts_with("convergence/FGSM")),
+        "{ids:?}"
+    );
     let o = eval_small(dir.path(), &["--history", h]);
     assert!(o.status.success());
     let lines = std::fs::read_to_string(&history).unwrap();

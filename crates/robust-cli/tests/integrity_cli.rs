@@ -716,6 +716,7 @@ fn scan_finds_the_backdoor_in_a_poisoned_training_set() {
             assert_eq!(flagged, reference);
         }
         if fraction == "auto" {
+            assert_eq!(spectral["cut"], serde_json::json!({"fence": 3.0}));
             // Only the poisoned class (the backdoor's target, 1) is flagged.
             for c in spectral["classes"].as_array().unwrap() {
                 let n = c["flagged"].as_u64().unwrap();
@@ -852,6 +853,18 @@ fn scan_rejects_bad_input_clearly() {
         "lots",
     ])
     .usage_error("neither a number nor auto");
+    robust(&[
+        "scan",
+        "--data",
+        "datasets/mnist-demo",
+        "--fraction",
+        "auto",
+        "--fence",
+        "0",
+        "--json",
+        &json,
+    ])
+    .fails(2, "--fence 0");
     robust(&[
         "scan",
         "--data",

@@ -35,7 +35,8 @@
 //! statistics), [`find_duplicates`] (exact and perceptual-hash near-duplicates),
 //! [`label_disagreements`] (labels contradicting a confident model) and
 //! [`spectral_signatures`] (Tran et al. 2018: outliers along the top singular direction
-//! of each class's penultimate-layer features, the signature of a backdoor).
+//! of each class's penultimate-layer features, the signature of a backdoor; a fixed
+//! fraction per class, or Tukey's fences with [`spectral_signatures_with`]).
 //!
 //! # Errors
 //!
@@ -101,8 +102,9 @@ pub use drift::{detect_drift, Correction, DriftOptions, DriftReport, FeatureDrif
 pub use error::{IntegrityError, Result};
 pub use ks::{ks_2samp, ks_2samp_with, KsMethod, KsMethodUsed, KsResult};
 pub use scan::{
-    describe, find_duplicates, label_disagreements, spectral_signatures, DuplicateOptions,
-    DuplicateReport, FeatureSummary, ImageGeometry, LabelDisagreement, Layout, SpectralReport,
+    describe, find_duplicates, label_disagreements, spectral_signatures, spectral_signatures_with,
+    ClassSignature, DuplicateOptions, DuplicateReport, FeatureSummary, ImageGeometry,
+    LabelDisagreement, Layout, SpectralCut, SpectralReport,
 };
 pub use sign::{
     generate_keypair, provenance, sign_manifest, verify, Provenance, SignatureFile,

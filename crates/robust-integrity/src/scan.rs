@@ -36,7 +36,14 @@
 //!   for `d ≤ 1024`, applied as `Mᵀ(Mv)` above that), score each sample by its squared projection `((x − μ)·v)²`, and flag the
 //!   `⌊1.5 · fraction · n_c⌋` highest-scoring samples (`+ 1e-9` inside the floor, so a
 //!   product like 1.5 · 0.1 · 200 that rounds to 29.999… still gives 30) of each class (`fraction` is the
-//!   assumed poisoned fraction ε; the paper removes 1.5ε). The power iteration starts
+//!   assumed poisoned fraction ε; the paper removes 1.5ε). Instead of a fixed count,
+//!   [`spectral_signatures_with`] and [`SpectralCut::Fence`] flag the samples whose
+//!   *signed* projection `(x − μ)·v` lies outside Tukey's fences `[Q1 − k·IQR,
+//!   Q3 + k·IQR]` of the class's projections (quartiles with linear interpolation;
+//!   `k = 3` is Tukey's "far out"): a class whose projections are roughly normal flags
+//!   nothing (a normal variable passes the `k = 3` fences with probability 2·10⁻⁶), and the
+//!   separated cluster that a backdoor's poisoned samples form along `v` is flagged
+//!   whatever its size. The power iteration starts
 //!   from a fixed pseudo-random vector (so results are reproducible and the start is not
 //!   orthogonal to the answer except with probability zero) and stops when the unit
 //!   vector moves by less than 1e-10 (Euclidean norm) or after 10 000 steps.
@@ -601,6 +608,19 @@ pub const POWER_TOLERANCE: f64 = 1e-10;
 /// Largest feature dimension for which the `d × d` matrix `MᵀM` is formed explicitly.
 pub const COVARIANCE_MAX_DIM: usize = 1024;
 
+/// How many samples of each class the spectral screen flags.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpectralCut {
+    /// The `⌊1.5 · ε · n_c⌋` highest scores of every class, for an assumed poisoned
+    /// fraction ε in (0, 1] (Tran et al.).
+    Fraction(f64),
+    /// The samples whose signed projection lies outside `[Q1 − k·IQR, Q3 + k·IQR]` of
+    /// their class's projections, for a multiplier `k > 0` (see the
+    /// [module documentation](self)); none where the IQR is 0.
+    Fence(f64),
+}
+
 /// Per-class details of [`spectral_signatures`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassSignature {
@@ -617,6 +637,9 @@ pub struct ClassSignature {
     pub direction: Vec<f64>,
     /// Lowest score among the flagged samples (`None` if none was flagged).
     pub threshold: Option<f64>,
+    /// With [`SpectralCut::Fence`]: the fences `[low, high]` on the signed projection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<[f64; 2]>,
     /// Power-iteration steps taken.
     pub iterations: usize,
     /// Whether the iteration met [`POWER_TOLERANCE`].
@@ -626,8 +649,8 @@ pub struct ClassSignature {
 /// Result of [`spectral_signatures`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpectralReport {
-    /// The assumed poisoned fraction ε.
-    pub fraction: f64,
+    /// How the flagged samples were chosen.
+    pub cut: SpectralCut,
     /// Outlier score of every sample (squared projection on its class's direction).
     pub scores: Vec<f64>,
     /// Flagged sample indices, sorted.
@@ -647,12 +670,35 @@ pub fn spectral_signatures<R: AsRef<[f32]>>(
     labels: &[usize],
     fraction: f64,
 ) -> Result<SpectralReport> {
-    if !(fraction > 0.0 && fraction <= 1.0) {
-        return Err(IntegrityError::param(
-            "fraction",
-            fraction,
-            "must lie in (0, 1]",
-        ));
+    spectral_signatures_with(features, labels, SpectralCut::Fraction(fraction))
+}
+
+/// Spectral-signature screen with a chosen [`SpectralCut`]: a fixed fraction per class
+/// (as [`spectral_signatures`]) or Tukey's fences on the projections.
+///
+/// Errors: as [`spectral_signatures`], and a fence multiplier that is not finite and
+/// positive.
+pub fn spectral_signatures_with<R: AsRef<[f32]>>(
+    features: &[R],
+    labels: &[usize],
+    cut: SpectralCut,
+) -> Result<SpectralReport> {
+    match cut {
+        SpectralCut::Fraction(fraction) if !(fraction > 0.0 && fraction <= 1.0) => {
+            return Err(IntegrityError::param(
+                "fraction",
+                fraction,
+                "must lie in (0, 1]",
+            ));
+        }
+        SpectralCut::Fence(k) if !(k.is_finite() && k > 0.0) => {
+            return Err(IntegrityError::param(
+                "fence multiplier",
+                k,
+                "must be finite and positive",
+            ));
+        }
+        _ => {}
     }
     if features.is_empty() {
         return Err(IntegrityError::Empty {
@@ -715,45 +761,71 @@ pub fn spectral_signatures<R: AsRef<[f32]>>(
             })
             .collect();
         let top = top_right_singular_vector(&centred, d);
-        let mut class_scores: Vec<(f64, usize)> = centred
+        let projections: Vec<f64> = centred
+            .iter()
+            .map(|row| row.iter().zip(&top.vector).map(|(a, b)| a * b).sum())
+            .collect();
+        let mut class_scores: Vec<Scored> = projections
             .iter()
             .zip(&members)
-            .map(|(row, &i)| {
-                let p: f64 = row.iter().zip(&top.vector).map(|(a, b)| a * b).sum();
-                (p * p, i)
-            })
+            .map(|(&p, &i)| (p * p, i, p))
             .collect();
-        for &(s, i) in &class_scores {
+        for &(s, i, _) in &class_scores {
             scores[i] = s;
         }
-        let k = if top.singular_value > 0.0 {
-            ((1.5 * fraction * n as f64 + 1e-9).floor() as usize).min(n)
-        } else {
-            0
-        };
         // Highest score first; ties by lower index.
         class_scores.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        let chosen = &class_scores[..k];
-        flagged.extend(chosen.iter().map(|&(_, i)| i));
+        let (chosen, fence): (Vec<Scored>, Option<[f64; 2]>) = match cut {
+            _ if top.singular_value == 0.0 => (Vec::new(), None),
+            SpectralCut::Fraction(fraction) => {
+                let k = ((1.5 * fraction * n as f64 + 1e-9).floor() as usize).min(n);
+                (class_scores[..k].to_vec(), None)
+            }
+            SpectralCut::Fence(k) => {
+                let mut sorted = projections.clone();
+                sorted.sort_by(f64::total_cmp);
+                let (q1, q3) = (
+                    quantile_sorted(&sorted, 0.25),
+                    quantile_sorted(&sorted, 0.75),
+                );
+                let iqr = q3 - q1;
+                let (low, high) = (q1 - k * iqr, q3 + k * iqr);
+                let chosen = if iqr > 0.0 {
+                    class_scores
+                        .iter()
+                        .filter(|&&(_, _, p)| p < low || p > high)
+                        .copied()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                (chosen, Some([low, high]))
+            }
+        };
+        flagged.extend(chosen.iter().map(|&(_, i, _)| i));
         classes.push(ClassSignature {
             class,
             count: n,
-            flagged: k,
+            flagged: chosen.len(),
             singular_value: top.singular_value,
             direction: top.vector,
-            threshold: chosen.last().map(|&(s, _)| s),
+            threshold: chosen.last().map(|&(s, _, _)| s),
+            fence,
             iterations: top.iterations,
             converged: top.converged,
         });
     }
     flagged.sort_unstable();
     Ok(SpectralReport {
-        fraction,
+        cut,
         scores,
         flagged,
         classes,
     })
 }
+
+/// (score, sample index, signed projection) of one sample.
+type Scored = (f64, usize, f64);
 
 struct TopVector {
     vector: Vec<f64>,

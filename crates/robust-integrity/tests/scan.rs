@@ -3,8 +3,8 @@
 
 use robust_integrity::scan::describe_table;
 use robust_integrity::{
-    describe, find_duplicates, label_disagreements, spectral_signatures, DuplicateOptions,
-    FeatureTable, ImageGeometry, IntegrityError, Layout,
+    describe, find_duplicates, label_disagreements, spectral_signatures, spectral_signatures_with,
+    DuplicateOptions, FeatureTable, ImageGeometry, IntegrityError, Layout, SpectralCut,
 };
 
 /// SplitMix64 uniforms in [0, 1).
@@ -489,6 +489,61 @@ fn planted_backdoor_is_flagged_along_its_direction() {
     for i in 0..550 {
         let flagged = r.flagged.binary_search(&i).is_ok();
         assert_eq!(flagged, r.scores[i] >= thr, "sample {i}");
+    }
+}
+
+#[test]
+fn fences_flag_the_planted_cluster_and_nothing_in_a_clean_class() {
+    let mut rng = Rng(11);
+    let d = 20;
+    let u = unit((1..=d).map(|k| (k as f64).cos() + 0.2).collect());
+    // Class 0: 500 clean + 25 poisoned shifted by 8 along u (ε ≈ 0.05). Class 1: clean.
+    let mut features = planted(&mut rng, d, 500, 25, 8.0, &u);
+    let mut labels = vec![0usize; 525];
+    features.extend(planted(&mut rng, d, 400, 0, 0.0, &u));
+    labels.extend(vec![1usize; 400]);
+    let r = spectral_signatures_with(&features, &labels, SpectralCut::Fence(3.0)).unwrap();
+    assert_eq!(r.cut, SpectralCut::Fence(3.0));
+    // Exactly the poisoned samples: a normal variable passes the k = 3 fences with
+    // probability 2e-6, and the cluster sits ~8 standard deviations away.
+    assert_eq!(r.flagged, (500..525).collect::<Vec<_>>());
+    assert_eq!((r.classes[0].flagged, r.classes[1].flagged), (25, 0));
+    // The fences are Tukey's, on the signed projections (recomputed here).
+    for (c, members) in [(0usize, 0..525), (1, 525..925)] {
+        let cls = &r.classes[c];
+        let n = members.len() as f64;
+        let mean: Vec<f64> = (0..d)
+            .map(|k| members.clone().map(|i| features[i][k] as f64).sum::<f64>() / n)
+            .collect();
+        let mut proj: Vec<f64> = members
+            .clone()
+            .map(|i| {
+                (0..d)
+                    .map(|k| (features[i][k] as f64 - mean[k]) * cls.direction[k])
+                    .sum()
+            })
+            .collect();
+        proj.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            let pos = p * (proj.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            proj[lo] + (proj[hi] - proj[lo]) * (pos - lo as f64)
+        };
+        let iqr = q(0.75) - q(0.25);
+        let [low, high] = cls.fence.unwrap();
+        assert!((low - (q(0.25) - 3.0 * iqr)).abs() < 1e-9, "{low}");
+        assert!((high - (q(0.75) + 3.0 * iqr)).abs() < 1e-9, "{high}");
+        let outside = proj.iter().filter(|&&p| p < low || p > high).count();
+        assert_eq!(outside, cls.flagged);
+    }
+    // A fraction cut reports no fences; bad multipliers are refused.
+    let f = spectral_signatures(&features, &labels, 0.05).unwrap();
+    assert!(f.classes.iter().all(|c| c.fence.is_none()));
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(matches!(
+            spectral_signatures_with(&features, &labels, SpectralCut::Fence(bad)),
+            Err(IntegrityError::InvalidParameter { .. })
+        ));
     }
 }
 

@@ -212,7 +212,7 @@ impl Model {
             path: path.to_path_buf(),
             reason,
         };
-        if !(spec.bounds[0] < spec.bounds[1]) {
+        if spec.bounds[0] >= spec.bounds[1] || spec.bounds.iter().any(|b| !b.is_finite()) {
             return Err(invalid(format!(
                 "bounds {:?} must be an increasing pair",
                 spec.bounds
@@ -230,7 +230,7 @@ impl Model {
                         )));
                     }
                 }
-                if s.iter().any(|&x| !(x > 0.0) || !x.is_finite()) {
+                if s.iter().any(|&x| x <= 0.0 || !x.is_finite()) {
                     return Err(invalid(format!("std {s:?} must be positive")));
                 }
                 let shape = |v: &Vec<f32>| vec![1, v.len(), 1, 1];

@@ -43,6 +43,9 @@ pub struct IntValue {
 }
 
 /// A value flowing along a graph edge.
+// burn's tensor handle makes the float variant large; values are cloned handles passed
+// between nodes a few dozen times per forward pass, so boxing would buy nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Value {
     /// A float tensor on the compute device.

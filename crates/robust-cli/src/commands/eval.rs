@@ -672,7 +672,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             match robust_integrity::verify(&plan.model.path, &signature, &pem) {
                 Ok(_) => Some(true),
                 Err(e) if e.is_verification_failure() => {
-                    eprintln!("error: refusing to evaluate an unverified model: {e}");
+                    let why = e.to_string().replace('\n', "; ");
+                    eprintln!("error: refusing to evaluate an unverified model: {why}");
                     return Ok(ExitCode::from(1));
                 }
                 Err(e) => return Err(bad_input(e)),

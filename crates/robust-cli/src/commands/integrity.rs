@@ -596,7 +596,7 @@ pub mod inputs {
                 }
             }
             if let Some(b) = &self.bounds {
-                if b.len() != 2 || !(b[0] < b[1]) {
+                if b.len() != 2 || b[0].partial_cmp(&b[1]) != Some(std::cmp::Ordering::Less) {
                     return Err(bad_input("--bounds takes two values LO,HI with LO < HI"));
                 }
             }
@@ -700,6 +700,25 @@ pub mod inputs {
         };
         let images = if path.is_dir() && path.join("images.npy").is_file() {
             path.join("images.npy")
+        } else if path.is_dir() {
+            // A folder of IDX files: any plain images file gives the size.
+            let mut plain: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| bad_input(format!("cannot list {}: {e}", path.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && p.file_name().is_some_and(|n| {
+                            n.to_string_lossy()
+                                .to_ascii_lowercase()
+                                .ends_with("idx3-ubyte")
+                        })
+                })
+                .collect();
+            plain.sort();
+            match plain.into_iter().next() {
+                Some(p) => p,
+                None => return Err(need()),
+            }
         } else {
             path.to_path_buf()
         };

@@ -15,11 +15,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use robust_integrity::scan::SpectralReport;
 use robust_integrity::{
-    describe, find_duplicates, label_disagreements, spectral_signatures, write_atomic,
+    describe, find_duplicates, label_disagreements, spectral_signatures_with, write_atomic,
     DuplicateOptions, DuplicateReport, FeatureSummary, FeatureTable, ImageGeometry,
-    LabelDisagreement, Layout,
+    LabelDisagreement, Layout, SpectralCut, SpectralReport,
 };
 use robust_report::render::junit::escape_xml as escape;
 use serde::Serialize;
@@ -34,12 +33,12 @@ const PRINT_LIMIT: usize = 10;
 /// Thumbnails per list in the HTML section.
 const HTML_IMAGES: usize = 24;
 
-/// The assumed poisoned fraction of the spectral screen.
+/// `--fraction`: the assumed poisoned fraction of the spectral screen, or `auto`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fraction {
     /// Flag `⌊1.5 · ε · n_c⌋` samples of every class.
     Fixed(f64),
-    /// Flag only outliers of each class's score distribution (see `--help`).
+    /// Flag the samples outside Tukey's fences (`--fence`) of each class's projections.
     Auto,
 }
 
@@ -78,9 +77,11 @@ fn parse_fraction(s: &str) -> std::result::Result<Fraction, String> {
       spectral     (with --model) per class, the top singular direction of the centred
                    penultimate features (Tran et al. 2018); flags the 1.5 * F * n_c
                    highest-scoring samples of each class for --fraction F, or with
-                   --fraction auto only the samples whose projection lies beyond the
-                   class's far-out fence (Q3 + 3 IQR of the projections), which flags
-                   little on a clean class and the separated cluster a backdoor makes
+                   --fraction auto only the samples whose projection on that direction
+                   lies outside the class's fences [Q1 - K IQR, Q3 + K IQR] (--fence K,
+                   default 3): nothing in a class without outliers, and the separated
+                   cluster a backdoor makes. A fixed fraction always flags samples, so
+                   gate on the screen with --fraction auto
 
     Data: an image folder, a CSV of path,label, an images .npy with labels.npy beside it
     (or --labels), MNIST IDX. Without --model the image size comes from the .npy/IDX
@@ -100,6 +101,9 @@ pub struct ScanArgs {
     /// Assumed poisoned fraction ε of the spectral screen, in (0, 1], or `auto`.
     #[arg(long, value_name = "F|auto", default_value = "0.05", value_parser = parse_fraction)]
     pub fraction: Fraction,
+    /// Tukey fence multiplier K of `--fraction auto` (3: "far out", 1.5: "outside").
+    #[arg(long, value_name = "K", default_value_t = 3.0)]
+    pub fence: f64,
     /// Smallest model probability for a label disagreement, in [0, 1].
     #[arg(long, value_name = "P", default_value_t = 0.9)]
     pub confidence: f32,
@@ -142,20 +146,15 @@ pub struct DescribeAggregate {
 /// The spectral screen as reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpectralSection {
-    /// `"0.05"`-style fraction or `"auto"`.
+    /// `"fraction 0.05"` or `"auto, fence 3"`.
     pub mode: String,
     /// The model value used as features.
     pub layer: String,
     /// Feature width.
     pub dim: usize,
-    /// The library's report (scores, flagged indices, per-class details). With `auto` its
-    /// `fraction` is the one of the underlying ranking (1.0: every sample is ranked) and
-    /// `flagged` and the per-class counts are those of the fences.
+    /// The library's report (cut, scores, flagged indices, per-class details).
     #[serde(flatten)]
     pub report: SpectralReport,
-    /// Per class with `auto`: the fence on the projection.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fences: Option<BTreeMap<usize, f64>>,
 }
 
 /// Everything `robust scan` found.
@@ -237,6 +236,12 @@ pub fn run(args: &ScanArgs) -> Result<ExitCode> {
         return Err(bad_input(format!(
             "--max-hamming {} must be at most 63",
             args.max_hamming
+        )));
+    }
+    if !(args.fence.is_finite() && args.fence > 0.0) {
+        return Err(bad_input(format!(
+            "--fence {} must be a positive number",
+            args.fence
         )));
     }
     if !(0.0..=1.0).contains(&args.max_distance) {
@@ -335,7 +340,12 @@ pub fn run(args: &ScanArgs) -> Result<ExitCode> {
                 label_disagreements(&probs, &ex.labels, args.confidence).map_err(bad_input)?;
             let (dim, feats) = &ex.values[1];
             let feature_rows: Vec<&[f32]> = feats.chunks_exact(*dim).collect();
-            let spectral = spectral_screen(&feature_rows, &ex.labels, args.fraction)?;
+            let cut = match args.fraction {
+                Fraction::Fixed(f) => SpectralCut::Fraction(f),
+                Fraction::Auto => SpectralCut::Fence(args.fence),
+            };
+            let spectral =
+                spectral_signatures_with(&feature_rows, &ex.labels, cut).map_err(bad_input)?;
             (
                 Some(LabelSection {
                     confidence: args.confidence,
@@ -343,13 +353,12 @@ pub fn run(args: &ScanArgs) -> Result<ExitCode> {
                 }),
                 Some(SpectralSection {
                     mode: match args.fraction {
-                        Fraction::Fixed(f) => f.to_string(),
-                        Fraction::Auto => "auto".into(),
+                        Fraction::Fixed(f) => format!("fraction {f}"),
+                        Fraction::Auto => format!("auto, fence {}", args.fence),
                     },
                     layer: names[1].clone(),
                     dim: *dim,
-                    report: spectral.0,
-                    fences: spectral.1,
+                    report: spectral,
                 }),
             )
         }
@@ -428,73 +437,6 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
     let exp: Vec<f64> = logits.iter().map(|&z| f64::from(z - max).exp()).collect();
     let sum: f64 = exp.iter().sum();
     exp.iter().map(|e| (e / sum) as f32).collect()
-}
-
-/// The spectral screen with a fixed fraction, or with per-class fences (`auto`).
-fn spectral_screen(
-    features: &[&[f32]],
-    labels: &[usize],
-    fraction: Fraction,
-) -> Result<(SpectralReport, Option<BTreeMap<usize, f64>>)> {
-    match fraction {
-        Fraction::Fixed(f) => Ok((
-            spectral_signatures(features, labels, f).map_err(bad_input)?,
-            None,
-        )),
-        Fraction::Auto => {
-            // Rank everything (fraction 1 flags all), then keep only the outliers.
-            let mut report = spectral_signatures(features, labels, 1.0).map_err(bad_input)?;
-            let mut fences = BTreeMap::new();
-            let mut flagged = Vec::new();
-            for class in &mut report.classes {
-                let members: Vec<usize> = (0..labels.len())
-                    .filter(|&i| labels[i] == class.class)
-                    .collect();
-                let mut mean = vec![0.0f64; class.direction.len()];
-                for &i in &members {
-                    for (m, &v) in mean.iter_mut().zip(features[i]) {
-                        *m += f64::from(v) / members.len() as f64;
-                    }
-                }
-                // Signed projections on the class direction.
-                let proj: Vec<(f64, usize)> = members
-                    .iter()
-                    .map(|&i| {
-                        let p = features[i]
-                            .iter()
-                            .zip(&mean)
-                            .zip(&class.direction)
-                            .map(|((&x, m), v)| (f64::from(x) - m) * v)
-                            .sum::<f64>();
-                        (p, i)
-                    })
-                    .collect();
-                let mut sorted: Vec<f64> = proj.iter().map(|p| p.0).collect();
-                sorted.sort_by(f64::total_cmp);
-                let q = |p: f64| {
-                    let pos = p * (sorted.len() - 1) as f64;
-                    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-                    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-                };
-                let (q1, q3) = (q(0.25), q(0.75));
-                let iqr = q3 - q1;
-                let (low, high) = (q1 - 3.0 * iqr, q3 + 3.0 * iqr);
-                let mut chosen: Vec<(f64, usize)> = proj
-                    .iter()
-                    .filter(|(p, _)| iqr > 0.0 && (*p > high || *p < low))
-                    .copied()
-                    .collect();
-                chosen.sort_by(|a, b| (b.0 * b.0).total_cmp(&(a.0 * a.0)).then(a.1.cmp(&b.1)));
-                class.flagged = chosen.len();
-                class.threshold = chosen.last().map(|&(p, _)| p * p);
-                fences.insert(class.class, high);
-                flagged.extend(chosen.iter().map(|&(_, i)| i));
-            }
-            flagged.sort_unstable();
-            report.flagged = flagged;
-            Ok((report, Some(fences)))
-        }
-    }
 }
 
 fn aggregate(described: &[FeatureSummary], pixels: &[f32]) -> DescribeAggregate {
@@ -609,7 +551,7 @@ fn render_text(r: &ScanReport) -> String {
     match &r.spectral_signatures {
         Some(sp) => {
             out.push_str(&format!(
-                "\nspectral signatures (fraction {}, features `{}`, {} wide): {} flagged\n",
+                "\nspectral signatures ({}, features `{}`, {} wide): {} flagged\n",
                 sp.mode,
                 sp.layer,
                 sp.dim,
@@ -741,7 +683,7 @@ fn render_html(
     }
     if let Some(sp) = &r.spectral_signatures {
         s.push_str(&format!(
-            "<h3>Spectral signatures</h3>\n<p>Fraction {}, features <code>{}</code> ({} wide): {} samples flagged.</p>\n\
+            "<h3>Spectral signatures</h3>\n<p>{}; features <code>{}</code> ({} wide): {} samples flagged.</p>\n\
              <table><tr><th>class</th><th>samples</th><th>flagged</th><th>σ₁</th><th>lowest flagged score</th></tr>\n",
             escape(&sp.mode),
             escape(&sp.layer),

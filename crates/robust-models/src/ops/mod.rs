@@ -103,7 +103,7 @@ pub fn supported_ops() -> Vec<&'static str> {
 // ---- helpers shared by the operator families ----
 
 /// Input `k`, which the operator requires.
-pub(crate) fn input<'a>(inputs: &'a [Option<Value>], k: usize) -> Result<&'a Value, OpError> {
+pub(crate) fn input(inputs: &[Option<Value>], k: usize) -> Result<&Value, OpError> {
     inputs
         .get(k)
         .and_then(|v| v.as_ref())

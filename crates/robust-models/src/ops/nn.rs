@@ -234,9 +234,9 @@ fn global_pool(
     }
     let mut t = x.t.clone();
     let mut shape = x.shape.clone();
-    for a in 2..x.rank() {
+    for (a, d) in shape.iter_mut().enumerate().skip(2) {
         t = f(t, x.padded_axis(a));
-        shape[a] = 1;
+        *d = 1;
     }
     one(FloatValue::from_padded(t, shape))
 }

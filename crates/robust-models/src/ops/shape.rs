@@ -87,7 +87,7 @@ pub(crate) fn reshape(_: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult 
     }
     if let Some(k) = infer {
         let known: usize = out.iter().product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(OpError::new(format!(
                 "cannot reshape {in_shape:?} into {target:?}"
             )));
