@@ -28,6 +28,7 @@ Both must agree on the robust accuracy within 0.005. Then the full demo sweep
 memory read from `/usr/bin/time -v`.
 
 Extra options: --robust-args adds flags to the PGD runs (e.g. "--batch-size 1000");
+--robust-env NAME=VALUE sets environment for the robust runs only (e.g. GLIBC_TUNABLES);
 --torch-batch sets torchattacks' batch size (default 1000, one batch).
 """
 
@@ -103,9 +104,9 @@ def build_net(arch_path: Path, weights_path: Path) -> nn.Module:
     return net
 
 
-def time_v(output: str) -> tuple[float | None, int | None]:
-    """(wall seconds, max RSS in KiB) from GNU time -v output."""
-    wall = rss = None
+def time_v(output: str) -> tuple[float | None, int | None, int | None]:
+    """(wall seconds, max RSS in KiB, minor page faults) from GNU time -v output."""
+    wall = rss = faults = None
     m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", output)
     if m:
         parts = [float(p) for p in m.group(1).split(":")]
@@ -113,23 +114,34 @@ def time_v(output: str) -> tuple[float | None, int | None]:
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", output)
     if m:
         rss = int(m.group(1))
-    return wall, rss
+    m = re.search(r"Minor \(reclaiming a frame\) page faults: (\d+)", output)
+    if m:
+        faults = int(m.group(1))
+    return wall, rss, faults
 
 
-def run_robust(binary: Path, args: list[str], use_time: bool) -> dict:
+def run_robust(binary: Path, args: list[str], use_time: bool, extra_env: dict[str, str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="robust-compare-") as out:
         cmd = [str(binary), *args, "--out", out]
         if use_time:
             cmd = ["/usr/bin/time", "-v", *cmd]
         env = dict(os.environ, XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR", "/tmp"))
+        env.update(extra_env)
         t0 = time.perf_counter()
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if p.returncode != 0:
             raise SystemExit(f"robust failed ({p.returncode}): {shlex.join(cmd)}\n{p.stderr}")
         res = json.loads((Path(out) / "results.json").read_text())
-    _, rss = time_v(p.stderr) if use_time else (None, None)
-    return {"wall": wall, "duration": res["duration_s"], "rss_kib": rss, "results": res}
+    _, rss, faults = time_v(p.stderr) if use_time else (None, None, None)
+    return {"wall": wall, "duration": res["duration_s"], "rss_kib": rss, "faults": faults,
+            "results": res}
+
+
+def mem_note(r: dict) -> str:
+    if not r["rss_kib"]:
+        return ""
+    return f", peak RSS {r['rss_kib'] / 1024:.0f} MiB, {r['faults'] // 1000}k page faults"
 
 
 def robust_pgd_accuracy(res: dict) -> float:
@@ -149,6 +161,8 @@ def main() -> int:
     target = Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/robust-target"))
     ap.add_argument("--robust", type=Path, default=target / "release" / "robust")
     ap.add_argument("--robust-args", default="", help="extra flags for the PGD runs")
+    ap.add_argument("--robust-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment for the robust runs only (repeatable), e.g. GLIBC_TUNABLES=...")
     ap.add_argument("--sweep-reps", type=int, default=2)
     ap.add_argument("--skip-sweep", action="store_true")
     args = ap.parse_args()
@@ -182,18 +196,20 @@ def main() -> int:
         return dt, float((clean_ok & adv_ok).float().mean())
 
     extra = shlex.split(args.robust_args)
+    renv = dict(kv.split("=", 1) for kv in args.robust_env)
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}  {uptime}")
     print(f"# torch {torch.__version__} ({torch.get_num_threads()} threads, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), torchattacks "
-          f"{torchattacks.__version__}; robust {args.robust} {shlex.join(extra)}")
+          f"{torchattacks.__version__}; robust {args.robust} {shlex.join(extra)}"
+          + (f" env {' '.join(args.robust_env)}" if args.robust_env else ""))
     print(f"# {n} images; PGD-10 Linf eps {EPS} alpha {ALPHA}, no random start")
 
     torch_pgd()  # warm-up: first-call allocations, thread pool start
     t_times, r_wall, r_dur, accs = [], [], [], set()
     for rep in range(args.reps):
         dt, t_acc = torch_pgd()
-        r = run_robust(args.robust, PGD_ARGS + extra, use_time)
+        r = run_robust(args.robust, PGD_ARGS + extra, use_time, renv)
         r_acc = robust_pgd_accuracy(r["results"])
         t_times.append(dt)
         r_wall.append(r["wall"])
@@ -202,7 +218,7 @@ def main() -> int:
         print(f"rep {rep}: torchattacks {dt:7.3f} s ({n / dt:7.1f} img/s) acc {t_acc:.4f} | "
               f"robust wall {r['wall']:6.3f} s, in-process {r['duration']:6.3f} s "
               f"({n / r['wall']:7.1f} / {n / r['duration']:7.1f} img/s) acc {r_acc:.4f}"
-              + (f", peak RSS {r['rss_kib'] / 1024:.0f} MiB" if r["rss_kib"] else ""))
+              + mem_note(r))
         if abs(t_acc - r_acc) > 0.005:
             print(f"MISMATCH: robust accuracy differs by {abs(t_acc - r_acc):.4f} > 0.005")
             return 1
@@ -221,13 +237,13 @@ def main() -> int:
         print("# full demo sweep: robust eval --quiet (FGSM + PGD-10, 7 eps, 1000 images)")
         walls, durs, rsss = [], [], []
         for rep in range(args.sweep_reps):
-            r = run_robust(args.robust, ["eval", "--quiet"], use_time)
+            r = run_robust(args.robust, ["eval", "--quiet"], use_time, renv)
             walls.append(r["wall"])
             durs.append(r["duration"])
             if r["rss_kib"]:
                 rsss.append(r["rss_kib"])
             print(f"sweep rep {rep}: wall {r['wall']:.2f} s, in-process {r['duration']:.2f} s"
-                  + (f", peak RSS {r['rss_kib'] / 1024:.0f} MiB" if r["rss_kib"] else ""))
+                  + mem_note(r))
         print(f"full sweep: median wall {statistics.median(walls):.2f} s, in-process "
               f"{statistics.median(durs):.2f} s"
               + (f", peak RSS {max(rsss) / 1024:.0f} MiB" if rsss else ""))
