@@ -13,6 +13,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc keeps freed tensor buffers for reuse. With glibc's allocator every attack step
+/// returned its large buffers to the kernel and faulted them back in (about half the run
+/// time of a PGD sweep in some runs; see benches/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Adversarial robustness of image classifiers: attacks, reports, a CI gate, and model
 /// integrity checks.
 #[derive(Debug, Parser)]
