@@ -8,6 +8,7 @@
 mod commands;
 mod config;
 mod exit;
+mod model_flags;
 
 use std::process::ExitCode;
 

@@ -19,6 +19,7 @@ use robust_report as report;
 
 use crate::config::Config;
 use crate::exit::bad_input;
+use crate::model_flags::ModelFlags;
 
 /// Arguments of `robust eval`.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,29 +34,9 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Model file: .onnx, or .safetensors with --arch.
-    #[arg(long, value_name = "FILE")]
-    pub model: Option<PathBuf>,
-    /// Architecture file for a .safetensors model (JSON or TOML).
-    #[arg(long, value_name = "FILE")]
-    pub arch: Option<PathBuf>,
-    /// Input shape C,H,W when the model does not declare it.
-    #[arg(long, value_delimiter = ',', value_name = "C,H,W")]
-    pub input_shape: Option<Vec<usize>>,
-    /// Valid input range in pixel space, LO,HI (default 0,1).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "LO,HI",
-        allow_hyphen_values = true
-    )]
-    pub bounds: Option<Vec<f32>>,
-    /// Per-channel mean, applied inside the graph.
-    #[arg(long, value_delimiter = ',', value_name = "M,...")]
-    pub mean: Option<Vec<f32>>,
-    /// Per-channel std, applied inside the graph.
-    #[arg(long, value_delimiter = ',', value_name = "S,...")]
-    pub std: Option<Vec<f32>>,
+    /// The model: file, architecture, shape, bounds, normalization.
+    #[command(flatten)]
+    pub model: ModelFlags,
 
     /// Data: an image folder (one subfolder per class), a CSV of path,label, an .npy of
     /// images (labels.npy beside it), or MNIST IDX files.
@@ -238,31 +219,19 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         ),
         None => (Config::default(), None),
     };
-    let mut model = match (&args.model, cfg.model) {
-        (Some(p), _) => ModelSpec::new(p),
-        (None, Some(m)) => m,
+    args.model.validate()?;
+    let model = match (args.model.spec(), cfg.model) {
+        (Some(m), _) => m,
+        (None, Some(mut m)) => {
+            args.model.apply(&mut m);
+            m
+        }
         (None, None) => {
             return Err(bad_input(
                 "no model given: pass --model FILE or run where a robust.toml names one",
             ))
         }
     };
-    if let Some(a) = &args.arch {
-        model.arch = Some(a.clone());
-    }
-    if let Some(s) = &args.input_shape {
-        model.input_shape = Some(s.clone());
-    }
-    if let Some(b) = &args.bounds {
-        if b.len() != 2 {
-            return Err(bad_input("--bounds takes two values, LO,HI"));
-        }
-        model.bounds = [b[0], b[1]];
-    }
-    if args.mean.is_some() || args.std.is_some() {
-        model.mean = args.mean.clone();
-        model.std = args.std.clone();
-    }
     let mut data = match (&args.data, cfg.data) {
         (Some(p), _) => DataSpec::new(p),
         (None, Some(d)) => d,

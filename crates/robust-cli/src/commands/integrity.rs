@@ -365,12 +365,12 @@ pub mod drift {
             )));
         }
         args.model.validate()?;
-        let space = match (args.feature_space, &args.model.model) {
+        let space = match (args.feature_space, &args.model.spec.model) {
             (Some(s), _) => s,
             (None, Some(_)) => FeatureSpace::Penultimate,
             (None, None) => FeatureSpace::Pixels,
         };
-        if space != FeatureSpace::Pixels && args.model.model.is_none() {
+        if space != FeatureSpace::Pixels && args.model.spec.model.is_none() {
             return Err(bad_input(format!(
                 "--feature-space {} needs --model",
                 space.name()
@@ -394,7 +394,7 @@ pub mod drift {
                 name(cur_kind)
             )));
         }
-        if ref_kind == InputKind::Features && args.model.model.is_some() {
+        if ref_kind == InputKind::Features && args.model.spec.model.is_some() {
             return Err(bad_input(format!(
                 "{} is a feature table, and --model needs data sets (image folder, CSV of \
                  path,label, images .npy, IDX); drop --model to compare the tables as they \
@@ -503,7 +503,9 @@ pub mod inputs {
     use indicatif::{ProgressBar, ProgressStyle};
     use robust_data::{DataFormat, DataSpec, Dataset};
     use robust_integrity::{npy_shape, FeatureTable};
-    use robust_models::{select_device, DeviceChoice, Model, ModelSpec};
+    use robust_models::{select_device, DeviceChoice, Model};
+
+    use crate::model_flags::ModelFlags;
 
     use crate::exit::bad_input;
 
@@ -543,30 +545,9 @@ pub mod inputs {
     /// Model flags shared by `drift` and `scan` (the names `robust eval` uses).
     #[derive(Debug, Clone, clap::Args)]
     pub struct ModelArgs {
-        /// Model (.onnx, or .safetensors with --arch) whose features are used.
-        #[arg(long, value_name = "FILE")]
-        pub model: Option<PathBuf>,
-        /// Architecture file for a .safetensors model.
-        #[arg(long, value_name = "FILE", requires = "model")]
-        pub arch: Option<PathBuf>,
-        /// Input shape C,H,W: for a model that does not declare it, or the image size of a
-        /// data set read without a model (needed for image folders, CSV and gzipped IDX).
-        #[arg(long, value_delimiter = ',', value_name = "C,H,W")]
-        pub input_shape: Option<Vec<usize>>,
-        /// Valid input range in pixel space, LO,HI (default 0,1).
-        #[arg(
-            long,
-            value_delimiter = ',',
-            value_name = "LO,HI",
-            allow_hyphen_values = true
-        )]
-        pub bounds: Option<Vec<f32>>,
-        /// Per-channel mean the model expects, applied inside the graph.
-        #[arg(long, value_delimiter = ',', value_name = "M,...", requires = "model")]
-        pub mean: Option<Vec<f32>>,
-        /// Per-channel std the model expects, applied inside the graph.
-        #[arg(long, value_delimiter = ',', value_name = "S,...", requires = "model")]
-        pub std: Option<Vec<f32>>,
+        /// The model: file, architecture, shape, bounds, normalization.
+        #[command(flatten)]
+        pub spec: ModelFlags,
         /// The model value used as penultimate features (default: the input of the last
         /// Gemm/MatMul), e.g. a graph output such as `features`.
         #[arg(long, value_name = "NAME", requires = "model")]
@@ -588,17 +569,12 @@ pub mod inputs {
             if self.batch_size == 0 {
                 return Err(bad_input("--batch-size must be at least 1"));
             }
-            if let Some(s) = &self.input_shape {
-                if s.len() != 3 || s.contains(&0) {
-                    return Err(bad_input(format!(
-                        "--input-shape {s:?} is not C,H,W with every size at least 1"
-                    )));
-                }
-            }
-            if let Some(b) = &self.bounds {
-                if b.len() != 2 || b[0].partial_cmp(&b[1]) != Some(std::cmp::Ordering::Less) {
-                    return Err(bad_input("--bounds takes two values LO,HI with LO < HI"));
-                }
+            self.spec.validate()?;
+            let f = &self.spec;
+            if f.model.is_none() && (f.arch.is_some() || f.mean.is_some() || f.std.is_some()) {
+                return Err(bad_input(
+                    "--arch, --mean and --std describe a model: give --model too",
+                ));
             }
             self.device.parse::<DeviceChoice>().map_err(bad_input)?;
             Ok(())
@@ -606,17 +582,9 @@ pub mod inputs {
 
         /// Loads the model, if one was given.
         pub fn load(&self) -> Result<Option<Model>> {
-            let Some(path) = &self.model else {
+            let Some(spec) = self.spec.spec() else {
                 return Ok(None);
             };
-            let mut spec = ModelSpec::new(path);
-            spec.arch = self.arch.clone();
-            spec.input_shape = self.input_shape.clone();
-            if let Some(b) = &self.bounds {
-                spec.bounds = [b[0], b[1]];
-            }
-            spec.mean = self.mean.clone();
-            spec.std = self.std.clone();
             let device = select_device(self.device.parse::<DeviceChoice>().map_err(bad_input)?)
                 .map_err(bad_input)?;
             if let Some(note) = &device.fallback_note {
@@ -629,7 +597,7 @@ pub mod inputs {
 
         /// The bounds data are scaled to: the model's, else `--bounds`, else [0, 1].
         pub fn bounds(&self, model: Option<&Model>) -> [f32; 2] {
-            match (model, &self.bounds) {
+            match (model, &self.spec.bounds) {
                 (Some(m), _) => m.info().bounds,
                 (None, Some(b)) => [b[0], b[1]],
                 (None, None) => [0.0, 1.0],
@@ -956,7 +924,7 @@ pub mod inputs {
                 let shape = match model {
                     Some(m) => <[usize; 3]>::try_from(m.info().input_shape.clone())
                         .map_err(|_| bad_input("model input shape is not [C, H, W]"))?,
-                    None => native_shape(path, args.input_shape.as_deref())?,
+                    None => native_shape(path, args.spec.input_shape.as_deref())?,
                 };
                 let dataset = open_dataset(path, None, shape, args.bounds(model), None, true)?;
                 let name = match model {

@@ -260,7 +260,7 @@ pub fn run(args: &ScanArgs) -> Result<ExitCode> {
     let shape = match &model {
         Some(m) => <[usize; 3]>::try_from(m.info().input_shape.clone())
             .map_err(|_| bad_input("model input shape is not [C, H, W]"))?,
-        None => native_shape(&args.data, args.model.input_shape.as_deref())?,
+        None => native_shape(&args.data, args.model.spec.input_shape.as_deref())?,
     };
     let bounds = args.model.bounds(model.as_ref());
     let dataset = open_dataset(
