@@ -659,36 +659,11 @@ fn open_npy(spec: &DataSpec, classes: Option<Classes>) -> Result<Labelled> {
             ),
         ),
     };
-    let labels_arr = NpyArray::open(&labels_path, &what)?;
-    let nl = labels_arr.shape.first().copied().unwrap_or(1);
-    if !matches!(labels_arr.shape.as_slice(), [_] | [_, 1]) {
-        return Err(DataError::format(
-            &labels_path,
-            format!(
-                "labels must have shape [N] (or [N, 1]); this one is {:?}",
-                labels_arr.shape
-            ),
-        ));
-    }
-    if nl != n {
-        return Err(DataError::mismatch(
-            &labels_path,
-            format!(
-                "holds {nl} labels but {} holds {n} images",
-                images_path.display()
-            ),
-        ));
-    }
-    let mut labels = Vec::with_capacity(n);
-    for (i, v) in labels_arr.read_all()?.into_iter().enumerate() {
-        if !(v >= 0.0 && v.fract() == 0.0 && v < 9.0e15) {
-            return Err(DataError::label(
-                &labels_path,
-                format!("sample {i} has label {v}; labels must be non-negative integers"),
-            ));
-        }
-        labels.push(v as usize);
-    }
+    let labels = if spec.labels.is_none() && spec.unlabelled && !labels_path.exists() {
+        vec![0; n]
+    } else {
+        read_npy_labels(&labels_path, &what, n, &images_path)?
+    };
     let classes = match classes {
         Some(c) => Some(c),
         None => classes_beside(&images_path)?,
@@ -846,4 +821,44 @@ fn open_idx(spec: &DataSpec, classes: Option<Classes>) -> Result<Labelled> {
             scale: spec.scale.unwrap_or(255.0),
         },
     })
+}
+
+/// Reads and checks an `.npy` labels file for `n` images.
+fn read_npy_labels(
+    labels_path: &Path,
+    what: &str,
+    n: usize,
+    images_path: &Path,
+) -> Result<Vec<usize>> {
+    let labels_arr = NpyArray::open(labels_path, what)?;
+    let nl = labels_arr.shape.first().copied().unwrap_or(1);
+    if !matches!(labels_arr.shape.as_slice(), [_] | [_, 1]) {
+        return Err(DataError::format(
+            labels_path,
+            format!(
+                "labels must have shape [N] (or [N, 1]); this one is {:?}",
+                labels_arr.shape
+            ),
+        ));
+    }
+    if nl != n {
+        return Err(DataError::mismatch(
+            labels_path,
+            format!(
+                "holds {nl} labels but {} holds {n} images",
+                images_path.display()
+            ),
+        ));
+    }
+    let mut labels = Vec::with_capacity(n);
+    for (i, v) in labels_arr.read_all()?.into_iter().enumerate() {
+        if !(v >= 0.0 && v.fract() == 0.0 && v < 9.0e15) {
+            return Err(DataError::label(
+                labels_path,
+                format!("sample {i} has label {v}; labels must be non-negative integers"),
+            ));
+        }
+        labels.push(v as usize);
+    }
+    Ok(labels)
 }

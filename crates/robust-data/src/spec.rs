@@ -42,6 +42,11 @@ pub struct DataSpec {
     /// in the model's bounds, and checked.
     #[serde(default)]
     pub scale: Option<f32>,
+    /// `.npy` images without a labels file: when `labels` is not given and no `labels.npy`
+    /// lies beside the images, read them with every label 0 instead of failing. For uses
+    /// that need no labels (drift tests); evaluation leaves it off.
+    #[serde(default)]
+    pub unlabelled: bool,
 }
 
 impl DataSpec {
@@ -55,6 +60,7 @@ impl DataSpec {
             resize: ResizeMode::default(),
             layout: None,
             scale: None,
+            unlabelled: false,
         }
     }
 }

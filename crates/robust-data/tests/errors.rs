@@ -406,3 +406,30 @@ fn inconsistent_options() {
         &["set `format`"],
     );
 }
+
+#[test]
+fn npy_without_labels_needs_the_unlabelled_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images.npy");
+    std::fs::copy(fixture("mnist-demo/images.npy"), &images).unwrap();
+    let mut spec = DataSpec::new(&images);
+    let err = open_err(&spec, [1, 28, 28]);
+    assert_names(&err, &dir.path().join("labels.npy"), &["labels"]);
+
+    spec.unlabelled = true;
+    let ds = Dataset::open(&spec, [1, 28, 28], [0.0, 1.0], None).unwrap();
+    assert_eq!(ds.len(), 1000);
+    assert!(ds.labels().iter().all(|&l| l == 0));
+    // The pixels are the same as with the real labels file.
+    let labelled = Dataset::open(
+        &DataSpec::new(fixture("mnist-demo/images.npy")),
+        [1, 28, 28],
+        [0.0, 1.0],
+        Some(5),
+    )
+    .unwrap();
+    assert_eq!(
+        ds.batch(0, 5).unwrap().pixels,
+        labelled.batch(0, 5).unwrap().pixels
+    );
+}

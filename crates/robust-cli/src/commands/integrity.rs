@@ -495,13 +495,13 @@ pub mod inputs {
     //! `path` and `label` columns are data sets; a `.npy` of rank 1 or 2 and any other CSV
     //! are feature tables. `--input features|data` overrides the guess.
 
-    use std::io::{BufRead as _, Write as _};
+    use std::io::BufRead as _;
     use std::path::{Path, PathBuf};
 
     use anyhow::Result;
     use burn::tensor::{Tensor, TensorData};
     use indicatif::{ProgressBar, ProgressStyle};
-    use robust_data::{DataFormat, DataSpec, Dataset};
+    use robust_data::{DataSpec, Dataset};
     use robust_integrity::{npy_shape, FeatureTable};
     use robust_models::{select_device, DeviceChoice, Model};
 
@@ -727,38 +727,6 @@ pub mod inputs {
         Err(need())
     }
 
-    /// A labels file written only so that an unlabelled images `.npy` can be opened as a
-    /// data set (drift needs no labels); removed when dropped.
-    pub struct TempLabels(PathBuf);
-
-    impl Drop for TempLabels {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
-    /// All-zero uint8 labels `[n]` as a `.npy` file in the temporary directory.
-    fn temp_labels(n: usize) -> Result<TempLabels> {
-        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let k = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("robust-unlabelled-{}-{k}.npy", std::process::id()));
-        let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({n},), }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.resize(bytes.len() + n, 0);
-        let mut f = std::fs::File::create(&path)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-        f.write_all(&bytes)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-        Ok(TempLabels(path))
-    }
-
     /// Opens a data set for inputs of `shape` in `bounds`. With `labels_optional`, an images
     /// `.npy` without a labels file is opened with placeholder labels (all 0).
     pub fn open_dataset(
@@ -771,31 +739,7 @@ pub mod inputs {
     ) -> Result<Dataset> {
         let mut spec = DataSpec::new(path);
         spec.labels = labels.map(Path::to_path_buf);
-        let images = if path.is_dir() && path.join("images.npy").is_file() {
-            Some(path.join("images.npy"))
-        } else if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-        {
-            Some(path.to_path_buf())
-        } else {
-            None
-        };
-        let mut _temp = None;
-        if let (Some(images), None, true) = (&images, labels, labels_optional) {
-            let beside = images.parent().unwrap_or(Path::new("")).join("labels.npy");
-            if !beside.exists() {
-                spec.format = Some(DataFormat::Npy);
-                let n = npy_shape(images)
-                    .map_err(bad_input)?
-                    .first()
-                    .copied()
-                    .unwrap_or(0);
-                let t = temp_labels(n)?;
-                spec.labels = Some(t.0.clone());
-                _temp = Some(t);
-            }
-        }
+        spec.unlabelled = labels_optional;
         Dataset::open(&spec, shape, bounds, limit).map_err(bad_input)
     }
 
