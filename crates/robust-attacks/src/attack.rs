@@ -3,7 +3,7 @@
 use burn::tensor::{activation, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use robust_models::Model;
+use robust_models::{to_host, Model};
 
 use crate::loss::Loss;
 use crate::norm::Norm;
@@ -143,7 +143,7 @@ impl<'a> AttackCtx<'a> {
     ) -> Result<(Tensor<2>, Vec<f32>), AttackError> {
         let logits = self.model.forward(x.clone())?;
         let obj = loss.objective(logits.clone(), batch.onehot.clone(), batch.targeted());
-        Ok((logits, to_vec(obj)))
+        Ok((logits, to_host(obj)))
     }
 
     /// The gradient of the per-sample objective (to be increased) with respect to `x`.
@@ -167,7 +167,7 @@ impl<'a> AttackCtx<'a> {
             self.recorded = true;
             let [n, c, h, w] = g.dims();
             let flat = g.clone().reshape([n, c * h * w]);
-            let abs_sum = to_vec(flat.abs().sum_dim(1).reshape([n]));
+            let abs_sum = to_host(flat.abs().sum_dim(1).reshape([n]));
             for s in abs_sum {
                 if !s.is_finite() {
                     self.stats.nonfinite += 1;
@@ -188,7 +188,7 @@ impl<'a> AttackCtx<'a> {
 /// Softmax probabilities, predictions and confidences of logits, on the host.
 pub fn predictions(logits: Tensor<2>) -> (Vec<usize>, Vec<f32>) {
     let [n, k] = logits.dims();
-    let probs = to_vec(activation::softmax(logits, 1).reshape([n * k]));
+    let probs = to_host(activation::softmax(logits, 1).reshape([n * k]));
     (0..n)
         .map(|i| {
             let row = &probs[i * k..(i + 1) * k];
@@ -202,11 +202,6 @@ pub fn predictions(logits: Tensor<2>) -> (Vec<usize>, Vec<f32>) {
             (best, conf)
         })
         .unzip()
-}
-
-/// Copies a rank-1 tensor to the host.
-pub(crate) fn to_vec(t: Tensor<1>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>().expect("f32 data")
 }
 
 /// SplitMix64-style mixing of several words into one seed.

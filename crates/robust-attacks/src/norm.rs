@@ -117,7 +117,7 @@ impl Norm {
             Self::Linf => delta.abs().reshape([n, c * h * w]).max_dim(1),
             Self::L2 => l2_norms(delta).reshape([n, 1]),
         };
-        t.try_into_vec_as::<f32>().expect("f32 data")
+        robust_models::to_host(t)
     }
 }
 

@@ -326,6 +326,13 @@ impl Sweep {
                 let st = &mut self.stats[p][e];
                 st.zero_grad += out.grad.zero;
                 st.nonfinite_grad += out.grad.nonfinite;
+                // Example slots still free for this (attack, ε), counted once per batch.
+                let free = self.examples_per_point.saturating_sub(
+                    self.examples
+                        .iter()
+                        .filter(|ex| ex.plan == p && ex.eps == eps)
+                        .count(),
+                );
                 let mut keep = Vec::new();
                 for i in 0..labels.len() {
                     let y = labels[i];
@@ -346,29 +353,15 @@ impl Sweep {
                     let d = out.perturbation[i];
                     st.perturbation_sum += d as f64;
                     st.perturbation_max = st.perturbation_max.max(d);
-                    let have = self
-                        .examples
-                        .iter()
-                        .filter(|ex| ex.plan == p && ex.eps == eps)
-                        .count()
-                        + keep.len();
-                    if eps > 0.0 && clean_ok[i] && out.success[i] && have < self.examples_per_point
-                    {
+                    if eps > 0.0 && clean_ok[i] && out.success[i] && keep.len() < free {
                         keep.push(i);
                     }
                 }
                 if !keep.is_empty() {
-                    let hx = host_x.get_or_insert_with(|| {
-                        x.clone().try_into_vec_as::<f32>().expect("f32 data")
-                    });
+                    let hx = host_x.get_or_insert_with(|| robust_models::to_host(x.clone()));
                     let per = c * h * w;
                     for i in keep {
-                        let adv_pixels: Vec<f32> = out
-                            .adv
-                            .clone()
-                            .narrow(0, i, 1)
-                            .try_into_vec_as::<f32>()
-                            .expect("f32 data");
+                        let adv_pixels = robust_models::to_host(out.adv.clone().narrow(0, i, 1));
                         self.examples.push(ExampleImage {
                             plan: p,
                             eps,
@@ -436,7 +429,7 @@ impl Sweep {
 
 fn least_likely(logits: Tensor<2>) -> Vec<usize> {
     let [n, k] = logits.dims();
-    let v = logits.try_into_vec_as::<f32>().expect("f32 data");
+    let v = robust_models::to_host(logits);
     (0..n)
         .map(|i| {
             let row = &v[i * k..(i + 1) * k];

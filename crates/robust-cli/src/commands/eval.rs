@@ -631,7 +631,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         )),
         None => None,
     };
-    build_plans(&plan.specs, &plan.eps, false)?;
+    let plans = build_plans(&plan.specs, &plan.eps, false)?;
 
     let signature_verified = match &plan.signature {
         Some((sig, pubkey)) => {
@@ -682,7 +682,6 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let plans = build_plans(&plan.specs, &plan.eps, false)?;
     let labels = labels_of(&plans);
     let sweep = run_sweep(&model, &dataset, plans, &plan, "attacking")?;
 
