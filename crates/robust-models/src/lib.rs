@@ -37,6 +37,7 @@ pub mod arch;
 mod device;
 mod error;
 pub mod graph;
+mod kernels;
 mod model;
 mod onnx;
 mod ops;

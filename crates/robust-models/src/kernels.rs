@@ -1,0 +1,358 @@
+//! CPU kernels that replace a burn operator where it dominates an attack's running time.
+//!
+//! The interpreter runs on burn's tensor API, whose backend is picked at run time from the
+//! device. For the CPU backend (burn-flex 0.22) one operator stood out when profiling a PGD
+//! step on the demo CNN (`benches/RESULTS.md`): max pooling, about half of every gradient,
+//! because burn-flex computes it with a generic 3-D loop that writes 64-bit indices and casts
+//! them afterwards. This module computes non-overlapping-or-strided, unpadded 2-D max pooling
+//! directly on burn-flex's buffers and records, per output, the position of the maximum inside
+//! its window as one byte. On burn-autodiff's graph it is one node with its own backward
+//! (scatter the output gradient to those positions), so the rest of the graph is unchanged.
+//!
+//! Every other case (wgpu, padding, dilation, ceil mode, another float type) returns the input
+//! unchanged to the caller, which then uses burn's own `max_pool2d`. Results are identical to
+//! burn's (and PyTorch's) definition: the first maximum in row-major window order wins, and a
+//! NaN always wins, so it propagates.
+
+use std::sync::Arc;
+
+use burn::tensor::{Tensor, TensorData};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_autodiff::Autodiff;
+use burn_backend::DType;
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+
+/// Output planes handed to one rayon task at least (a plane of the demo CNN is 196 outputs).
+const MIN_PLANES_PER_TASK: usize = 8;
+
+/// The geometry of one pooling call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    /// Batch size and channels.
+    n_c: [usize; 2],
+    /// Batch × channels.
+    planes: usize,
+    in_h: usize,
+    in_w: usize,
+    out_h: usize,
+    out_w: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+}
+
+impl Geometry {
+    /// The geometry, or `None` for shapes this kernel does not handle.
+    fn new(dims: [usize; 4], kernel: [usize; 2], stride: [usize; 2]) -> Option<Self> {
+        let [n, c, in_h, in_w] = dims;
+        let window = kernel[0].checked_mul(kernel[1])?;
+        if window == 0 || window > 256 || stride.contains(&0) {
+            return None;
+        }
+        if in_h < kernel[0] || in_w < kernel[1] {
+            return None;
+        }
+        Some(Self {
+            n_c: [n, c],
+            planes: n * c,
+            in_h,
+            in_w,
+            out_h: (in_h - kernel[0]) / stride[0] + 1,
+            out_w: (in_w - kernel[1]) / stride[1] + 1,
+            kernel,
+            stride,
+        })
+    }
+
+    fn in_plane(&self) -> usize {
+        self.in_h * self.in_w
+    }
+
+    fn out_plane(&self) -> usize {
+        self.out_h * self.out_w
+    }
+}
+
+/// What the backward pass needs: the geometry and each output's arg-max window position.
+#[derive(Clone, Debug)]
+struct PoolState {
+    geometry: Geometry,
+    argmax: Arc<[u8]>,
+}
+
+/// `true` when `v` replaces the running maximum `m` (burn's and PyTorch's rule).
+#[inline(always)]
+fn wins(v: f32, m: f32) -> bool {
+    v > m || v.is_nan()
+}
+
+/// Pools one plane; `argmax` receives each output's window position (row-major).
+fn pool_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
+    let w = g.in_w;
+    if g.kernel == [2, 2] && g.stride == [2, 2] {
+        for r in 0..g.out_h {
+            let top = &x[2 * r * w..2 * r * w + w];
+            let bottom = &x[(2 * r + 1) * w..(2 * r + 1) * w + w];
+            let o = &mut out[r * g.out_w..(r + 1) * g.out_w];
+            let a = &mut argmax[r * g.out_w..(r + 1) * g.out_w];
+            for c in 0..g.out_w {
+                let (mut m, mut p) = (top[2 * c], 0u8);
+                for (v, q) in [(top[2 * c + 1], 1u8), (bottom[2 * c], 2), (bottom[2 * c + 1], 3)] {
+                    if wins(v, m) {
+                        m = v;
+                        p = q;
+                    }
+                }
+                o[c] = m;
+                a[c] = p;
+            }
+        }
+        return;
+    }
+    let [kh, kw] = g.kernel;
+    let [sh, sw] = g.stride;
+    for r in 0..g.out_h {
+        for c in 0..g.out_w {
+            let (mut m, mut p) = (x[r * sh * w + c * sw], 0u8);
+            for i in 0..kh {
+                let row = &x[(r * sh + i) * w + c * sw..];
+                for (j, &v) in row[..kw].iter().enumerate() {
+                    if wins(v, m) {
+                        m = v;
+                        p = (i * kw + j) as u8;
+                    }
+                }
+            }
+            out[r * g.out_w + c] = m;
+            argmax[r * g.out_w + c] = p;
+        }
+    }
+}
+
+/// Forward over all planes of a contiguous `[planes, in_h, in_w]` buffer.
+fn forward(g: &Geometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    let mut out = vec![0f32; g.planes * op];
+    let mut argmax = vec![0u8; g.planes * op];
+    out.par_chunks_mut(op)
+        .zip(argmax.par_chunks_mut(op))
+        .zip(x.par_chunks(ip))
+        .with_min_len(MIN_PLANES_PER_TASK)
+        .for_each(|((o, a), xp)| pool_plane(g, xp, o, a));
+    (out, argmax)
+}
+
+/// Backward: scatters the output gradient to the arg-max positions (summing where windows
+/// overlap).
+fn backward(state: &PoolState, grad_out: &[f32]) -> Vec<f32> {
+    let g = &state.geometry;
+    let (ip, op) = (g.in_plane(), g.out_plane());
+    let [_, kw] = g.kernel;
+    let [sh, sw] = g.stride;
+    let mut grad_in = vec![0f32; g.planes * ip];
+    grad_in
+        .par_chunks_mut(ip)
+        .zip(grad_out.par_chunks(op))
+        .zip(state.argmax.par_chunks(op))
+        .with_min_len(MIN_PLANES_PER_TASK)
+        .for_each(|((gi, go), a)| {
+            for r in 0..g.out_h {
+                for c in 0..g.out_w {
+                    let k = r * g.out_w + c;
+                    let p = a[k] as usize;
+                    let (i, j) = (p / kw, p % kw);
+                    gi[(r * sh + i) * g.in_w + c * sw + j] += go[k];
+                }
+            }
+        });
+    grad_in
+}
+
+/// Runs the forward kernel on a flex tensor, or `None` if it is not contiguous `f32` data of
+/// the expected shape.
+fn forward_flex(x: &FlexTensor, g: &Geometry) -> Option<(FlexTensor, PoolState)> {
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let contiguous;
+    let data = match x.as_slice::<f32>() {
+        Some(d) => d,
+        None => {
+            contiguous = x.to_contiguous();
+            contiguous.as_slice::<f32>()?
+        }
+    };
+    if data.len() != g.planes * g.in_plane() {
+        return None;
+    }
+    let (out, argmax) = forward(g, data);
+    let shape = [g.n_c[0], g.n_c[1], g.out_h, g.out_w];
+    let out = FlexTensor::from_data(TensorData::new(out, shape));
+    Some((
+        out,
+        PoolState {
+            geometry: *g,
+            argmax: argmax.into(),
+        },
+    ))
+}
+
+#[derive(Debug)]
+struct MaxPoolBackward;
+
+impl Backward<Flex, 1> for MaxPoolBackward {
+    type State = PoolState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = parent {
+            let g = &ops.state.geometry;
+            let grad = grad.to_contiguous();
+            let go = grad
+                .as_slice::<f32>()
+                .expect("the gradient of an f32 max pool is contiguous f32");
+            let gi = backward(&ops.state, go);
+            let shape = [g.n_c[0], g.n_c[1], g.in_h, g.in_w];
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(gi, shape)));
+        }
+    }
+}
+
+/// Unpadded, undilated, floor-mode 2-D max pooling on the CPU backend.
+///
+/// Returns `Err(x)` (the input, untouched) when the tensor is not on burn-flex (plain or under
+/// autodiff) or the shape is not handled; the caller then uses burn's `max_pool2d`.
+pub(crate) fn max_pool2d(
+    x: Tensor<4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+) -> Result<Tensor<4>, Tensor<4>> {
+    let dims = x.dims();
+    let Some(g) = Geometry::new(dims, kernel, stride) else {
+        return Err(x);
+    };
+    if let Ok(flex) = x.clone().try_into_primitive::<Flex>() {
+        return match forward_flex(&flex, &g) {
+            Some((out, _)) => Ok(Tensor::<4>::from_primitive::<Flex>(out)),
+            None => Err(x),
+        };
+    }
+    if let Ok(ad) = x
+        .clone()
+        .try_into_primitive::<Autodiff<Flex, NoCheckpointing>>()
+    {
+        let Some((out, state)) = forward_flex(ad.primitive(), &g) else {
+            return Err(x);
+        };
+        drop(x);
+        let out = match MaxPoolBackward
+            .prepare::<NoCheckpointing>([ad.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        };
+        return Ok(Tensor::<4>::from_primitive::<Autodiff<Flex>>(out));
+    }
+    Err(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::max_pool2d as burn_max_pool2d;
+    use burn::tensor::ops::MaxPoolOptions;
+    use burn::tensor::{Device, Distribution};
+
+    fn burn_pool(x: Tensor<4>, kernel: [usize; 2], stride: [usize; 2]) -> Tensor<4> {
+        burn_max_pool2d(x, MaxPoolOptions::new(kernel).with_stride(stride))
+    }
+
+    fn host(t: Tensor<4>) -> Vec<f32> {
+        crate::to_host(t)
+    }
+
+    /// Random data with many exact ties (values rounded to a few levels, half of them zero as
+    /// after a ReLU), so the tie rule is exercised.
+    fn tied_input(dims: [usize; 4], device: &Device) -> Tensor<4> {
+        Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), device)
+            .mul_scalar(3.0)
+            .round()
+            .clamp_min(0.0)
+    }
+
+    const CASES: [([usize; 4], [usize; 2], [usize; 2]); 5] = [
+        ([3, 4, 28, 28], [2, 2], [2, 2]),
+        ([2, 3, 7, 9], [2, 2], [2, 2]),
+        ([2, 3, 11, 10], [3, 3], [2, 2]),
+        ([1, 2, 9, 9], [3, 2], [1, 3]),
+        ([2, 2, 5, 6], [5, 6], [1, 1]),
+    ];
+
+    #[test]
+    fn forward_matches_burn_on_plain_cpu_tensors() {
+        let device = Device::flex();
+        for (dims, k, s) in CASES {
+            for x in [
+                Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device),
+                tied_input(dims, &device),
+            ] {
+                let fast = max_pool2d(x.clone(), k, s).expect("the kernel handles this case");
+                assert_eq!(host(fast), host(burn_pool(x, k, s)), "{dims:?} {k:?} {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_matches_burn_under_autodiff() {
+        let device = Device::flex().autodiff();
+        for (dims, k, s) in CASES {
+            let x0 = tied_input(dims, &device);
+            // A weight per output so that every output gradient differs.
+            let out_dims = burn_pool(x0.clone(), k, s).dims();
+            let weights = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
+
+            let x = x0.clone().require_grad();
+            let fast = max_pool2d(x.clone(), k, s).expect("the kernel handles this case");
+            let fast_y = host(fast.clone());
+            let grads = (fast * weights.clone()).sum().backward();
+            let fast_g = host(x.grad(&grads).expect("tracked"));
+
+            let x = x0.require_grad();
+            let reference = burn_pool(x.clone(), k, s);
+            let ref_y = host(reference.clone());
+            let grads = (reference * weights).sum().backward();
+            let ref_g = host(x.grad(&grads).expect("tracked"));
+
+            assert_eq!(fast_y, ref_y, "forward {dims:?} {k:?} {s:?}");
+            assert_eq!(fast_g, ref_g, "gradient {dims:?} {k:?} {s:?}");
+        }
+    }
+
+    #[test]
+    fn nan_propagates_like_burn() {
+        let device = Device::flex();
+        let data = vec![1.0, f32::NAN, 3.0, 2.0, 0.5, 0.25, 7.0, f32::NAN];
+        let x = Tensor::<4>::from_data(TensorData::new(data, [1, 1, 2, 4]), &device);
+        let fast = host(max_pool2d(x.clone(), [2, 2], [2, 2]).expect("handled"));
+        let reference = host(burn_pool(x, [2, 2], [2, 2]));
+        assert!(fast[0].is_nan() && fast[1].is_nan());
+        assert!(reference[0].is_nan() && reference[1].is_nan());
+    }
+
+    #[test]
+    fn unhandled_cases_are_returned_untouched() {
+        let device = Device::flex();
+        let x = Tensor::<4>::zeros([1, 1, 2, 2], &device);
+        // Kernel larger than the input, and a window over 256 positions.
+        assert!(max_pool2d(x.clone(), [3, 3], [1, 1]).is_err());
+        let big = Tensor::<4>::zeros([1, 1, 20, 20], &device);
+        assert!(max_pool2d(big, [17, 17], [1, 1]).is_err());
+        assert_eq!(max_pool2d(x, [2, 2], [2, 2]).expect("handled").dims(), [1, 1, 1, 1]);
+    }
+}
