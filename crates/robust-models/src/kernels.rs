@@ -83,31 +83,30 @@ struct PoolState {
     argmax: Arc<[u8]>,
 }
 
-/// `true` when `v` replaces the running maximum `m` (burn's and PyTorch's rule).
+/// Keeps the running maximum `(m, p)` or replaces it by `(v, q)`: `v` wins when it is larger
+/// or NaN (burn's and PyTorch's rule: the first maximum in window order stays, NaN
+/// propagates). Written without branches so that the loops below vectorise.
 #[inline(always)]
-fn wins(v: f32, m: f32) -> bool {
-    v > m || v.is_nan()
+fn keep_max((m, p): (f32, u8), v: f32, q: u8) -> (f32, u8) {
+    let wins = (v > m) | v.is_nan();
+    (if wins { v } else { m }, if wins { q } else { p })
 }
 
 /// Pools one plane; `argmax` receives each output's window position (row-major).
 fn pool_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
     let w = g.in_w;
+    let ow = g.out_w;
     if g.kernel == [2, 2] && g.stride == [2, 2] {
-        for r in 0..g.out_h {
-            let top = &x[2 * r * w..2 * r * w + w];
-            let bottom = &x[(2 * r + 1) * w..(2 * r + 1) * w + w];
-            let o = &mut out[r * g.out_w..(r + 1) * g.out_w];
-            let a = &mut argmax[r * g.out_w..(r + 1) * g.out_w];
-            for c in 0..g.out_w {
-                let (mut m, mut p) = (top[2 * c], 0u8);
-                for (v, q) in [(top[2 * c + 1], 1u8), (bottom[2 * c], 2), (bottom[2 * c + 1], 3)] {
-                    if wins(v, m) {
-                        m = v;
-                        p = q;
-                    }
-                }
-                o[c] = m;
-                a[c] = p;
+        let rows = x.chunks_exact(2 * w).zip(out.chunks_exact_mut(ow));
+        for ((pair, o), a) in rows.zip(argmax.chunks_exact_mut(ow)) {
+            let (top, bottom) = pair.split_at(w);
+            let cols = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+            for (((t, b), o), a) in cols.zip(o.iter_mut()).zip(a.iter_mut()) {
+                let best = keep_max((t[0], 0), t[1], 1);
+                let best = keep_max(best, b[0], 2);
+                let (m, p) = keep_max(best, b[1], 3);
+                *o = m;
+                *a = p;
             }
         }
         return;
@@ -115,19 +114,16 @@ fn pool_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
     let [kh, kw] = g.kernel;
     let [sh, sw] = g.stride;
     for r in 0..g.out_h {
-        for c in 0..g.out_w {
-            let (mut m, mut p) = (x[r * sh * w + c * sw], 0u8);
+        for c in 0..ow {
+            let mut best = (x[r * sh * w + c * sw], 0u8);
             for i in 0..kh {
-                let row = &x[(r * sh + i) * w + c * sw..];
-                for (j, &v) in row[..kw].iter().enumerate() {
-                    if wins(v, m) {
-                        m = v;
-                        p = (i * kw + j) as u8;
-                    }
+                let start = (r * sh + i) * w + c * sw;
+                for (j, &v) in x[start..start + kw].iter().enumerate() {
+                    best = keep_max(best, v, (i * kw + j) as u8);
                 }
             }
-            out[r * g.out_w + c] = m;
-            argmax[r * g.out_w + c] = p;
+            out[r * ow + c] = best.0;
+            argmax[r * ow + c] = best.1;
         }
     }
 }
@@ -159,6 +155,21 @@ fn backward(state: &PoolState, grad_out: &[f32]) -> Vec<f32> {
         .zip(state.argmax.par_chunks(op))
         .with_min_len(MIN_PLANES_PER_TASK)
         .for_each(|((gi, go), a)| {
+            if g.kernel == [2, 2] && g.stride == [2, 2] {
+                let w = g.in_w;
+                let rows = gi.chunks_exact_mut(2 * w).zip(go.chunks_exact(g.out_w));
+                for ((pair, go), a) in rows.zip(a.chunks_exact(g.out_w)) {
+                    let (top, bottom) = pair.split_at_mut(w);
+                    let cols = top.chunks_exact_mut(2).zip(bottom.chunks_exact_mut(2));
+                    for (((t, b), &go), &p) in cols.zip(go).zip(a) {
+                        t[0] = if p == 0 { go } else { 0.0 };
+                        t[1] = if p == 1 { go } else { 0.0 };
+                        b[0] = if p == 2 { go } else { 0.0 };
+                        b[1] = if p == 3 { go } else { 0.0 };
+                    }
+                }
+                return;
+            }
             for r in 0..g.out_h {
                 for c in 0..g.out_w {
                     let k = r * g.out_w + c;
@@ -226,7 +237,7 @@ impl Backward<Flex, 1> for MaxPoolBackward {
 ///
 /// Returns `Err(x)` (the input, untouched) when the tensor is not on burn-flex (plain or under
 /// autodiff) or the shape is not handled; the caller then uses burn's `max_pool2d`.
-pub(crate) fn max_pool2d(
+pub fn max_pool2d(
     x: Tensor<4>,
     kernel: [usize; 2],
     stride: [usize; 2],
