@@ -37,7 +37,7 @@ pub mod arch;
 mod device;
 mod error;
 pub mod graph;
-pub mod kernels;
+mod kernels;
 mod model;
 mod onnx;
 mod ops;

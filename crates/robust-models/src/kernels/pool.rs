@@ -1,30 +1,17 @@
-//! CPU kernels that replace a burn operator where it dominates an attack's running time.
-//!
-//! The interpreter runs on burn's tensor API, whose backend is picked at run time from the
-//! device. For the CPU backend (burn-flex 0.22) one operator stood out when profiling a PGD
-//! step on the demo CNN (`benches/RESULTS.md`): max pooling, about half of every gradient,
-//! because burn-flex computes it with a generic 3-D loop that writes 64-bit indices and casts
-//! them afterwards. This module computes non-overlapping-or-strided, unpadded 2-D max pooling
-//! directly on burn-flex's buffers and records, per output, the position of the maximum inside
-//! its window as one byte. On burn-autodiff's graph it is one node with its own backward
-//! (scatter the output gradient to those positions), so the rest of the graph is unchanged.
-//!
-//! Every other case (wgpu, padding, dilation, ceil mode, another float type) returns the input
-//! unchanged to the caller, which then uses burn's own `max_pool2d`. Results are identical to
-//! burn's (and PyTorch's) definition: the first maximum in row-major window order wins, and a
-//! NaN always wins, so it propagates.
+//! Unpadded, undilated 2-D max pooling with a one-byte arg-max per output.
 
 use std::sync::Arc;
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
-use burn_autodiff::Autodiff;
-use burn_backend::DType;
-use burn_flex::{Flex, FlexTensor};
+use burn_flex::Flex;
+use macerator::{AutoArch, Simd, WithSimd};
 use rayon::prelude::*;
+
+use super::{flex_tensor, FlexValue, Graph};
 
 /// Output planes handed to one rayon task at least (a plane of the demo CNN is 196 outputs).
 const MIN_PLANES_PER_TASK: usize = 8;
@@ -93,6 +80,7 @@ fn keep_max((m, p): (f32, u8), v: f32, q: u8) -> (f32, u8) {
 }
 
 /// Pools one plane; `argmax` receives each output's window position (row-major).
+#[inline(always)]
 fn pool_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
     let w = g.in_w;
     let ow = g.out_w;
@@ -128,6 +116,24 @@ fn pool_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
     }
 }
 
+/// [`pool_plane`] as an operation for [`AutoArch::dispatch`] (see `conv.rs` for why not a
+/// closure).
+struct PoolPlane<'a> {
+    g: &'a Geometry,
+    x: &'a [f32],
+    out: &'a mut [f32],
+    argmax: &'a mut [u8],
+}
+
+impl WithSimd for PoolPlane<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self) {
+        pool_plane(self.g, self.x, self.out, self.argmax)
+    }
+}
+
 /// Forward over all planes of a contiguous `[planes, in_h, in_w]` buffer.
 fn forward(g: &Geometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
     let (ip, op) = (g.in_plane(), g.out_plane());
@@ -137,7 +143,7 @@ fn forward(g: &Geometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
         .zip(argmax.par_chunks_mut(op))
         .zip(x.par_chunks(ip))
         .with_min_len(MIN_PLANES_PER_TASK)
-        .for_each(|((o, a), xp)| pool_plane(g, xp, o, a));
+        .for_each(|((out, argmax), x)| AutoArch::new().dispatch(PoolPlane { g, x, out, argmax }));
     (out, argmax)
 }
 
@@ -182,35 +188,6 @@ fn backward(state: &PoolState, grad_out: &[f32]) -> Vec<f32> {
     grad_in
 }
 
-/// Runs the forward kernel on a flex tensor, or `None` if it is not contiguous `f32` data of
-/// the expected shape.
-fn forward_flex(x: &FlexTensor, g: &Geometry) -> Option<(FlexTensor, PoolState)> {
-    if x.dtype() != DType::F32 {
-        return None;
-    }
-    let contiguous;
-    let data = match x.as_slice::<f32>() {
-        Some(d) => d,
-        None => {
-            contiguous = x.to_contiguous();
-            contiguous.as_slice::<f32>()?
-        }
-    };
-    if data.len() != g.planes * g.in_plane() {
-        return None;
-    }
-    let (out, argmax) = forward(g, data);
-    let shape = [g.n_c[0], g.n_c[1], g.out_h, g.out_w];
-    let out = FlexTensor::from_data(TensorData::new(out, shape));
-    Some((
-        out,
-        PoolState {
-            geometry: *g,
-            argmax: argmax.into(),
-        },
-    ))
-}
-
 #[derive(Debug)]
 struct MaxPoolBackward;
 
@@ -222,55 +199,53 @@ impl Backward<Flex, 1> for MaxPoolBackward {
         let grad = grads.consume::<Flex>(&ops.node);
         if let Some(node) = parent {
             let g = &ops.state.geometry;
-            let grad = grad.to_contiguous();
+            let grad = FlexValue::Plain(grad);
             let go = grad
-                .as_slice::<f32>()
-                .expect("the gradient of an f32 max pool is contiguous f32");
-            let gi = backward(&ops.state, go);
+                .f32_data()
+                .expect("the gradient of an f32 max pool is f32");
+            let gi = backward(&ops.state, &go);
             let shape = [g.n_c[0], g.n_c[1], g.in_h, g.in_w];
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(gi, shape)));
+            grads.register::<Flex>(node.id, flex_tensor(gi, shape));
         }
     }
 }
 
-/// Unpadded, undilated, floor-mode 2-D max pooling on the CPU backend.
-///
-/// Returns `Err(x)` (the input, untouched) when the tensor is not on burn-flex (plain or under
-/// autodiff) or the shape is not handled; the caller then uses burn's `max_pool2d`.
-pub fn max_pool2d(
-    x: Tensor<4>,
+/// Unpadded, undilated, floor-mode 2-D max pooling on the CPU backend, or `None` when the
+/// tensor is not on burn-flex (plain or under autodiff) or the case is not handled; the
+/// caller then uses burn's `max_pool2d`.
+pub(crate) fn max_pool2d(
+    x: &Tensor<4>,
     kernel: [usize; 2],
     stride: [usize; 2],
-) -> Result<Tensor<4>, Tensor<4>> {
-    let dims = x.dims();
-    let Some(g) = Geometry::new(dims, kernel, stride) else {
-        return Err(x);
+) -> Option<Tensor<4>> {
+    let g = Geometry::new(x.dims(), kernel, stride)?;
+    let x = FlexValue::of(x)?;
+    let (out, argmax) = {
+        let data = x.f32_data()?;
+        if data.len() != g.planes * g.in_plane() {
+            return None;
+        }
+        forward(&g, &data)
     };
-    if let Ok(flex) = x.clone().try_into_primitive::<Flex>() {
-        return match forward_flex(&flex, &g) {
-            Some((out, _)) => Ok(Tensor::<4>::from_primitive::<Flex>(out)),
-            None => Err(x),
-        };
-    }
-    if let Ok(ad) = x
-        .clone()
-        .try_into_primitive::<Autodiff<Flex, NoCheckpointing>>()
-    {
-        let Some((out, state)) = forward_flex(ad.primitive(), &g) else {
-            return Err(x);
-        };
-        drop(x);
-        let out = match MaxPoolBackward
-            .prepare::<NoCheckpointing>([ad.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(state, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        return Ok(Tensor::<4>::from_primitive::<Autodiff<Flex>>(out));
-    }
-    Err(x)
+    let out = flex_tensor(out, [g.n_c[0], g.n_c[1], g.out_h, g.out_w]);
+    Some(match x {
+        FlexValue::Plain(_) => Tensor::from_primitive::<Flex>(out),
+        FlexValue::Graph(x) => {
+            let state = PoolState {
+                geometry: g,
+                argmax: argmax.into(),
+            };
+            let out = match MaxPoolBackward
+                .prepare::<NoCheckpointing>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state, out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            Tensor::from_primitive::<Graph>(out)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -278,7 +253,7 @@ mod tests {
     use super::*;
     use burn::tensor::module::max_pool2d as burn_max_pool2d;
     use burn::tensor::ops::MaxPoolOptions;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::{Device, Distribution, TensorData};
 
     fn burn_pool(x: Tensor<4>, kernel: [usize; 2], stride: [usize; 2]) -> Tensor<4> {
         burn_max_pool2d(x, MaxPoolOptions::new(kernel).with_stride(stride))
@@ -313,7 +288,7 @@ mod tests {
                 Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device),
                 tied_input(dims, &device),
             ] {
-                let fast = max_pool2d(x.clone(), k, s).expect("the kernel handles this case");
+                let fast = max_pool2d(&x, k, s).expect("the kernel handles this case");
                 assert_eq!(host(fast), host(burn_pool(x, k, s)), "{dims:?} {k:?} {s:?}");
             }
         }
@@ -329,7 +304,7 @@ mod tests {
             let weights = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
 
             let x = x0.clone().require_grad();
-            let fast = max_pool2d(x.clone(), k, s).expect("the kernel handles this case");
+            let fast = max_pool2d(&x, k, s).expect("the kernel handles this case");
             let fast_y = host(fast.clone());
             let grads = (fast * weights.clone()).sum().backward();
             let fast_g = host(x.grad(&grads).expect("tracked"));
@@ -350,20 +325,23 @@ mod tests {
         let device = Device::flex();
         let data = vec![1.0, f32::NAN, 3.0, 2.0, 0.5, 0.25, 7.0, f32::NAN];
         let x = Tensor::<4>::from_data(TensorData::new(data, [1, 1, 2, 4]), &device);
-        let fast = host(max_pool2d(x.clone(), [2, 2], [2, 2]).expect("handled"));
+        let fast = host(max_pool2d(&x, [2, 2], [2, 2]).expect("handled"));
         let reference = host(burn_pool(x, [2, 2], [2, 2]));
         assert!(fast[0].is_nan() && fast[1].is_nan());
         assert!(reference[0].is_nan() && reference[1].is_nan());
     }
 
     #[test]
-    fn unhandled_cases_are_returned_untouched() {
+    fn unhandled_cases_are_declined() {
         let device = Device::flex();
         let x = Tensor::<4>::zeros([1, 1, 2, 2], &device);
         // Kernel larger than the input, and a window over 256 positions.
-        assert!(max_pool2d(x.clone(), [3, 3], [1, 1]).is_err());
+        assert!(max_pool2d(&x, [3, 3], [1, 1]).is_none());
         let big = Tensor::<4>::zeros([1, 1, 20, 20], &device);
-        assert!(max_pool2d(big, [17, 17], [1, 1]).is_err());
-        assert_eq!(max_pool2d(x, [2, 2], [2, 2]).expect("handled").dims(), [1, 1, 1, 1]);
+        assert!(max_pool2d(&big, [17, 17], [1, 1]).is_none());
+        assert_eq!(
+            max_pool2d(&x, [2, 2], [2, 2]).expect("handled").dims(),
+            [1, 1, 1, 1]
+        );
     }
 }

@@ -1,0 +1,455 @@
+//! Stride-1, undilated, ungrouped 2-D convolution and its input gradient.
+//!
+//! Per image, the input is copied into zero-padded planes of width `wp`; every output row is
+//! then computed on that padded width, so for one weight tap `(ci, i, j)` the inputs of
+//! consecutive output positions are consecutive values starting at offset `i * wp + j` of the
+//! padded plane: one contiguous multiply-add over `ho * wp` values per tap, which the compiler
+//! vectorises. Four output channels are accumulated in the same pass, so each input load
+//! serves four of them; the `wp - wo` extra columns per row are discarded when the plane is
+//! copied out.
+//!
+//! The input gradient of a stride-1 convolution is again such a convolution: of the output
+//! gradient, with the weights' channel axes swapped and their taps flipped, and the padding
+//! `k - 1 - p` on each side (which is why padding above `k - 1` is declined).
+
+use std::sync::Arc;
+
+use burn::tensor::Tensor;
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_flex::Flex;
+use macerator::{AutoArch, Simd, WithSimd};
+use rayon::prelude::*;
+
+use super::{flex_tensor, FlexValue, Graph};
+
+/// Output channels accumulated together.
+const CHANNEL_BLOCK: usize = 4;
+
+/// Largest padded output plane (`ho * wp` values) handled; larger images go to burn, whose
+/// tiling suits them better than these L1-sized accumulators.
+const MAX_PLANE: usize = 1 << 14;
+
+/// The shape of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    /// Padding: top, left, bottom, right.
+    pads: [usize; 4],
+}
+
+impl Geometry {
+    fn hp(&self) -> usize {
+        self.h + self.pads[0] + self.pads[2]
+    }
+    fn wp(&self) -> usize {
+        self.w + self.pads[1] + self.pads[3]
+    }
+    fn ho(&self) -> usize {
+        self.hp() + 1 - self.kh
+    }
+    fn wo(&self) -> usize {
+        self.wp() + 1 - self.kw
+    }
+
+    /// `true` for shapes these kernels handle (including their backward).
+    fn supported(&self) -> bool {
+        let [t, l, b, r] = self.pads;
+        self.kh >= 1
+            && self.kw >= 1
+            && self.hp() >= self.kh
+            && self.wp() >= self.kw
+            && t < self.kh
+            && b < self.kh
+            && l < self.kw
+            && r < self.kw
+            && self.ho() * self.wp() <= MAX_PLANE
+            && self.h * self.wp().max(self.w + self.kw) <= MAX_PLANE
+            && [self.n, self.c_in, self.c_out, self.h, self.w]
+                .iter()
+                .all(|&d| d > 0)
+    }
+
+    /// The convolution that computes this one's input gradient, and its weights.
+    fn transposed(&self, weight: &[f32]) -> (Self, Vec<f32>) {
+        let (kh, kw) = (self.kh, self.kw);
+        let [t, l, b, r] = self.pads;
+        let g = Self {
+            n: self.n,
+            c_in: self.c_out,
+            h: self.ho(),
+            w: self.wo(),
+            c_out: self.c_in,
+            kh,
+            kw,
+            pads: [kh - 1 - t, kw - 1 - l, kh - 1 - b, kw - 1 - r],
+        };
+        let mut flipped = vec![0f32; weight.len()];
+        for co in 0..self.c_out {
+            for ci in 0..self.c_in {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        let src = ((co * self.c_in + ci) * kh + i) * kw + j;
+                        let dst = ((ci * self.c_out + co) * kh + (kh - 1 - i)) * kw + (kw - 1 - j);
+                        flipped[dst] = weight[src];
+                    }
+                }
+            }
+        }
+        (g, flipped)
+    }
+}
+
+/// Adds `w[k] * src` to row `k` of `acc` for `k < B` (rows of length `src.len()`), one
+/// pass over `src` for all `B` rows.
+#[inline(always)]
+fn axpy_block<const B: usize>(w: [f32; B], src: &[f32], acc: &mut [f32]) {
+    let len = src.len();
+    let mut rows = acc.chunks_exact_mut(len);
+    let mut row = || rows.next().expect("B rows");
+    match B {
+        4 => {
+            let (a0, a1, a2, a3) = (row(), row(), row(), row());
+            for ((((s, o0), o1), o2), o3) in src.iter().zip(a0).zip(a1).zip(a2).zip(a3) {
+                *o0 += w[0] * s;
+                *o1 += w[1] * s;
+                *o2 += w[2] * s;
+                *o3 += w[3] * s;
+            }
+        }
+        _ => {
+            for &wk in &w {
+                for (o, s) in row().iter_mut().zip(src) {
+                    *o += wk * s;
+                }
+            }
+        }
+    }
+}
+
+/// Convolves one image: `x` is `[c_in, h, w]`, `out` is `[c_out, ho, wo]`.
+#[inline(always)]
+fn conv_image(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    let (hp, wp, ho, wo) = (g.hp(), g.wp(), g.ho(), g.wo());
+    let [top, left, _, _] = g.pads;
+    let padded_plane = hp * wp;
+    // `kw - 1` zeros of slack at the end: the last row's taps read up to there.
+    let mut padded = vec![0f32; g.c_in * padded_plane + g.kw];
+    for (c, plane) in x.chunks_exact(g.h * g.w).enumerate() {
+        for (r, src) in plane.chunks_exact(g.w).enumerate() {
+            let start = c * padded_plane + (r + top) * wp + left;
+            padded[start..start + g.w].copy_from_slice(src);
+        }
+    }
+    let len = ho * wp;
+    let taps = g.c_in * g.kh * g.kw;
+    let mut acc = vec![0f32; CHANNEL_BLOCK * len];
+    for co0 in (0..g.c_out).step_by(CHANNEL_BLOCK) {
+        let block = CHANNEL_BLOCK.min(g.c_out - co0);
+        for (k, a) in acc.chunks_exact_mut(len).take(block).enumerate() {
+            a.fill(bias.map_or(0.0, |b| b[co0 + k]));
+        }
+        let mut tap = 0;
+        for ci in 0..g.c_in {
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let start = ci * padded_plane + i * wp + j;
+                    let src = &padded[start..start + len];
+                    let w = |k: usize| weight[(co0 + k) * taps + tap];
+                    let acc = &mut acc[..block * len];
+                    match block {
+                        4 => axpy_block::<4>(std::array::from_fn(w), src, acc),
+                        3 => axpy_block::<3>(std::array::from_fn(w), src, acc),
+                        2 => axpy_block::<2>(std::array::from_fn(w), src, acc),
+                        _ => axpy_block::<1>(std::array::from_fn(w), src, acc),
+                    }
+                    tap += 1;
+                }
+            }
+        }
+        for (k, a) in acc.chunks_exact(len).take(block).enumerate() {
+            let plane = &mut out[(co0 + k) * ho * wo..(co0 + k + 1) * ho * wo];
+            for (dst, src) in plane.chunks_exact_mut(wo).zip(a.chunks_exact(wp)) {
+                dst.copy_from_slice(&src[..wo]);
+            }
+        }
+    }
+}
+
+/// [`conv_image`] as an operation for [`AutoArch::dispatch`], which inlines it into a
+/// function compiled for the CPU's vector extensions. (A closure would not do: its body is
+/// compiled separately, for the baseline target.)
+struct ConvImage<'a> {
+    g: &'a Geometry,
+    x: &'a [f32],
+    weight: &'a [f32],
+    bias: Option<&'a [f32]>,
+    out: &'a mut [f32],
+}
+
+impl WithSimd for ConvImage<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self) {
+        conv_image(self.g, self.x, self.weight, self.bias, self.out)
+    }
+}
+
+/// Convolves a batch `[n, c_in, h, w]` into `[n, c_out, ho, wo]`, one image per task.
+fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let out_image = g.c_out * g.ho() * g.wo();
+    let mut out = vec![0f32; g.n * out_image];
+    out.par_chunks_mut(out_image)
+        .zip(x.par_chunks(g.c_in * g.h * g.w))
+        .for_each(|(out, x)| {
+            AutoArch::new().dispatch(ConvImage {
+                g,
+                x,
+                weight,
+                bias,
+                out,
+            })
+        });
+    out
+}
+
+/// What the backward pass needs: the transposed convolution and its weights.
+#[derive(Clone, Debug)]
+struct ConvState {
+    transposed: Geometry,
+    weight: Arc<[f32]>,
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 1> for ConvBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = parent {
+            let t = &ops.state.transposed;
+            let grad = FlexValue::Plain(grad);
+            let go = grad
+                .f32_data()
+                .expect("the gradient of an f32 convolution is f32");
+            let gi = forward(t, &go, &ops.state.weight, None);
+            let shape = [t.n, t.c_out, t.ho(), t.wo()];
+            grads.register::<Flex>(node.id, flex_tensor(gi, shape));
+        }
+    }
+}
+
+/// A stride-1, undilated, ungrouped 2-D convolution on the CPU backend with padding
+/// `[(top, bottom), (left, right)]`, or `None` when the kernel does not apply (another
+/// backend, weights or bias that need gradients, padding of at least the kernel size, large
+/// images); the caller then uses burn's `conv2d`.
+pub(crate) fn conv2d(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    pads: [(usize, usize); 2],
+) -> Option<Tensor<4>> {
+    let [n, c_in, h, w] = x.dims();
+    let [c_out, wc_in, kh, kw] = weight.dims();
+    let g = Geometry {
+        n,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        pads: [pads[0].0, pads[1].0, pads[0].1, pads[1].1],
+    };
+    if wc_in != c_in || !g.supported() {
+        return None;
+    }
+    let (x, wv) = (FlexValue::of(x)?, FlexValue::of(weight)?);
+    let bv = match bias {
+        Some(b) => Some(FlexValue::of(b)?),
+        None => None,
+    };
+    if wv.is_tracked() || bv.as_ref().is_some_and(FlexValue::is_tracked) {
+        return None;
+    }
+    let wd = wv.f32_data()?;
+    let bd = match &bv {
+        Some(b) => Some(b.f32_data()?),
+        None => None,
+    };
+    if bd.as_ref().is_some_and(|b| b.len() != c_out) {
+        return None;
+    }
+    let out = {
+        let xd = x.f32_data()?;
+        forward(&g, &xd, &wd, bd.as_deref())
+    };
+    let out = flex_tensor(out, [n, c_out, g.ho(), g.wo()]);
+    Some(match x {
+        FlexValue::Plain(_) => Tensor::from_primitive::<Flex>(out),
+        FlexValue::Graph(x) => {
+            let out = match ConvBackward
+                .prepare::<NoCheckpointing>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (transposed, flipped) = g.transposed(&wd);
+                    let state = ConvState {
+                        transposed,
+                        weight: flipped.into(),
+                    };
+                    prep.finish(state, out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            Tensor::from_primitive::<Graph>(out)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::conv2d as burn_conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Device, Distribution};
+
+    fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        crate::to_host(t)
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: length");
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "{what}: max difference {worst} (scale {scale})"
+        );
+    }
+
+    /// (input [n, c, h, w], weight [co, c, kh, kw], pads [(top, bottom), (left, right)])
+    type Case = ([usize; 4], [usize; 4], [(usize, usize); 2]);
+    const CASES: [Case; 6] = [
+        ([3, 1, 28, 28], [8, 1, 3, 3], [(1, 1), (1, 1)]),
+        ([2, 8, 14, 14], [16, 8, 3, 3], [(1, 1), (1, 1)]),
+        ([2, 3, 9, 7], [5, 3, 3, 3], [(0, 0), (0, 0)]),
+        ([2, 6, 8, 11], [7, 6, 5, 3], [(2, 1), (0, 2)]),
+        ([1, 4, 6, 6], [2, 4, 1, 1], [(0, 0), (0, 0)]),
+        ([2, 2, 1, 12], [3, 2, 1, 4], [(0, 0), (3, 0)]),
+    ];
+
+    fn burn_conv(
+        x: Tensor<4>,
+        w: Tensor<4>,
+        b: Option<Tensor<1>>,
+        p: [(usize, usize); 2],
+    ) -> Tensor<4> {
+        burn_conv2d(x, w, b, ConvOptions::new_with_padding([1, 1], p, [1, 1], 1))
+    }
+
+    #[test]
+    fn forward_matches_burn() {
+        let device = Device::flex();
+        for (xs, ws, p) in CASES {
+            let x = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
+            let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
+            for bias in [None, Some(b)] {
+                let fast = conv2d(&x, &w, bias.as_ref(), p).expect("handled");
+                let reference = burn_conv(x.clone(), w.clone(), bias, p);
+                assert_eq!(fast.dims(), reference.dims());
+                close(
+                    &host(fast),
+                    &host(reference),
+                    &format!("{xs:?} {ws:?} {p:?}"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn input_gradient_matches_burn() {
+        let device = Device::flex().autodiff();
+        for (xs, ws, p) in CASES {
+            let x0 = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
+            let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
+            let out_dims = burn_conv(x0.clone(), w.clone(), None, p).dims();
+            let r = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
+
+            let x = x0.clone().require_grad();
+            let fast = conv2d(&x, &w, Some(&b), p).expect("handled");
+            let grads = (fast * r.clone()).sum().backward();
+            let fast_g = host(x.grad(&grads).expect("tracked"));
+
+            let x = x0.require_grad();
+            let reference = burn_conv(x.clone(), w, Some(b), p);
+            let grads = (reference * r).sum().backward();
+            let ref_g = host(x.grad(&grads).expect("tracked"));
+            close(&fast_g, &ref_g, &format!("gradient {xs:?} {ws:?} {p:?}"));
+        }
+    }
+
+    #[test]
+    fn input_gradient_matches_finite_differences() {
+        // The convolution is linear in its input, so for the loss sum(r * conv(x)) a central
+        // difference with a step of 1 is exact up to rounding, and a large step keeps the
+        // float32 rounding of the loss small relative to the difference.
+        let device = Device::flex().autodiff();
+        let (xs, ws, p) = CASES[3];
+        let x0 = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
+        let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
+        let out_dims = burn_conv(x0.clone(), w.clone(), None, p).dims();
+        let r = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
+        let loss = |x: &Tensor<4>| (conv2d(x, &w, Some(&b), p).expect("handled") * r.clone()).sum();
+        let x = x0.clone().require_grad();
+        let g = host(x.grad(&loss(&x).backward()).expect("tracked"));
+        let base = host(x0);
+        let at = |v: Vec<f32>| {
+            let t = Tensor::<4>::from_data(burn::tensor::TensorData::new(v, xs), &device);
+            host(loss(&t).reshape([1, 1, 1, 1]))[0]
+        };
+        for idx in (0..base.len()).step_by(7) {
+            let (mut plus, mut minus) = (base.clone(), base.clone());
+            plus[idx] += 1.0;
+            minus[idx] -= 1.0;
+            let fd = (at(plus) - at(minus)) / 2.0;
+            assert!(
+                (fd - g[idx]).abs() <= 1e-3 * g[idx].abs().max(1.0),
+                "{idx}: {fd} vs {}",
+                g[idx]
+            );
+        }
+    }
+
+    #[test]
+    fn unhandled_cases_are_declined() {
+        let device = Device::flex();
+        let x = Tensor::<4>::zeros([1, 2, 6, 6], &device);
+        let w = Tensor::<4>::zeros([3, 2, 3, 3], &device);
+        // Padding of the kernel size, mismatched channels.
+        assert!(conv2d(&x, &w, None, [(3, 3), (1, 1)]).is_none());
+        let w1 = Tensor::<4>::zeros([3, 1, 3, 3], &device);
+        assert!(conv2d(&x, &w1, None, [(1, 1), (1, 1)]).is_none());
+        // Tracked weights.
+        let ad = Device::flex().autodiff();
+        let xa = Tensor::<4>::zeros([1, 2, 6, 6], &ad);
+        let wa = Tensor::<4>::zeros([3, 2, 3, 3], &ad).require_grad();
+        assert!(conv2d(&xa, &wa, None, [(1, 1), (1, 1)]).is_none());
+    }
+}

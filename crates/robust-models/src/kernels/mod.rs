@@ -1,0 +1,93 @@
+//! CPU kernels that replace a burn operator where it dominates an attack's running time.
+//!
+//! The interpreter runs on burn's tensor API, whose backend is picked at run time from the
+//! device. On the CPU backend (burn-flex 0.22) two operators took most of every input
+//! gradient of the demo CNN (`benches/RESULTS.md`): max pooling (a generic 3-D loop writing
+//! 64-bit indices) and small convolutions (a single-threaded NHWC copy, im2col and many small
+//! matrix products). The kernels here compute those cases directly on burn-flex's buffers:
+//!
+//! * [`max_pool2d`]: unpadded, undilated 2-D max pooling; the backward pass keeps one byte
+//!   per output (the arg-max position inside its window).
+//! * [`conv2d`]: stride-1, undilated, ungrouped 2-D convolution with padding up to the
+//!   kernel size minus one, and its input gradient (the same kernel on the flipped weights),
+//!   with constant (untracked) weights, which is what an attack differentiates.
+//!
+//! Each is one node of burn-autodiff's graph with its own backward, so the rest of the graph
+//! is unchanged. Anything else (wgpu tensors, tracked weights, strides, dilation, other float
+//! types) returns `None` and the caller uses burn's own operator. The kernels are plain Rust
+//! loops vectorised by the compiler inside [`macerator`]'s run-time CPU-feature dispatch
+//! (SSE4.2 / AVX2 / AVX-512); they use separate multiplies and adds, never fused ones, so
+//! the results are bit-identical on every x86-64 CPU whatever the vector width.
+
+mod conv;
+mod pool;
+
+use std::borrow::Cow;
+
+use burn::tensor::Tensor;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::Autodiff;
+use burn_backend::tensor::FloatTensor;
+use burn_backend::DType;
+use burn_flex::{Flex, FlexTensor};
+
+pub(crate) use conv::conv2d;
+pub(crate) use pool::max_pool2d;
+
+/// The autodiff backend whose graph the kernels join (burn's default checkpointing).
+type Graph = Autodiff<Flex, NoCheckpointing>;
+
+/// A float tensor's burn-flex storage: a plain tensor, or one inside burn-autodiff's graph.
+enum FlexValue {
+    Plain(FlexTensor),
+    Graph(FloatTensor<Graph>),
+}
+
+impl FlexValue {
+    /// The tensor's burn-flex primitive, or `None` if it lives on another backend.
+    fn of<const D: usize>(t: &Tensor<D>) -> Option<Self> {
+        if let Ok(p) = t.clone().try_into_primitive::<Flex>() {
+            return Some(Self::Plain(p));
+        }
+        t.clone()
+            .try_into_primitive::<Graph>()
+            .ok()
+            .map(Self::Graph)
+    }
+
+    fn flex(&self) -> &FlexTensor {
+        match self {
+            Self::Plain(t) => t,
+            Self::Graph(t) => t.primitive(),
+        }
+    }
+
+    /// `true` if gradients flow to this tensor.
+    fn is_tracked(&self) -> bool {
+        match self {
+            Self::Plain(_) => false,
+            Self::Graph(t) => t.is_tracked(),
+        }
+    }
+
+    /// The values as a contiguous `f32` slice (copied only if the layout is strided), or
+    /// `None` for another element type.
+    fn f32_data(&self) -> Option<Cow<'_, [f32]>> {
+        let t = self.flex();
+        if t.dtype() != DType::F32 {
+            return None;
+        }
+        match t.as_slice::<f32>() {
+            Some(d) => Some(Cow::Borrowed(d)),
+            None => t
+                .to_contiguous()
+                .as_slice::<f32>()
+                .map(|d| Cow::Owned(d.to_vec())),
+        }
+    }
+}
+
+/// Wraps a kernel's output `[d0, d1, d2, d3]` as a burn-flex tensor.
+fn flex_tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(burn::tensor::TensorData::new(data, shape))
+}
