@@ -20,9 +20,16 @@
 //! they use a hardware adapter when wgpu finds one. The defaults (10 samples, short
 //! measurement windows) keep a full run to a few minutes on a 2-core machine;
 //! `RAYON_NUM_THREADS` sets the CPU thread count.
+//!
+//! The bench uses mimalloc as its global allocator, as the `robust` binary does, so the
+//! figures are those of the shipped program (with glibc's allocator, buffers of a few MB are
+//! returned to the kernel and faulted back in on every step; see `benches/RESULTS.md`).
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -135,9 +135,17 @@ fn axpy_block<const B: usize>(w: [f32; B], src: &[f32], acc: &mut [f32]) {
     }
 }
 
-/// Convolves one image: `x` is `[c_in, h, w]`, `out` is `[c_out, ho, wo]`.
+/// Convolves one image `x` (`[c_in, h, w]`) into the output channels `co0..` that fit in
+/// `out` (at most [`CHANNEL_BLOCK`] planes of `[ho, wo]`).
 #[inline(always)]
-fn conv_image(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+fn conv_block(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    co0: usize,
+    out: &mut [f32],
+) {
     let (hp, wp, ho, wo) = (g.hp(), g.wp(), g.ho(), g.wo());
     let [top, left, _, _] = g.pads;
     let padded_plane = hp * wp;
@@ -151,73 +159,76 @@ fn conv_image(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, out
     }
     let len = ho * wp;
     let taps = g.c_in * g.kh * g.kw;
-    let mut acc = vec![0f32; CHANNEL_BLOCK * len];
-    for co0 in (0..g.c_out).step_by(CHANNEL_BLOCK) {
-        let block = CHANNEL_BLOCK.min(g.c_out - co0);
-        for (k, a) in acc.chunks_exact_mut(len).take(block).enumerate() {
-            a.fill(bias.map_or(0.0, |b| b[co0 + k]));
-        }
-        let mut tap = 0;
-        for ci in 0..g.c_in {
-            for i in 0..g.kh {
-                for j in 0..g.kw {
-                    let start = ci * padded_plane + i * wp + j;
-                    let src = &padded[start..start + len];
-                    let w = |k: usize| weight[(co0 + k) * taps + tap];
-                    let acc = &mut acc[..block * len];
-                    match block {
-                        4 => axpy_block::<4>(std::array::from_fn(w), src, acc),
-                        3 => axpy_block::<3>(std::array::from_fn(w), src, acc),
-                        2 => axpy_block::<2>(std::array::from_fn(w), src, acc),
-                        _ => axpy_block::<1>(std::array::from_fn(w), src, acc),
-                    }
-                    tap += 1;
+    let block = out.len() / (ho * wo);
+    let mut acc = vec![0f32; block * len];
+    for (k, a) in acc.chunks_exact_mut(len).enumerate() {
+        a.fill(bias.map_or(0.0, |b| b[co0 + k]));
+    }
+    let mut tap = 0;
+    for ci in 0..g.c_in {
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let start = ci * padded_plane + i * wp + j;
+                let src = &padded[start..start + len];
+                let w = |k: usize| weight[(co0 + k) * taps + tap];
+                match block {
+                    4 => axpy_block::<4>(std::array::from_fn(w), src, &mut acc),
+                    3 => axpy_block::<3>(std::array::from_fn(w), src, &mut acc),
+                    2 => axpy_block::<2>(std::array::from_fn(w), src, &mut acc),
+                    _ => axpy_block::<1>(std::array::from_fn(w), src, &mut acc),
                 }
+                tap += 1;
             }
         }
-        for (k, a) in acc.chunks_exact(len).take(block).enumerate() {
-            let plane = &mut out[(co0 + k) * ho * wo..(co0 + k + 1) * ho * wo];
-            for (dst, src) in plane.chunks_exact_mut(wo).zip(a.chunks_exact(wp)) {
-                dst.copy_from_slice(&src[..wo]);
-            }
+    }
+    for (plane, a) in out.chunks_exact_mut(ho * wo).zip(acc.chunks_exact(len)) {
+        for (dst, src) in plane.chunks_exact_mut(wo).zip(a.chunks_exact(wp)) {
+            dst.copy_from_slice(&src[..wo]);
         }
     }
 }
 
-/// [`conv_image`] as an operation for [`AutoArch::dispatch`], which inlines it into a
+/// [`conv_block`] as an operation for [`AutoArch::dispatch`], which inlines it into a
 /// function compiled for the CPU's vector extensions. (A closure would not do: its body is
 /// compiled separately, for the baseline target.)
-struct ConvImage<'a> {
+struct ConvBlock<'a> {
     g: &'a Geometry,
     x: &'a [f32],
     weight: &'a [f32],
     bias: Option<&'a [f32]>,
+    co0: usize,
     out: &'a mut [f32],
 }
 
-impl WithSimd for ConvImage<'_> {
+impl WithSimd for ConvBlock<'_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: Simd>(self) {
-        conv_image(self.g, self.x, self.weight, self.bias, self.out)
+        conv_block(self.g, self.x, self.weight, self.bias, self.co0, self.out)
     }
 }
 
-/// Convolves a batch `[n, c_in, h, w]` into `[n, c_out, ho, wo]`, one image per task.
+/// Convolves a batch `[n, c_in, h, w]` into `[n, c_out, ho, wo]`; one task per image and
+/// block of [`CHANNEL_BLOCK`] output channels, so that a single image uses every core too.
 fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let out_image = g.c_out * g.ho() * g.wo();
-    let mut out = vec![0f32; g.n * out_image];
-    out.par_chunks_mut(out_image)
+    let out_plane = g.ho() * g.wo();
+    let mut out = vec![0f32; g.n * g.c_out * out_plane];
+    out.par_chunks_mut(g.c_out * out_plane)
         .zip(x.par_chunks(g.c_in * g.h * g.w))
         .for_each(|(out, x)| {
-            AutoArch::new().dispatch(ConvImage {
-                g,
-                x,
-                weight,
-                bias,
-                out,
-            })
+            out.par_chunks_mut(CHANNEL_BLOCK * out_plane)
+                .enumerate()
+                .for_each(|(b, out)| {
+                    AutoArch::new().dispatch(ConvBlock {
+                        g,
+                        x,
+                        weight,
+                        bias,
+                        co0: b * CHANNEL_BLOCK,
+                        out,
+                    })
+                })
         });
     out
 }
