@@ -15,15 +15,10 @@
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
-use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::NoCheckpointing;
-use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
-use burn_flex::Flex;
 use macerator::{AutoArch, Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::{flex_tensor, FlexValue, Graph};
+use super::{finish, flex_tensor, FlexValue, InputGradient};
 
 /// Output channels accumulated together.
 const CHANNEL_BLOCK: usize = 4;
@@ -240,25 +235,11 @@ struct ConvState {
     weight: Arc<[f32]>,
 }
 
-#[derive(Debug)]
-struct ConvBackward;
-
-impl Backward<Flex, 1> for ConvBackward {
-    type State = ConvState;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [parent] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        if let Some(node) = parent {
-            let t = &ops.state.transposed;
-            let grad = FlexValue::Plain(grad);
-            let go = grad
-                .f32_data()
-                .expect("the gradient of an f32 convolution is f32");
-            let gi = forward(t, &go, &ops.state.weight, None);
-            let shape = [t.n, t.c_out, t.ho(), t.wo()];
-            grads.register::<Flex>(node.id, flex_tensor(gi, shape));
-        }
+impl InputGradient for ConvState {
+    fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
+        let t = &self.transposed;
+        let values = forward(t, grad_out, &self.weight, None);
+        (values, [t.n, t.c_out, t.ho(), t.wo()])
     }
 }
 
@@ -308,27 +289,13 @@ pub(crate) fn conv2d(
         forward(&g, &xd, &wd, bd.as_deref())
     };
     let out = flex_tensor(out, [n, c_out, g.ho(), g.wo()]);
-    Some(match x {
-        FlexValue::Plain(_) => Tensor::from_primitive::<Flex>(out),
-        FlexValue::Graph(x) => {
-            let out = match ConvBackward
-                .prepare::<NoCheckpointing>([x.node()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => {
-                    let (transposed, flipped) = g.transposed(&wd);
-                    let state = ConvState {
-                        transposed,
-                        weight: flipped.into(),
-                    };
-                    prep.finish(state, out)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            };
-            Tensor::from_primitive::<Graph>(out)
+    Some(finish(x, out, || {
+        let (transposed, flipped) = g.transposed(&wd);
+        ConvState {
+            transposed,
+            weight: flipped.into(),
         }
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -23,9 +23,13 @@ mod conv;
 mod pool;
 
 use std::borrow::Cow;
+use std::marker::PhantomData;
 
 use burn::tensor::Tensor;
+use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_autodiff::Autodiff;
 use burn_backend::tensor::FloatTensor;
 use burn_backend::DType;
@@ -90,4 +94,49 @@ impl FlexValue {
 /// Wraps a kernel's output `[d0, d1, d2, d3]` as a burn-flex tensor.
 fn flex_tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(burn::tensor::TensorData::new(data, shape))
+}
+
+/// What a kernel keeps for its backward pass: it maps the output gradient (contiguous `f32`)
+/// to the input gradient's values and shape.
+trait InputGradient: Clone + Send + std::fmt::Debug + 'static {
+    fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]);
+}
+
+/// The autodiff node of a kernel whose one differentiable input is its first.
+#[derive(Debug)]
+struct KernelBackward<S>(PhantomData<S>);
+
+impl<S: InputGradient> Backward<Flex, 1> for KernelBackward<S> {
+    type State = S;
+
+    fn backward(self, ops: Ops<S, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = FlexValue::Plain(grads.consume::<Flex>(&ops.node));
+        if let Some(node) = parent {
+            let grad_out = grad
+                .f32_data()
+                .expect("the gradient of an f32 kernel output is f32");
+            let (values, shape) = ops.state.input_gradient(&grad_out);
+            grads.register::<Flex>(node.id, flex_tensor(values, shape));
+        }
+    }
+}
+
+/// Wraps a kernel's output computed from `x`: a plain tensor when `x` was plain, otherwise a
+/// node of `x`'s autodiff graph, whose backward state `state` makes only when gradients flow.
+fn finish<S: InputGradient>(x: FlexValue, out: FlexTensor, state: impl FnOnce() -> S) -> Tensor<4> {
+    match x {
+        FlexValue::Plain(_) => Tensor::from_primitive::<Flex>(out),
+        FlexValue::Graph(x) => {
+            let node = KernelBackward::<S>(PhantomData)
+                .prepare::<NoCheckpointing>([x.node()])
+                .compute_bound()
+                .stateful();
+            let out = match node {
+                OpsKind::Tracked(prep) => prep.finish(state(), out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            Tensor::from_primitive::<Graph>(out)
+        }
+    }
 }

@@ -3,15 +3,10 @@
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
-use burn_autodiff::checkpoint::base::Checkpointer;
-use burn_autodiff::checkpoint::strategy::NoCheckpointing;
-use burn_autodiff::grads::Gradients;
-use burn_autodiff::ops::{Backward, Ops, OpsKind};
-use burn_flex::Flex;
 use macerator::{AutoArch, Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::{flex_tensor, FlexValue, Graph};
+use super::{finish, flex_tensor, FlexValue, InputGradient};
 
 /// Output planes handed to one rayon task at least (a plane of the demo CNN is 196 outputs).
 const MIN_PLANES_PER_TASK: usize = 8;
@@ -188,25 +183,13 @@ fn backward(state: &PoolState, grad_out: &[f32]) -> Vec<f32> {
     grad_in
 }
 
-#[derive(Debug)]
-struct MaxPoolBackward;
-
-impl Backward<Flex, 1> for MaxPoolBackward {
-    type State = PoolState;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [parent] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        if let Some(node) = parent {
-            let g = &ops.state.geometry;
-            let grad = FlexValue::Plain(grad);
-            let go = grad
-                .f32_data()
-                .expect("the gradient of an f32 max pool is f32");
-            let gi = backward(&ops.state, &go);
-            let shape = [g.n_c[0], g.n_c[1], g.in_h, g.in_w];
-            grads.register::<Flex>(node.id, flex_tensor(gi, shape));
-        }
+impl InputGradient for PoolState {
+    fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
+        let g = &self.geometry;
+        (
+            backward(self, grad_out),
+            [g.n_c[0], g.n_c[1], g.in_h, g.in_w],
+        )
     }
 }
 
@@ -228,24 +211,10 @@ pub(crate) fn max_pool2d(
         forward(&g, &data)
     };
     let out = flex_tensor(out, [g.n_c[0], g.n_c[1], g.out_h, g.out_w]);
-    Some(match x {
-        FlexValue::Plain(_) => Tensor::from_primitive::<Flex>(out),
-        FlexValue::Graph(x) => {
-            let state = PoolState {
-                geometry: g,
-                argmax: argmax.into(),
-            };
-            let out = match MaxPoolBackward
-                .prepare::<NoCheckpointing>([x.node()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state, out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            };
-            Tensor::from_primitive::<Graph>(out)
-        }
-    })
+    Some(finish(x, out, || PoolState {
+        geometry: g,
+        argmax: argmax.into(),
+    }))
 }
 
 #[cfg(test)]
