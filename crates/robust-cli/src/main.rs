@@ -69,10 +69,11 @@ fn devices() -> anyhow::Result<ExitCode> {
     }
     for a in adapters {
         println!(
-            "wgpu: {} ({}, {}{})",
+            "wgpu: {} ({}, {}, largest buffer {}{})",
             a.name,
             a.api,
             a.device_type,
+            commands::human_bytes(a.max_buffer_bytes),
             if a.software {
                 ", software: auto skips it"
             } else {

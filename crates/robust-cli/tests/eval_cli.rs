@@ -276,3 +276,52 @@ fn table_snapshot() {
     settings.add_filter(r"in \d+\.\d s", "in [T] s");
     settings.bind(|| insta::assert_snapshot!(text(&o).0));
 }
+
+/// On wgpu one device buffer has a size limit (128 MiB on lavapipe): a batch whose largest
+/// activation would not fit is refused up front with the largest batch that fits, and that
+/// batch runs. (The demo CNN's largest activation is 8×28×28 floats per sample.)
+#[test]
+fn wgpu_batch_size_must_fit_one_device_buffer() {
+    let devices = text(&robust(&["devices"])).0;
+    if !devices
+        .lines()
+        .any(|l| l.starts_with("wgpu:") && l.contains("largest buffer"))
+    {
+        assert_ne!(
+            std::env::var("ROBUST_REQUIRE_WGPU").as_deref(),
+            Ok("1"),
+            "wgpu is required by ROBUST_REQUIRE_WGPU=1 but `robust devices` lists none:\n{devices}"
+        );
+        eprintln!("skipped: no wgpu adapter");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    let small = [
+        "eval", "--device", "wgpu", "--attack", "fgsm", "--eps", "0", "--limit", "4", "--quiet",
+        "--out", out_arg,
+    ];
+    let mut args = small.to_vec();
+    args.extend(["--batch-size", "100000000"]);
+    let o = robust(&args);
+    let (_, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(!out.join("results.json").exists());
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("--batch-size 100000000 is too large"))
+        .unwrap_or_else(|| panic!("no batch-size error in: {stderr}"));
+    assert!(line.contains("24.5 KiB per sample"), "{line}");
+    let most: usize = line
+        .rsplit("use at most ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no suggested batch size in: {line}"));
+    assert!((1..100_000_000).contains(&most), "{line}");
+    let most = most.to_string();
+    let mut args = small.to_vec();
+    args.extend(["--batch-size", most.as_str()]);
+    let o = robust(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+}

@@ -80,6 +80,21 @@ pub struct ComputeDevice {
     pub adapter: String,
     /// Set when `auto` fell back to the CPU: why (for a one-line warning).
     pub fallback_note: Option<String>,
+    /// The largest tensor one device buffer can hold, in bytes (wgpu's storage-binding and
+    /// buffer-size limits of the adapter); `None` on the CPU, where host memory is the limit.
+    pub max_buffer_bytes: Option<u64>,
+}
+
+impl ComputeDevice {
+    /// The largest batch for which every activation of a model (`largest_per_sample` bytes
+    /// per sample, [`crate::ModelInfo::largest_activation_bytes_per_sample`]) fits in one
+    /// device buffer, or `None` when the device sets no such limit. wgpu reports no memory
+    /// capacity, so this is the hard limit it does report, not a budget for all activations.
+    pub fn max_batch(&self, largest_per_sample: u64) -> Option<usize> {
+        let limit = self.max_buffer_bytes?;
+        let cap = limit / largest_per_sample.max(1);
+        Some(usize::try_from(cap).unwrap_or(usize::MAX))
+    }
 }
 
 /// A wgpu adapter seen on this machine.
@@ -93,6 +108,9 @@ pub struct AdapterSummary {
     pub software: bool,
     /// wgpu's device type.
     pub device_type: String,
+    /// The largest buffer a shader can bind, in bytes (the smaller of the adapter's
+    /// storage-binding and buffer-size limits).
+    pub max_buffer_bytes: u64,
 }
 
 /// Lists the wgpu adapters (empty when there is no usable graphics driver).
@@ -104,7 +122,11 @@ pub fn wgpu_adapters() -> Vec<AdapterSummary> {
         .into_iter()
         .map(|a| {
             let info = a.get_info();
+            let limits = a.limits();
             AdapterSummary {
+                max_buffer_bytes: limits
+                    .max_storage_buffer_binding_size
+                    .min(limits.max_buffer_size),
                 name: info.name.clone(),
                 api: format!("{:?}", info.backend),
                 software: info.device_type == wgpu::DeviceType::Cpu,
@@ -123,6 +145,7 @@ fn cpu_device(note: Option<String>) -> ComputeDevice {
         backend: BackendKind::Cpu,
         adapter: format!("CPU (flex backend, {threads} threads)"),
         fallback_note: note,
+        max_buffer_bytes: None,
     }
 }
 
@@ -143,6 +166,7 @@ pub fn select_device(choice: DeviceChoice) -> Result<ComputeDevice> {
             backend: BackendKind::Wgpu,
             adapter: format!("{} ({})", a.name, a.api),
             fallback_note: None,
+            max_buffer_bytes: Some(a.max_buffer_bytes),
         }),
         (DeviceChoice::Wgpu, None) => match adapters.iter().find(|a| a.software) {
             Some(a) => Ok(ComputeDevice {
@@ -150,6 +174,7 @@ pub fn select_device(choice: DeviceChoice) -> Result<ComputeDevice> {
                 backend: BackendKind::Wgpu,
                 adapter: format!("{} ({}, software)", a.name, a.api),
                 fallback_note: None,
+                max_buffer_bytes: Some(a.max_buffer_bytes),
             }),
             None => Err(ModelError::Device(
                 "--device wgpu was requested but wgpu finds no adapter (install a GPU driver, \

@@ -104,6 +104,12 @@ pub struct ModelInfo {
     pub ops: Vec<String>,
     /// The graph's output names (the first is the logits).
     pub outputs: Vec<String>,
+    /// Bytes per sample of all float values one forward pass produces (measured on the probe
+    /// batch at load; an input gradient keeps most of them alive for the backward pass).
+    pub activation_bytes_per_sample: u64,
+    /// Bytes per sample of the largest single float value of a forward pass: one device
+    /// buffer must hold it for the whole batch.
+    pub largest_activation_bytes_per_sample: u64,
 }
 
 /// A classifier ready to run on one device.
@@ -293,6 +299,8 @@ impl Model {
             opset: graph.opset,
             ops: op_names,
             outputs: graph.outputs.clone(),
+            activation_bytes_per_sample: 0,
+            largest_activation_bytes_per_sample: 0,
         };
         let mut model = Model {
             graph,
@@ -317,12 +325,23 @@ impl Model {
             ],
             device,
         );
-        let logits = guarded(|| model.forward(probe)).map_err(|e| {
+        const PROBE_BATCH: usize = 2;
+        let (mut total, mut largest) = (0usize, 0usize);
+        let mut measure = |v: &FloatValue| {
+            if v.shape.first() == Some(&PROBE_BATCH) {
+                total += v.numel();
+                largest = largest.max(v.numel());
+            }
+        };
+        let logits = guarded(|| model.forward_observed(probe, &mut measure)).map_err(|e| {
             invalid(format!(
                 "the model does not run on inputs of shape {probe_shape:?}: {e} \
                  (was it exported with a fixed batch size? export with a dynamic batch axis)"
             ))
         })?;
+        let bytes = |floats: usize| (floats * std::mem::size_of::<f32>() / PROBE_BATCH) as u64;
+        model.info.activation_bytes_per_sample = bytes(total);
+        model.info.largest_activation_bytes_per_sample = bytes(largest);
         model.info.num_classes = logits.dims()[1];
         if model.info.num_classes < 2 {
             return Err(invalid(format!(
@@ -346,8 +365,18 @@ impl Model {
     /// Logits `[N, classes]` for a batch `[N, C, H, W]` in pixel space (normalization is
     /// applied inside). Works on autodiff tensors.
     pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>> {
+        self.forward_observed(x, &mut |_| {})
+    }
+
+    /// [`Self::forward`], showing `observe` every float value on the way (see
+    /// [`Self::run_observed`]).
+    fn forward_observed(
+        &self,
+        x: Tensor<4>,
+        observe: &mut dyn FnMut(&FloatValue),
+    ) -> Result<Tensor<2>> {
         let first = self.graph.outputs[0].clone();
-        let mut out = self.run(x, &[first.as_str()])?;
+        let mut out = self.run_observed(x, &[first.as_str()], observe)?;
         let v = out.remove(0);
         if v.rank() != 2 {
             return Err(ModelError::Op {
@@ -383,6 +412,17 @@ impl Model {
     }
 
     fn run(&self, x: Tensor<4>, want: &[&str]) -> Result<Vec<FloatValue>> {
+        self.run_observed(x, want, &mut |_| {})
+    }
+
+    /// [`Self::run`], showing `observe` the input (after normalization) and every float
+    /// value a node produces.
+    fn run_observed(
+        &self,
+        x: Tensor<4>,
+        want: &[&str],
+        observe: &mut dyn FnMut(&FloatValue),
+    ) -> Result<Vec<FloatValue>> {
         let dims = x.dims();
         if dims[1..] != self.info.input_shape[..] {
             return Err(ModelError::Input(format!(
@@ -404,6 +444,7 @@ impl Model {
         if let Some((m, s)) = &self.norm {
             xv = xv.map(|t| (t - m.t.clone()) / s.t.clone());
         }
+        observe(&xv);
         let mut env: HashMap<&str, Value> = HashMap::new();
         env.insert(self.graph.input.as_str(), Value::Float(xv));
         let ctx = OpCtx {
@@ -424,6 +465,9 @@ impl Model {
                 .collect();
             let outs = (self.ops[k])(&ctx, node, &inputs).map_err(|e| op_err(node, e.0))?;
             for (name, v) in node.outputs.iter().zip(outs) {
+                if let Value::Float(f) = &v {
+                    observe(f);
+                }
                 if !name.is_empty() {
                     env.insert(name.as_str(), v);
                 }

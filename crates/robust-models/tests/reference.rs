@@ -163,3 +163,23 @@ fn dynamic_batch() {
         assert_eq!(model.forward(x).unwrap().dims(), [n, 10]);
     }
 }
+
+/// The activation sizes measured at load equal the demo CNN's architecture, worked out by
+/// hand (float32, per sample): the normalized input 1×28×28; conv1 and its ReLU 8×28×28
+/// each; pool 8×14×14; conv2 and its ReLU 16×14×14 each; pool 16×7×7; the flattened 784;
+/// dense 32 and its ReLU; the 10 logits. The largest is conv1's output.
+#[test]
+fn activation_sizes_match_the_demo_architecture() {
+    let device = devices()[0].1.clone();
+    let model = robust_models::load(model_file("mnist-cnn/model.onnx"), &device).unwrap();
+    let info = model.info();
+    assert_eq!(info.largest_activation_bytes_per_sample, 8 * 28 * 28 * 4);
+    let floats = 784 + 2 * 8 * 28 * 28 + 8 * 14 * 14 + 2 * 16 * 14 * 14 + 16 * 7 * 7 + 784;
+    let floats = floats + 2 * 32 + 10;
+    assert_eq!(
+        info.activation_bytes_per_sample,
+        floats * 4,
+        "ops: {:?}",
+        info.ops
+    );
+}

@@ -14,7 +14,7 @@ use burn::tensor::{Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use robust_attacks::{AttackPlan, AttackRegistry, AttackSpec, Loss, Norm, Sweep, TargetMode};
 use robust_data::{DataFormat, DataSpec, Dataset, ResizeMode};
-use robust_models::{select_device, DeviceChoice, Model, ModelSpec};
+use robust_models::{select_device, ComputeDevice, DeviceChoice, Model, ModelInfo, ModelSpec};
 use robust_report as report;
 
 use crate::config::Config;
@@ -89,7 +89,8 @@ pub struct EvalArgs {
     /// Device: auto (a hardware GPU if present, else the CPU), cpu or wgpu.
     #[arg(long)]
     pub device: Option<String>,
-    /// Samples per batch.
+    /// Samples per batch [default: 256, lowered on a GPU when one activation of the model
+    /// would not fit in one device buffer].
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Evaluate only the first N samples.
@@ -197,7 +198,8 @@ struct Plan {
     specs: Vec<AttackSpec>,
     eps: Vec<f32>,
     device: DeviceChoice,
-    batch_size: usize,
+    /// `None`: chosen for the device once the model is loaded ([`batch_size_for`]).
+    batch_size: Option<usize>,
     limit: Option<usize>,
     seed: u64,
     out: PathBuf,
@@ -299,8 +301,8 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         .unwrap_or_else(|| "auto".into())
         .parse::<DeviceChoice>()
         .map_err(bad_input)?;
-    let batch_size = args.batch_size.or(cfg.eval.batch_size).unwrap_or(256);
-    if batch_size == 0 {
+    let batch_size = args.batch_size.or(cfg.eval.batch_size);
+    if batch_size == Some(0) {
         return Err(bad_input("--batch-size must be at least 1"));
     }
     let mut thresholds = report::Thresholds {
@@ -390,18 +392,71 @@ fn labels_of(plans: &[AttackPlan]) -> Vec<String> {
 }
 
 /// Runs a sweep over the whole data set.
+/// The batch size when none was given.
+const DEFAULT_BATCH_SIZE: usize = 256;
+
+/// The batch size to run with: the requested one, or [`DEFAULT_BATCH_SIZE`]; on a device that
+/// limits the size of one buffer (wgpu), lowered so that the model's largest activation fits,
+/// and a requested size that cannot fit is a bad-input error rather than a crash mid-run.
+fn batch_size_for(
+    requested: Option<usize>,
+    device: &ComputeDevice,
+    info: &ModelInfo,
+    quiet: bool,
+) -> anyhow::Result<usize> {
+    let per_sample = info.largest_activation_bytes_per_sample;
+    let Some(cap) = device.max_batch(per_sample) else {
+        return Ok(requested.unwrap_or(DEFAULT_BATCH_SIZE));
+    };
+    let limit = device.max_buffer_bytes.unwrap_or(u64::MAX);
+    let why = || {
+        format!(
+            "the model's largest activation is {} per sample and one buffer of {} holds at \
+             most {}",
+            super::human_bytes(per_sample),
+            device.adapter,
+            super::human_bytes(limit)
+        )
+    };
+    if cap == 0 {
+        return Err(bad_input(format!(
+            "{}: the model cannot run on this device: {}",
+            info.path.display(),
+            why()
+        )));
+    }
+    match requested {
+        Some(b) if b > cap => Err(bad_input(format!(
+            "--batch-size {b} is too large for this device: {}; use at most {cap}",
+            why()
+        ))),
+        Some(b) => Ok(b),
+        None if cap < DEFAULT_BATCH_SIZE => {
+            if !quiet {
+                eprintln!(
+                    "note: batch size {cap} instead of {DEFAULT_BATCH_SIZE}: {}",
+                    why()
+                );
+            }
+            Ok(cap)
+        }
+        None => Ok(DEFAULT_BATCH_SIZE),
+    }
+}
+
 fn run_sweep(
     model: &Model,
     dataset: &Dataset,
     plans: Vec<AttackPlan>,
     plan: &Plan,
+    batch_size: usize,
     what: &str,
 ) -> anyhow::Result<Sweep> {
     let num_classes = model.info().num_classes;
     let [c, h, w] = <[usize; 3]>::try_from(model.info().input_shape.clone())
         .map_err(|_| anyhow::anyhow!("model input shape is not [C, H, W]"))?;
     let units: u64 = plans.iter().map(|p| p.eps.len() as u64).sum::<u64>()
-        * dataset.len().div_ceil(plan.batch_size) as u64;
+        * dataset.len().div_ceil(batch_size) as u64;
     let bar = if plan.quiet {
         ProgressBar::hidden()
     } else {
@@ -417,7 +472,7 @@ fn run_sweep(
         b
     };
     let mut sweep = Sweep::new(plans, num_classes, plan.seed, plan.examples);
-    for batch in dataset.batches(plan.batch_size) {
+    for batch in dataset.batches(batch_size) {
         let batch = batch.map_err(bad_input)?;
         if let Some(&bad) = batch.labels.iter().find(|&&y| y >= num_classes) {
             return Err(bad_input(format!(
@@ -657,6 +712,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let model = Model::load(&plan.model, &device.device).map_err(bad_input)?;
     let info = model.info().clone();
+    let batch_size = batch_size_for(plan.batch_size, &device, &info, plan.quiet)?;
     let shape = <[usize; 3]>::try_from(info.input_shape.clone())
         .map_err(|_| bad_input("model input shape is not [C, H, W]"))?;
     let dataset = Dataset::open(&plan.data, shape, info.bounds, plan.limit).map_err(bad_input)?;
@@ -683,7 +739,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
 
     let labels = labels_of(&plans);
-    let sweep = run_sweep(&model, &dataset, plans, &plan, "attacking")?;
+    let sweep = run_sweep(&model, &dataset, plans, &plan, batch_size, "attacking")?;
 
     let class_names = dataset.info().class_names.clone();
     let mut run = report::RunResults {
@@ -755,7 +811,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         let doubled = build_plans(&plan.specs, &plan.eps, true)?;
         if !doubled.is_empty() {
             let dlabels = labels_of(&doubled);
-            let dsweep = run_sweep(&model, &dataset, doubled, &plan, "convergence check")?;
+            let dsweep = run_sweep(
+                &model,
+                &dataset,
+                doubled,
+                &plan,
+                batch_size,
+                "convergence check",
+            )?;
             let mut drun = run.clone();
             drun.attacks = attack_results(&dsweep, &dlabels);
             // Only iterative attacks were rerun; single-step ones have nothing to converge.
