@@ -128,3 +128,250 @@ pub struct Graph {
     /// The default-domain opset version.
     pub opset: i64,
 }
+
+impl Graph {
+    /// How many nodes read each value, plus one for each graph output.
+    fn readers(&self) -> HashMap<&str, usize> {
+        let mut readers: HashMap<&str, usize> = HashMap::new();
+        for n in &self.nodes {
+            for i in n.inputs.iter().filter(|i| !i.is_empty()) {
+                *readers.entry(i.as_str()).or_default() += 1;
+            }
+        }
+        for o in &self.outputs {
+            *readers.entry(o.as_str()).or_default() += 1;
+        }
+        readers
+    }
+
+    /// A float constant's data, if `name` is one.
+    fn const_f32(&self, name: &str) -> Option<&[f32]> {
+        match self.consts.get(name).map(|t| &t.data) {
+            Some(HostData::F32(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Folds every `BatchNormalization` that reads a `Conv`'s output (and is its only reader)
+    /// into that convolution's weights and bias, as inference engines do: with
+    /// `a = scale / sqrt(var + ε)`, `BN(conv(x, W) + b) = conv(x, W·a) + (b − mean)·a + bias`
+    /// per output channel (computed in f64, stored as f32). The folded graph computes the
+    /// same function with one node less per pair, and its gradient with respect to the input
+    /// is the same, so attacks see the same model, faster. Pairs that do not have constant
+    /// parameters of the right sizes are left alone (the BatchNormalization op then reports
+    /// any problem). Returns the number of pairs folded.
+    pub fn fold_batch_norms(&mut self) -> usize {
+        let mut folded = 0;
+        let mut k = 1;
+        while k < self.nodes.len() {
+            match self.fold_pair(k) {
+                Some(conv) => {
+                    let bn = self.nodes.remove(k);
+                    self.nodes[conv].outputs[0] = bn.outputs[0].clone();
+                    folded += 1;
+                }
+                None => k += 1,
+            }
+        }
+        if folded > 0 {
+            let readers = self.readers();
+            let unread: Vec<String> = self
+                .consts
+                .keys()
+                .filter(|name| !readers.contains_key(name.as_str()))
+                .cloned()
+                .collect();
+            for name in unread {
+                self.consts.remove(&name);
+            }
+        }
+        folded
+    }
+
+    /// If node `k` is a foldable BatchNormalization, rewrites its producer Conv's weights and
+    /// bias (under new constant names) and returns the Conv's index; the caller removes `k`.
+    fn fold_pair(&mut self, k: usize) -> Option<usize> {
+        let bn = &self.nodes[k];
+        if bn.op != "BatchNormalization"
+            || bn.inputs.len() != 5
+            || bn.outputs.iter().skip(1).any(|o| !o.is_empty())
+        {
+            return None;
+        }
+        let x = bn.inputs[0].as_str();
+        let conv = self.nodes[..k]
+            .iter()
+            .rposition(|n| n.outputs.first().map(String::as_str) == Some(x))?;
+        let c = &self.nodes[conv];
+        if c.op != "Conv" || c.outputs.len() != 1 || self.readers().get(x) != Some(&1) {
+            return None;
+        }
+        let eps = f64::from(bn.float("epsilon", 1e-5).ok()?);
+        let w_name = c.inputs.get(1)?.clone();
+        let w_shape = self.consts.get(&w_name)?.shape.clone();
+        let w = self.const_f32(&w_name)?;
+        let out_channels = *w_shape.first()?;
+        if out_channels == 0 || w.len() % out_channels != 0 {
+            return None;
+        }
+        let params: Vec<&[f32]> = bn.inputs[1..]
+            .iter()
+            .map(|p| self.const_f32(p).filter(|d| d.len() == out_channels))
+            .collect::<Option<_>>()?;
+        let (scale, beta, mean, var) = (params[0], params[1], params[2], params[3]);
+        let b: Vec<f32> = match c.inputs.get(2).filter(|b| !b.is_empty()) {
+            Some(b) => self
+                .const_f32(b)
+                .filter(|d| d.len() == out_channels)?
+                .to_vec(),
+            None => vec![0.0; out_channels],
+        };
+        let a: Vec<f64> = (0..out_channels)
+            .map(|o| f64::from(scale[o]) / (f64::from(var[o]) + eps).sqrt())
+            .collect();
+        if a.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let per_channel = w.len() / out_channels;
+        let new_w: Vec<f32> = w
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (f64::from(v) * a[i / per_channel]) as f32)
+            .collect();
+        let new_b: Vec<f32> = (0..out_channels)
+            .map(|o| ((f64::from(b[o]) - f64::from(mean[o])) * a[o] + f64::from(beta[o])) as f32)
+            .collect();
+        let bn_name = bn.name.clone();
+        let (w_new, b_new) = (
+            format!("{w_name}::folded:{bn_name}"),
+            format!("{bn_name}::folded_bias"),
+        );
+        self.consts.insert(
+            w_new.clone(),
+            HostTensor {
+                shape: w_shape,
+                data: HostData::F32(new_w),
+            },
+        );
+        self.consts.insert(
+            b_new.clone(),
+            HostTensor {
+                shape: vec![out_channels],
+                data: HostData::F32(new_b),
+            },
+        );
+        let c = &mut self.nodes[conv];
+        c.inputs.resize(3, String::new());
+        c.inputs[1] = w_new;
+        c.inputs[2] = b_new;
+        Some(conv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f32s(shape: Vec<usize>, v: Vec<f32>) -> HostTensor {
+        HostTensor {
+            shape,
+            data: HostData::F32(v),
+        }
+    }
+
+    fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> Node {
+        Node {
+            op: op.into(),
+            name: name.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            attrs: BTreeMap::from([("epsilon".to_string(), Attr::Float(0.5))]),
+        }
+    }
+
+    /// Conv (2 output channels, 1×1 kernel over 2 input channels, with bias) → BN → Relu.
+    fn conv_bn_graph(conv_output_also_read: bool) -> Graph {
+        let mut consts = HashMap::new();
+        consts.insert("w".into(), f32s(vec![2, 2, 1, 1], vec![1.0, 2.0, 3.0, 4.0]));
+        consts.insert("b".into(), f32s(vec![2], vec![0.5, -1.0]));
+        consts.insert("scale".into(), f32s(vec![2], vec![2.0, 3.0]));
+        consts.insert("beta".into(), f32s(vec![2], vec![0.25, 1.0]));
+        consts.insert("mean".into(), f32s(vec![2], vec![1.0, -2.0]));
+        consts.insert("var".into(), f32s(vec![2], vec![3.5, 8.5]));
+        let mut nodes = vec![
+            node("Conv", "conv", &["x", "w", "b"], &["y"]),
+            node(
+                "BatchNormalization",
+                "bn",
+                &["y", "scale", "beta", "mean", "var"],
+                &["z"],
+            ),
+            node("Relu", "relu", &["z"], &["out"]),
+        ];
+        if conv_output_also_read {
+            nodes.push(node("Relu", "tap", &["y"], &["y2"]));
+        }
+        Graph {
+            nodes,
+            consts,
+            input: "x".into(),
+            input_dims: vec![Some(2), Some(1), Some(1)],
+            outputs: vec!["out".into()],
+            opset: 17,
+        }
+    }
+
+    #[test]
+    fn conv_then_batch_norm_folds_into_the_conv() {
+        let mut g = conv_bn_graph(false);
+        assert_eq!(g.fold_batch_norms(), 1);
+        let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.as_str()).collect();
+        assert_eq!(ops, ["Conv", "Relu"]);
+        let conv = &g.nodes[0];
+        assert_eq!(conv.outputs, ["z"]);
+        // ε = 0.5: a = scale / sqrt(var + ε) = [2 / sqrt(4), 3 / sqrt(9)] = [1, 1].
+        // W' = W·a = W; b' = (b − mean)·a + beta = [0.5 − 1 + 0.25, −1 + 2 + 1] = [−0.25, 2].
+        assert_eq!(g.const_f32(&conv.inputs[1]).unwrap(), [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(g.const_f32(&conv.inputs[2]).unwrap(), [-0.25, 2.0]);
+        // The unread originals are gone; nothing else is.
+        for gone in ["w", "b", "scale", "beta", "mean", "var"] {
+            assert!(!g.consts.contains_key(gone), "{gone} kept");
+        }
+        assert_eq!(g.consts.len(), 2);
+    }
+
+    #[test]
+    fn scale_other_than_one_multiplies_the_weights() {
+        let mut g = conv_bn_graph(false);
+        g.consts
+            .insert("scale".into(), f32s(vec![2], vec![4.0, -1.5]));
+        assert_eq!(g.fold_batch_norms(), 1);
+        let conv = &g.nodes[0];
+        // a = [4 / 2, −1.5 / 3] = [2, −0.5].
+        assert_eq!(
+            g.const_f32(&conv.inputs[1]).unwrap(),
+            [2.0, 4.0, -1.5, -2.0]
+        );
+        // b' = [(0.5 − 1)·2 + 0.25, (−1 + 2)·(−0.5) + 1] = [−0.75, 0.5].
+        assert_eq!(g.const_f32(&conv.inputs[2]).unwrap(), [-0.75, 0.5]);
+    }
+
+    #[test]
+    fn a_conv_output_read_elsewhere_is_not_folded() {
+        let mut g = conv_bn_graph(true);
+        assert_eq!(g.fold_batch_norms(), 0);
+        assert_eq!(g.nodes.len(), 4);
+        assert_eq!(g.consts.len(), 6);
+    }
+
+    #[test]
+    fn non_constant_or_missized_parameters_are_not_folded() {
+        let mut g = conv_bn_graph(false);
+        g.consts
+            .insert("var".into(), f32s(vec![3], vec![1.0, 1.0, 1.0]));
+        assert_eq!(g.fold_batch_norms(), 0);
+        let mut g = conv_bn_graph(false);
+        g.consts.remove("mean");
+        assert_eq!(g.fold_batch_norms(), 0);
+    }
+}

@@ -212,6 +212,12 @@ impl Model {
             }
         };
         drop(bytes);
+        // The operators of the file as written (reports list these), then the graph as run.
+        let mut op_names: Vec<String> = graph.nodes.iter().map(|n| n.op.clone()).collect();
+        op_names.sort();
+        op_names.dedup();
+        let mut graph = graph;
+        graph.fold_batch_norms();
 
         let input_shape = resolve_input_shape(path, &graph.input_dims, spec.input_shape.as_ref())?;
         let invalid = |reason: String| ModelError::Invalid {
@@ -283,9 +289,6 @@ impl Model {
                 frees[k].push(name.to_string());
             }
         }
-        let mut op_names: Vec<String> = graph.nodes.iter().map(|n| n.op.clone()).collect();
-        op_names.sort();
-        op_names.dedup();
         let info = ModelInfo {
             path: path.to_path_buf(),
             format,
