@@ -383,5 +383,6 @@ pub(crate) fn build(arch: &Architecture, weights_path: &Path, bytes: &[u8]) -> R
         input_dims: arch.input_shape.iter().map(|&d| Some(d)).collect(),
         outputs: vec![prev],
         opset: 17,
+        folded: HashMap::new(),
     })
 }

@@ -127,6 +127,9 @@ pub struct Graph {
     pub outputs: Vec<String>,
     /// The default-domain opset version.
     pub opset: i64,
+    /// Values removed by [`Graph::fold_batch_norms`]: a convolution's own output, now
+    /// replaced by the output of the BatchNormalization folded into it (old name → new name).
+    pub folded: HashMap<String, String>,
 }
 
 impl Graph {
@@ -167,7 +170,9 @@ impl Graph {
             match self.fold_pair(k) {
                 Some(conv) => {
                     let bn = self.nodes.remove(k);
-                    self.nodes[conv].outputs[0] = bn.outputs[0].clone();
+                    let old =
+                        std::mem::replace(&mut self.nodes[conv].outputs[0], bn.outputs[0].clone());
+                    self.folded.insert(old, bn.outputs[0].clone());
                     folded += 1;
                 }
                 None => k += 1,
@@ -318,6 +323,7 @@ mod tests {
             input_dims: vec![Some(2), Some(1), Some(1)],
             outputs: vec!["out".into()],
             opset: 17,
+            folded: HashMap::new(),
         }
     }
 
@@ -329,6 +335,10 @@ mod tests {
         assert_eq!(ops, ["Conv", "Relu"]);
         let conv = &g.nodes[0];
         assert_eq!(conv.outputs, ["z"]);
+        assert_eq!(
+            g.folded,
+            HashMap::from([("y".to_string(), "z".to_string())])
+        );
         // ε = 0.5: a = scale / sqrt(var + ε) = [2 / sqrt(4), 3 / sqrt(9)] = [1, 1].
         // W' = W·a = W; b' = (b − mean)·a + beta = [0.5 − 1 + 0.25, −1 + 2 + 1] = [−0.25, 2].
         assert_eq!(g.const_f32(&conv.inputs[1]).unwrap(), [1.0, 2.0, 3.0, 4.0]);

@@ -488,9 +488,13 @@ impl Model {
                     Some(Value::Int(_)) => Err(ModelError::Input(format!(
                         "value '{w}' is an integer tensor, not features"
                     ))),
-                    None => Err(ModelError::Input(format!(
-                        "the model has no value named '{w}'"
-                    ))),
+                    None => Err(ModelError::Input(match self.graph.folded.get(*w) {
+                        Some(bn) => format!(
+                            "value '{w}' (a convolution's output) was folded with the \
+                             BatchNormalization after it when the model loaded; use '{bn}'"
+                        ),
+                        None => format!("the model has no value named '{w}'"),
+                    })),
                 },
             )
             .collect()

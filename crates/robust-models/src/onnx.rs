@@ -358,5 +358,6 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
         input_dims,
         outputs,
         opset,
+        folded: HashMap::new(),
     })
 }

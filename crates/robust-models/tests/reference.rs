@@ -183,3 +183,24 @@ fn activation_sizes_match_the_demo_architecture() {
         info.ops
     );
 }
+
+/// A convolution output folded with its BatchNormalization at load is not available by
+/// name any more: asking for it says so and names the value to use instead, which works.
+#[test]
+fn folded_values_are_reported_by_name() {
+    let device = devices()[0].1.clone();
+    let model = robust_models::load(model_file("cnn-bn/model.onnx"), &device).unwrap();
+    let x = burn::tensor::Tensor::<4>::zeros([2, 1, 28, 28], &device);
+    let err = model
+        .forward_values(x.clone(), &["/0/Conv_output_0"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("folded") && err.contains("/1/BatchNormalization_output_0"),
+        "{err}"
+    );
+    let v = model
+        .forward_values(x, &["/1/BatchNormalization_output_0"])
+        .unwrap();
+    assert_eq!(v[0].shape[..2], [2, 8]);
+}
