@@ -127,8 +127,8 @@ pub struct Graph {
     pub outputs: Vec<String>,
     /// The default-domain opset version.
     pub opset: i64,
-    /// Values removed by [`Graph::fold_batch_norms`]: a convolution's own output, now
-    /// replaced by the output of the BatchNormalization folded into it (old name → new name).
+    /// Values removed by [`Graph::fuse`]: a convolution's own output, now replaced by the
+    /// output of the BatchNormalization or Relu folded into it (old name → new name).
     pub folded: HashMap<String, String>,
 }
 
@@ -155,8 +155,80 @@ impl Graph {
         }
     }
 
+    /// The attribute [`Graph::fuse_relus`] sets on a `Conv` whose ReLU it absorbed.
+    pub const FUSED_RELU: &'static str = "robust.fused_relu";
+
+    /// Rewrites the graph for speed without changing what it computes:
+    /// [`Graph::fold_batch_norms`], then [`Graph::fuse_relus`]; then drops the constants no
+    /// node reads any more. Returns the number of nodes removed.
+    pub fn fuse(&mut self) -> usize {
+        // Only this pass may set the fused-ReLU attribute, never the model file.
+        for n in &mut self.nodes {
+            n.attrs.remove(Self::FUSED_RELU);
+        }
+        let removed = self.fold_batch_norms() + self.fuse_relus();
+        if removed > 0 {
+            let readers = self.readers();
+            let unread: Vec<String> = self
+                .consts
+                .keys()
+                .filter(|name| !readers.contains_key(name.as_str()))
+                .cloned()
+                .collect();
+            for name in unread {
+                self.consts.remove(&name);
+            }
+        }
+        removed
+    }
+
+    /// The index of the `Conv` node whose output node `k` reads as its first input, if that
+    /// `Conv` has one output and node `k` is its only reader (and it is no graph output).
+    fn sole_conv_producer(&self, k: usize) -> Option<usize> {
+        let x = self.nodes[k].inputs.first()?.as_str();
+        let conv = self.nodes[..k]
+            .iter()
+            .rposition(|n| n.outputs.first().map(String::as_str) == Some(x))?;
+        let c = &self.nodes[conv];
+        let only_reader = self.readers().get(x) == Some(&1);
+        (c.op == "Conv" && c.outputs.len() == 1 && only_reader).then_some(conv)
+    }
+
+    /// Removes node `k`, whose only input is the output of node `conv`, giving `conv` node
+    /// `k`'s output name.
+    fn absorb(&mut self, conv: usize, k: usize) {
+        let gone = self.nodes.remove(k);
+        let new = gone.outputs[0].clone();
+        let old = std::mem::replace(&mut self.nodes[conv].outputs[0], new.clone());
+        self.folded.insert(old, new);
+    }
+
+    /// Marks every `Conv` whose output only a `Relu` reads with [`Self::FUSED_RELU`] and
+    /// removes the `Relu`: the convolution op then applies the ReLU itself (in one pass on
+    /// the CPU). Returns the number of `Relu` nodes removed.
+    pub fn fuse_relus(&mut self) -> usize {
+        let mut fused = 0;
+        let mut k = 1;
+        while k < self.nodes.len() {
+            let n = &self.nodes[k];
+            let candidate = n.op == "Relu" && n.inputs.len() == 1 && n.outputs.len() == 1;
+            match candidate.then(|| self.sole_conv_producer(k)).flatten() {
+                Some(conv) => {
+                    self.nodes[conv]
+                        .attrs
+                        .insert(Self::FUSED_RELU.into(), Attr::Int(1));
+                    self.absorb(conv, k);
+                    fused += 1;
+                }
+                None => k += 1,
+            }
+        }
+        fused
+    }
+
     /// Folds every `BatchNormalization` that reads a `Conv`'s output (and is its only reader)
-    /// into that convolution's weights and bias, as inference engines do: with
+    /// into that convolution's weights and bias, as inference engines do (the replaced
+    /// constants stay in [`Graph::consts`] until [`Graph::fuse`] drops the unread ones): with
     /// `a = scale / sqrt(var + ε)`, `BN(conv(x, W) + b) = conv(x, W·a) + (b − mean)·a + bias`
     /// per output channel (computed in f64, stored as f32). The folded graph computes the
     /// same function with one node less per pair, and its gradient with respect to the input
@@ -169,25 +241,10 @@ impl Graph {
         while k < self.nodes.len() {
             match self.fold_pair(k) {
                 Some(conv) => {
-                    let bn = self.nodes.remove(k);
-                    let old =
-                        std::mem::replace(&mut self.nodes[conv].outputs[0], bn.outputs[0].clone());
-                    self.folded.insert(old, bn.outputs[0].clone());
+                    self.absorb(conv, k);
                     folded += 1;
                 }
                 None => k += 1,
-            }
-        }
-        if folded > 0 {
-            let readers = self.readers();
-            let unread: Vec<String> = self
-                .consts
-                .keys()
-                .filter(|name| !readers.contains_key(name.as_str()))
-                .cloned()
-                .collect();
-            for name in unread {
-                self.consts.remove(&name);
             }
         }
         folded
@@ -203,14 +260,8 @@ impl Graph {
         {
             return None;
         }
-        let x = bn.inputs[0].as_str();
-        let conv = self.nodes[..k]
-            .iter()
-            .rposition(|n| n.outputs.first().map(String::as_str) == Some(x))?;
+        let conv = self.sole_conv_producer(k)?;
         let c = &self.nodes[conv];
-        if c.op != "Conv" || c.outputs.len() != 1 || self.readers().get(x) != Some(&1) {
-            return None;
-        }
         let eps = f64::from(bn.float("epsilon", 1e-5).ok()?);
         let w_name = c.inputs.get(1)?.clone();
         let w_shape = self.consts.get(&w_name)?.shape.clone();
@@ -333,12 +384,13 @@ mod tests {
         assert_eq!(g.fold_batch_norms(), 1);
         let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.as_str()).collect();
         assert_eq!(ops, ["Conv", "Relu"]);
+        assert_eq!(g.fuse(), 1, "then the ReLU is fused");
+        assert_eq!(g.nodes.len(), 1);
+        assert_eq!(g.nodes[0].outputs, ["out"]);
+        assert_eq!(g.nodes[0].attrs.get(Graph::FUSED_RELU), Some(&Attr::Int(1)));
         let conv = &g.nodes[0];
-        assert_eq!(conv.outputs, ["z"]);
-        assert_eq!(
-            g.folded,
-            HashMap::from([("y".to_string(), "z".to_string())])
-        );
+        let folded = [("y", "z"), ("z", "out")].map(|(a, b)| (a.to_string(), b.to_string()));
+        assert_eq!(g.folded, HashMap::from(folded));
         // ε = 0.5: a = scale / sqrt(var + ε) = [2 / sqrt(4), 3 / sqrt(9)] = [1, 1].
         // W' = W·a = W; b' = (b − mean)·a + beta = [0.5 − 1 + 0.25, −1 + 2 + 1] = [−0.25, 2].
         assert_eq!(g.const_f32(&conv.inputs[1]).unwrap(), [1.0, 2.0, 3.0, 4.0]);
@@ -369,9 +421,19 @@ mod tests {
     #[test]
     fn a_conv_output_read_elsewhere_is_not_folded() {
         let mut g = conv_bn_graph(true);
-        assert_eq!(g.fold_batch_norms(), 0);
+        assert_eq!(g.fuse(), 0);
         assert_eq!(g.nodes.len(), 4);
         assert_eq!(g.consts.len(), 6);
+    }
+
+    #[test]
+    fn the_fused_relu_attribute_cannot_come_from_a_file() {
+        let mut g = conv_bn_graph(true);
+        g.nodes[0]
+            .attrs
+            .insert(Graph::FUSED_RELU.into(), Attr::Int(1));
+        assert_eq!(g.fuse(), 0);
+        assert!(g.nodes[0].attrs.get(Graph::FUSED_RELU).is_none());
     }
 
     #[test]

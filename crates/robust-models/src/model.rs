@@ -217,7 +217,7 @@ impl Model {
         op_names.sort();
         op_names.dedup();
         let mut graph = graph;
-        graph.fold_batch_norms();
+        graph.fuse();
 
         let input_shape = resolve_input_shape(path, &graph.input_dims, spec.input_shape.as_ref())?;
         let invalid = |reason: String| ModelError::Invalid {
@@ -414,6 +414,16 @@ impl Model {
             .and_then(|n| n.inputs.first().cloned())
     }
 
+    /// For a value removed by [`Graph::fuse`], the value that now exists in its place (the
+    /// end of the chain: a Conv's output folded into a BatchNormalization, itself into a Relu).
+    fn folded_into(&self, name: &str) -> Option<&str> {
+        let mut end = self.graph.folded.get(name)?;
+        while let Some(next) = self.graph.folded.get(end) {
+            end = next;
+        }
+        Some(end)
+    }
+
     fn run(&self, x: Tensor<4>, want: &[&str]) -> Result<Vec<FloatValue>> {
         self.run_observed(x, want, &mut |_| {})
     }
@@ -488,10 +498,11 @@ impl Model {
                     Some(Value::Int(_)) => Err(ModelError::Input(format!(
                         "value '{w}' is an integer tensor, not features"
                     ))),
-                    None => Err(ModelError::Input(match self.graph.folded.get(*w) {
+                    None => Err(ModelError::Input(match self.folded_into(w) {
                         Some(bn) => format!(
                             "value '{w}' (a convolution's output) was folded with the \
-                             BatchNormalization after it when the model loaded; use '{bn}'"
+                             operator after it (BatchNormalization or Relu) when the model \
+                             loaded; use '{bn}'"
                         ),
                         None => format!("the model has no value named '{w}'"),
                     })),

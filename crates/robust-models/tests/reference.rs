@@ -165,16 +165,16 @@ fn dynamic_batch() {
 }
 
 /// The activation sizes measured at load equal the demo CNN's architecture, worked out by
-/// hand (float32, per sample): the normalized input 1×28×28; conv1 and its ReLU 8×28×28
-/// each; pool 8×14×14; conv2 and its ReLU 16×14×14 each; pool 16×7×7; the flattened 784;
-/// dense 32 and its ReLU; the 10 logits. The largest is conv1's output.
+/// hand (float32, per sample): the normalized input 1×28×28; conv1 with its ReLU fused
+/// (one value) 8×28×28; pool 8×14×14; conv2 with its ReLU 16×14×14; pool 16×7×7; the
+/// flattened 784; dense 32 and its ReLU; the 10 logits. The largest is conv1's output.
 #[test]
 fn activation_sizes_match_the_demo_architecture() {
     let device = devices()[0].1.clone();
     let model = robust_models::load(model_file("mnist-cnn/model.onnx"), &device).unwrap();
     let info = model.info();
     assert_eq!(info.largest_activation_bytes_per_sample, 8 * 28 * 28 * 4);
-    let floats = 784 + 2 * 8 * 28 * 28 + 8 * 14 * 14 + 2 * 16 * 14 * 14 + 16 * 7 * 7 + 784;
+    let floats = 784 + 8 * 28 * 28 + 8 * 14 * 14 + 16 * 14 * 14 + 16 * 7 * 7 + 784;
     let floats = floats + 2 * 32 + 10;
     assert_eq!(
         info.activation_bytes_per_sample,
@@ -184,8 +184,9 @@ fn activation_sizes_match_the_demo_architecture() {
     );
 }
 
-/// A convolution output folded with its BatchNormalization at load is not available by
-/// name any more: asking for it says so and names the value to use instead, which works.
+/// A convolution output folded with its BatchNormalization (and that with its Relu) at load
+/// is not available by name any more: asking for it says so and names the value that now
+/// exists in its place, which works.
 #[test]
 fn folded_values_are_reported_by_name() {
     let device = devices()[0].1.clone();
@@ -196,11 +197,9 @@ fn folded_values_are_reported_by_name() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("folded") && err.contains("/1/BatchNormalization_output_0"),
+        err.contains("folded") && err.contains("/2/Relu_output_0"),
         "{err}"
     );
-    let v = model
-        .forward_values(x, &["/1/BatchNormalization_output_0"])
-        .unwrap();
+    let v = model.forward_values(x, &["/2/Relu_output_0"]).unwrap();
     assert_eq!(v[0].shape[..2], [2, 8]);
 }

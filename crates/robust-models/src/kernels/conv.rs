@@ -136,9 +136,11 @@ fn axpy_block<const B: usize>(w: [f32; B], src: &[f32], acc: &mut [f32]) {
 fn conv_block(
     g: &Geometry,
     x: &[f32],
+    mask: Option<&[f32]>,
     weight: &[f32],
     bias: Option<&[f32]>,
     co0: usize,
+    relu: bool,
     out: &mut [f32],
 ) {
     let (hp, wp, ho, wo) = (g.hp(), g.wp(), g.ho(), g.wo());
@@ -149,7 +151,18 @@ fn conv_block(
     for (c, plane) in x.chunks_exact(g.h * g.w).enumerate() {
         for (r, src) in plane.chunks_exact(g.w).enumerate() {
             let start = c * padded_plane + (r + top) * wp + left;
-            padded[start..start + g.w].copy_from_slice(src);
+            let dst = &mut padded[start..start + g.w];
+            match mask {
+                // The backward pass of a fused ReLU: the gradient passes where the output was
+                // positive.
+                Some(m) => {
+                    let m = &m[c * g.h * g.w + r * g.w..][..g.w];
+                    for ((d, &v), &keep) in dst.iter_mut().zip(src).zip(m) {
+                        *d = if keep > 0.0 { v } else { 0.0 };
+                    }
+                }
+                None => dst.copy_from_slice(src),
+            }
         }
     }
     let len = ho * wp;
@@ -178,7 +191,14 @@ fn conv_block(
     }
     for (plane, a) in out.chunks_exact_mut(ho * wo).zip(acc.chunks_exact(len)) {
         for (dst, src) in plane.chunks_exact_mut(wo).zip(a.chunks_exact(wp)) {
-            dst.copy_from_slice(&src[..wo]);
+            if relu {
+                // burn's ReLU: values at or below zero become zero, NaN stays NaN.
+                for (d, &v) in dst.iter_mut().zip(&src[..wo]) {
+                    *d = if v <= 0.0 { 0.0 } else { v };
+                }
+            } else {
+                dst.copy_from_slice(&src[..wo]);
+            }
         }
     }
 }
@@ -189,9 +209,11 @@ fn conv_block(
 struct ConvBlock<'a> {
     g: &'a Geometry,
     x: &'a [f32],
+    mask: Option<&'a [f32]>,
     weight: &'a [f32],
     bias: Option<&'a [f32]>,
     co0: usize,
+    relu: bool,
     out: &'a mut [f32],
 }
 
@@ -200,27 +222,50 @@ impl WithSimd for ConvBlock<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self) {
-        conv_block(self.g, self.x, self.weight, self.bias, self.co0, self.out)
+        conv_block(
+            self.g,
+            self.x,
+            self.mask,
+            self.weight,
+            self.bias,
+            self.co0,
+            self.relu,
+            self.out,
+        )
     }
 }
 
-/// Convolves a batch `[n, c_in, h, w]` into `[n, c_out, ho, wo]`; one task per image and
-/// block of [`CHANNEL_BLOCK`] output channels, so that a single image uses every core too.
-fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// Convolves a batch `[n, c_in, h, w]` into `[n, c_out, ho, wo]`, followed by a ReLU if
+/// `relu`, with the input first zeroed where `mask` (same layout) is not positive; one task
+/// per image and block of [`CHANNEL_BLOCK`] output channels, so that a single image uses
+/// every core too.
+fn forward(
+    g: &Geometry,
+    x: &[f32],
+    mask: Option<&[f32]>,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
     let out_plane = g.ho() * g.wo();
+    let in_image = g.c_in * g.h * g.w;
     let mut out = vec![0f32; g.n * g.c_out * out_plane];
     out.par_chunks_mut(g.c_out * out_plane)
-        .zip(x.par_chunks(g.c_in * g.h * g.w))
-        .for_each(|(out, x)| {
+        .enumerate()
+        .for_each(|(i, out)| {
+            let x = &x[i * in_image..(i + 1) * in_image];
+            let mask = mask.map(|m| &m[i * in_image..(i + 1) * in_image]);
             out.par_chunks_mut(CHANNEL_BLOCK * out_plane)
                 .enumerate()
                 .for_each(|(b, out)| {
                     AutoArch::new().dispatch(ConvBlock {
                         g,
                         x,
+                        mask,
                         weight,
                         bias,
                         co0: b * CHANNEL_BLOCK,
+                        relu,
                         out,
                     })
                 })
@@ -228,17 +273,23 @@ fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec
     out
 }
 
-/// What the backward pass needs: the transposed convolution and its weights.
+/// What the backward pass needs: the transposed convolution and its weights, and for a
+/// fused ReLU the output (the gradient passes where it is positive).
 #[derive(Clone, Debug)]
 struct ConvState {
     transposed: Geometry,
     weight: Arc<[f32]>,
+    relu_output: Option<FlexValue>,
 }
 
 impl InputGradient for ConvState {
     fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
         let t = &self.transposed;
-        let values = forward(t, grad_out, &self.weight, None);
+        let mask = self
+            .relu_output
+            .as_ref()
+            .map(|out| out.f32_data().expect("the kernel's output is f32"));
+        let values = forward(t, grad_out, mask.as_deref(), &self.weight, None, false);
         (values, [t.n, t.c_out, t.ho(), t.wo()])
     }
 }
@@ -246,12 +297,14 @@ impl InputGradient for ConvState {
 /// A stride-1, undilated, ungrouped 2-D convolution on the CPU backend with padding
 /// `[(top, bottom), (left, right)]`, or `None` when the kernel does not apply (another
 /// backend, weights or bias that need gradients, padding of at least the kernel size, large
-/// images); the caller then uses burn's `conv2d`.
+/// images); the caller then uses burn's `conv2d`. With `relu`, the output is that of a ReLU
+/// applied to the convolution (one pass, and one node in the autodiff graph).
 pub(crate) fn conv2d(
     x: &Tensor<4>,
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
     pads: [(usize, usize); 2],
+    relu: bool,
 ) -> Option<Tensor<4>> {
     let [n, c_in, h, w] = x.dims();
     let [c_out, wc_in, kh, kw] = weight.dims();
@@ -286,14 +339,16 @@ pub(crate) fn conv2d(
     }
     let out = {
         let xd = x.f32_data()?;
-        forward(&g, &xd, &wd, bd.as_deref())
+        forward(&g, &xd, None, &wd, bd.as_deref(), relu)
     };
     let out = flex_tensor(out, [n, c_out, g.ho(), g.wo()]);
+    let relu_output = relu.then(|| FlexValue::Plain(out.clone()));
     Some(finish(x, out, || {
         let (transposed, flipped) = g.transposed(&wd);
         ConvState {
             transposed,
             weight: flipped.into(),
+            relu_output,
         }
     }))
 }
@@ -303,7 +358,7 @@ mod tests {
     use super::*;
     use burn::tensor::module::conv2d as burn_conv2d;
     use burn::tensor::ops::ConvOptions;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::{activation, Device, Distribution};
 
     fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         crate::to_host(t)
@@ -347,7 +402,7 @@ mod tests {
             let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
             let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
             for bias in [None, Some(b)] {
-                let fast = conv2d(&x, &w, bias.as_ref(), p).expect("handled");
+                let fast = conv2d(&x, &w, bias.as_ref(), p, false).expect("handled");
                 let reference = burn_conv(x.clone(), w.clone(), bias, p);
                 assert_eq!(fast.dims(), reference.dims());
                 close(
@@ -370,7 +425,7 @@ mod tests {
             let r = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
 
             let x = x0.clone().require_grad();
-            let fast = conv2d(&x, &w, Some(&b), p).expect("handled");
+            let fast = conv2d(&x, &w, Some(&b), p, false).expect("handled");
             let grads = (fast * r.clone()).sum().backward();
             let fast_g = host(x.grad(&grads).expect("tracked"));
 
@@ -379,6 +434,41 @@ mod tests {
             let grads = (reference * r).sum().backward();
             let ref_g = host(x.grad(&grads).expect("tracked"));
             close(&fast_g, &ref_g, &format!("gradient {xs:?} {ws:?} {p:?}"));
+        }
+    }
+
+    #[test]
+    fn fused_relu_matches_burn_conv_then_relu() {
+        let device = Device::flex().autodiff();
+        for (xs, ws, p) in CASES {
+            let x0 = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
+            let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
+            let out_dims = burn_conv(x0.clone(), w.clone(), None, p).dims();
+            let r = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
+
+            let x = x0.clone().require_grad();
+            let fast = conv2d(&x, &w, Some(&b), p, true).expect("handled");
+            let fast_y = host(fast.clone());
+            let grads = (fast * r.clone()).sum().backward();
+            let fast_g = host(x.grad(&grads).expect("tracked"));
+
+            let x = x0.require_grad();
+            let reference = activation::relu(burn_conv(x.clone(), w, Some(b), p));
+            let ref_y = host(reference.clone());
+            let grads = (reference * r).sum().backward();
+            let ref_g = host(x.grad(&grads).expect("tracked"));
+            assert!(fast_y.iter().all(|&v| v >= 0.0));
+            close(
+                &fast_y,
+                &ref_y,
+                &format!("relu forward {xs:?} {ws:?} {p:?}"),
+            );
+            close(
+                &fast_g,
+                &ref_g,
+                &format!("relu gradient {xs:?} {ws:?} {p:?}"),
+            );
         }
     }
 
@@ -394,7 +484,8 @@ mod tests {
         let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
         let out_dims = burn_conv(x0.clone(), w.clone(), None, p).dims();
         let r = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
-        let loss = |x: &Tensor<4>| (conv2d(x, &w, Some(&b), p).expect("handled") * r.clone()).sum();
+        let loss =
+            |x: &Tensor<4>| (conv2d(x, &w, Some(&b), p, false).expect("handled") * r.clone()).sum();
         let x = x0.clone().require_grad();
         let g = host(x.grad(&loss(&x).backward()).expect("tracked"));
         let base = host(x0);
@@ -421,13 +512,13 @@ mod tests {
         let x = Tensor::<4>::zeros([1, 2, 6, 6], &device);
         let w = Tensor::<4>::zeros([3, 2, 3, 3], &device);
         // Padding of the kernel size, mismatched channels.
-        assert!(conv2d(&x, &w, None, [(3, 3), (1, 1)]).is_none());
+        assert!(conv2d(&x, &w, None, [(3, 3), (1, 1)], false).is_none());
         let w1 = Tensor::<4>::zeros([3, 1, 3, 3], &device);
-        assert!(conv2d(&x, &w1, None, [(1, 1), (1, 1)]).is_none());
+        assert!(conv2d(&x, &w1, None, [(1, 1), (1, 1)], false).is_none());
         // Tracked weights.
         let ad = Device::flex().autodiff();
         let xa = Tensor::<4>::zeros([1, 2, 6, 6], &ad);
         let wa = Tensor::<4>::zeros([3, 2, 3, 3], &ad).require_grad();
-        assert!(conv2d(&xa, &wa, None, [(1, 1), (1, 1)]).is_none());
+        assert!(conv2d(&xa, &wa, None, [(1, 1), (1, 1)], false).is_none());
     }
 }

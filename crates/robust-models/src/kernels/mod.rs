@@ -42,6 +42,7 @@ pub(crate) use pool::max_pool2d;
 type Graph = Autodiff<Flex, NoCheckpointing>;
 
 /// A float tensor's burn-flex storage: a plain tensor, or one inside burn-autodiff's graph.
+#[derive(Clone, Debug)]
 enum FlexValue {
     Plain(FlexTensor),
     Graph(FloatTensor<Graph>),

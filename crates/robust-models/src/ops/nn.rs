@@ -126,23 +126,33 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     } else {
         (x, w, strides, dilations, pads)
     };
+    // Set by `Graph::fuse` when it removed the Relu that read this node's output.
+    let relu = n.int(crate::graph::Graph::FUSED_RELU, 0)? != 0;
     let (x4, w4) = (
         x4.at_rank::<4>("Conv input")?,
         w4.at_rank::<4>("Conv weight")?,
     );
     let fast = if strides == [1, 1] && dilations == [1, 1] && group == 1 {
-        crate::kernels::conv2d(&x4, &w4, bias.as_ref(), pairs(&pads))
+        crate::kernels::conv2d(&x4, &w4, bias.as_ref(), pairs(&pads), relu)
     } else {
         None
     };
     let out = match fast {
         Some(out) => out,
-        None => conv2d(
-            x4,
-            w4,
-            bias,
-            ConvOptions::new_with_padding(pair(&strides), pairs(&pads), pair(&dilations), group),
-        ),
+        None => {
+            let opts = ConvOptions::new_with_padding(
+                pair(&strides),
+                pairs(&pads),
+                pair(&dilations),
+                group,
+            );
+            let out = conv2d(x4, w4, bias, opts);
+            if relu {
+                activation::relu(out)
+            } else {
+                out
+            }
+        }
     };
     let out = FloatValue::from_tensor(out)?;
     if spatial == 1 {
