@@ -433,7 +433,7 @@ mod tests {
             .attrs
             .insert(Graph::FUSED_RELU.into(), Attr::Int(1));
         assert_eq!(g.fuse(), 0);
-        assert!(g.nodes[0].attrs.get(Graph::FUSED_RELU).is_none());
+        assert!(!g.nodes[0].attrs.contains_key(Graph::FUSED_RELU));
     }
 
     #[test]

@@ -130,19 +130,21 @@ fn axpy_block<const B: usize>(w: [f32; B], src: &[f32], acc: &mut [f32]) {
     }
 }
 
-/// Convolves one image `x` (`[c_in, h, w]`) into the output channels `co0..` that fit in
-/// `out` (at most [`CHANNEL_BLOCK`] planes of `[ho, wo]`).
+/// Convolves one image `op.x` (`[c_in, h, w]`, zeroed where `op.mask` is not positive)
+/// into the output channels `op.co0..` that fit in `op.out` (at most [`CHANNEL_BLOCK`]
+/// planes of `[ho, wo]`), with the bias, and a ReLU if `op.relu`.
 #[inline(always)]
-fn conv_block(
-    g: &Geometry,
-    x: &[f32],
-    mask: Option<&[f32]>,
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    co0: usize,
-    relu: bool,
-    out: &mut [f32],
-) {
+fn conv_block(op: ConvBlock<'_>) {
+    let ConvBlock {
+        g,
+        x,
+        mask,
+        weight,
+        bias,
+        co0,
+        relu,
+        out,
+    } = op;
     let (hp, wp, ho, wo) = (g.hp(), g.wp(), g.ho(), g.wo());
     let [top, left, _, _] = g.pads;
     let padded_plane = hp * wp;
@@ -222,16 +224,7 @@ impl WithSimd for ConvBlock<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self) {
-        conv_block(
-            self.g,
-            self.x,
-            self.mask,
-            self.weight,
-            self.bias,
-            self.co0,
-            self.relu,
-            self.out,
-        )
+        conv_block(self)
     }
 }
 
