@@ -407,61 +407,42 @@ mod tests {
         }
     }
 
+    /// Output and input gradient against burn's conv2d (followed by burn's ReLU when the
+    /// kernel fuses one), under a random weighting of the outputs.
     #[test]
-    fn input_gradient_matches_burn() {
+    fn input_gradient_matches_burn_with_and_without_relu() {
         let device = Device::flex().autodiff();
         for (xs, ws, p) in CASES {
-            let x0 = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
-            let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
-            let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
-            let out_dims = burn_conv(x0.clone(), w.clone(), None, p).dims();
-            let r = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
+            for relu in [false, true] {
+                let x0 = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
+                let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
+                let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
+                let out_dims = burn_conv(x0.clone(), w.clone(), None, p).dims();
+                let r = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
 
-            let x = x0.clone().require_grad();
-            let fast = conv2d(&x, &w, Some(&b), p, false).expect("handled");
-            let grads = (fast * r.clone()).sum().backward();
-            let fast_g = host(x.grad(&grads).expect("tracked"));
+                let x = x0.clone().require_grad();
+                let fast = conv2d(&x, &w, Some(&b), p, relu).expect("handled");
+                let fast_y = host(fast.clone());
+                let grads = (fast * r.clone()).sum().backward();
+                let fast_g = host(x.grad(&grads).expect("tracked"));
 
-            let x = x0.require_grad();
-            let reference = burn_conv(x.clone(), w, Some(b), p);
-            let grads = (reference * r).sum().backward();
-            let ref_g = host(x.grad(&grads).expect("tracked"));
-            close(&fast_g, &ref_g, &format!("gradient {xs:?} {ws:?} {p:?}"));
-        }
-    }
-
-    #[test]
-    fn fused_relu_matches_burn_conv_then_relu() {
-        let device = Device::flex().autodiff();
-        for (xs, ws, p) in CASES {
-            let x0 = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
-            let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
-            let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
-            let out_dims = burn_conv(x0.clone(), w.clone(), None, p).dims();
-            let r = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
-
-            let x = x0.clone().require_grad();
-            let fast = conv2d(&x, &w, Some(&b), p, true).expect("handled");
-            let fast_y = host(fast.clone());
-            let grads = (fast * r.clone()).sum().backward();
-            let fast_g = host(x.grad(&grads).expect("tracked"));
-
-            let x = x0.require_grad();
-            let reference = activation::relu(burn_conv(x.clone(), w, Some(b), p));
-            let ref_y = host(reference.clone());
-            let grads = (reference * r).sum().backward();
-            let ref_g = host(x.grad(&grads).expect("tracked"));
-            assert!(fast_y.iter().all(|&v| v >= 0.0));
-            close(
-                &fast_y,
-                &ref_y,
-                &format!("relu forward {xs:?} {ws:?} {p:?}"),
-            );
-            close(
-                &fast_g,
-                &ref_g,
-                &format!("relu gradient {xs:?} {ws:?} {p:?}"),
-            );
+                let x = x0.require_grad();
+                let reference = burn_conv(x.clone(), w, Some(b), p);
+                let reference = if relu {
+                    activation::relu(reference)
+                } else {
+                    reference
+                };
+                let ref_y = host(reference.clone());
+                let grads = (reference * r).sum().backward();
+                let ref_g = host(x.grad(&grads).expect("tracked"));
+                let what = format!("{xs:?} {ws:?} {p:?} relu {relu}");
+                if relu {
+                    assert!(fast_y.iter().all(|&v| v >= 0.0), "{what}");
+                }
+                close(&fast_y, &ref_y, &format!("forward {what}"));
+                close(&fast_g, &ref_g, &format!("gradient {what}"));
+            }
         }
     }
 
