@@ -6,7 +6,7 @@
 //! padded plane: one contiguous multiply-add over `ho * wp` values per tap, which the compiler
 //! vectorises. Four output channels are accumulated in the same pass, so each input load
 //! serves four of them; the `wp - wo` extra columns per row are discarded when the plane is
-//! copied out.
+//! copied out. Large planes go in tiles of rows, so that the accumulators stay in L1.
 //!
 //! The input gradient of a stride-1 convolution is again such a convolution: of the output
 //! gradient, with the weights' channel axes swapped and their taps flipped, and the padding
@@ -23,9 +23,19 @@ use super::{finish, flex_tensor, FlexValue, InputGradient};
 /// Output channels accumulated together.
 const CHANNEL_BLOCK: usize = 4;
 
-/// Largest padded output plane (`ho * wp` values) handled; larger images go to burn, whose
-/// tiling suits them better than these L1-sized accumulators.
-const MAX_PLANE: usize = 1 << 14;
+/// Padded output positions accumulated at a time (rows of `wp`, at least one row): four
+/// channels' accumulators of this size stay in a 32 KiB L1 data cache.
+const TILE: usize = 2048;
+
+/// Most input or output channels handled, and most values in one image's padded input (in
+/// either direction). Per weight tap the kernel streams the accumulators through L1 and a
+/// slice of the padded input from L2; with many channels or large planes burn-flex's
+/// im2col + GEMM reuses registers and caches better and wins. Measured forward + input
+/// gradient against burn (`benches/RESULTS.md`): 8–16 channels 1.75–2.5× faster; 32 channels
+/// at 32×32 2.2×, at 56×56 1.1×; 64 channels at 32×32 1.35×, at 40×40 1.1×, at 56×56 0.68×;
+/// 128 channels at 16×16 0.65×.
+const MAX_CHANNELS: usize = 64;
+const MAX_PADDED_INPUT: usize = 1 << 17;
 
 /// The shape of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,8 +76,11 @@ impl Geometry {
             && b < self.kh
             && l < self.kw
             && r < self.kw
-            && self.ho() * self.wp() <= MAX_PLANE
-            && self.h * self.wp().max(self.w + self.kw) <= MAX_PLANE
+            && self.c_in <= MAX_CHANNELS
+            && self.c_out <= MAX_CHANNELS
+            && self.c_in * self.hp() * self.wp() <= MAX_PADDED_INPUT
+            && self.c_out * (self.ho() + self.kh - 1) * (self.wo() + self.kw - 1)
+                <= MAX_PADDED_INPUT
             && [self.n, self.c_in, self.c_out, self.h, self.w]
                 .iter()
                 .all(|&d| d > 0)
@@ -167,39 +180,46 @@ fn conv_block(op: ConvBlock<'_>) {
             }
         }
     }
-    let len = ho * wp;
     let taps = g.c_in * g.kh * g.kw;
     let block = out.len() / (ho * wo);
-    let mut acc = vec![0f32; block * len];
-    for (k, a) in acc.chunks_exact_mut(len).enumerate() {
-        a.fill(bias.map_or(0.0, |b| b[co0 + k]));
-    }
-    let mut tap = 0;
-    for ci in 0..g.c_in {
-        for i in 0..g.kh {
-            for j in 0..g.kw {
-                let start = ci * padded_plane + i * wp + j;
-                let src = &padded[start..start + len];
-                let w = |k: usize| weight[(co0 + k) * taps + tap];
-                match block {
-                    4 => axpy_block::<4>(std::array::from_fn(w), src, &mut acc),
-                    3 => axpy_block::<3>(std::array::from_fn(w), src, &mut acc),
-                    2 => axpy_block::<2>(std::array::from_fn(w), src, &mut acc),
-                    _ => axpy_block::<1>(std::array::from_fn(w), src, &mut acc),
+    // Output rows in tiles of about TILE padded positions.
+    let tile_rows = (TILE / wp).max(1);
+    let mut acc = vec![0f32; block * tile_rows * wp];
+    for r0 in (0..ho).step_by(tile_rows) {
+        let rows = tile_rows.min(ho - r0);
+        let len = rows * wp;
+        let acc = &mut acc[..block * len];
+        for (k, a) in acc.chunks_exact_mut(len).enumerate() {
+            a.fill(bias.map_or(0.0, |b| b[co0 + k]));
+        }
+        let mut tap = 0;
+        for ci in 0..g.c_in {
+            for i in 0..g.kh {
+                for j in 0..g.kw {
+                    let start = ci * padded_plane + (r0 + i) * wp + j;
+                    let src = &padded[start..start + len];
+                    let w = |k: usize| weight[(co0 + k) * taps + tap];
+                    match block {
+                        4 => axpy_block::<4>(std::array::from_fn(w), src, acc),
+                        3 => axpy_block::<3>(std::array::from_fn(w), src, acc),
+                        2 => axpy_block::<2>(std::array::from_fn(w), src, acc),
+                        _ => axpy_block::<1>(std::array::from_fn(w), src, acc),
+                    }
+                    tap += 1;
                 }
-                tap += 1;
             }
         }
-    }
-    for (plane, a) in out.chunks_exact_mut(ho * wo).zip(acc.chunks_exact(len)) {
-        for (dst, src) in plane.chunks_exact_mut(wo).zip(a.chunks_exact(wp)) {
-            if relu {
-                // burn's ReLU: values at or below zero become zero, NaN stays NaN.
-                for (d, &v) in dst.iter_mut().zip(&src[..wo]) {
-                    *d = if v <= 0.0 { 0.0 } else { v };
+        for (plane, a) in out.chunks_exact_mut(ho * wo).zip(acc.chunks_exact(len)) {
+            let plane = &mut plane[r0 * wo..(r0 + rows) * wo];
+            for (dst, src) in plane.chunks_exact_mut(wo).zip(a.chunks_exact(wp)) {
+                if relu {
+                    // burn's ReLU: values at or below zero become zero, NaN stays NaN.
+                    for (d, &v) in dst.iter_mut().zip(&src[..wo]) {
+                        *d = if v <= 0.0 { 0.0 } else { v };
+                    }
+                } else {
+                    dst.copy_from_slice(&src[..wo]);
                 }
-            } else {
-                dst.copy_from_slice(&src[..wo]);
             }
         }
     }
@@ -369,13 +389,15 @@ mod tests {
 
     /// (input [n, c, h, w], weight [co, c, kh, kw], pads [(top, bottom), (left, right)])
     type Case = ([usize; 4], [usize; 4], [(usize, usize); 2]);
-    const CASES: [Case; 6] = [
+    const CASES: [Case; 7] = [
         ([3, 1, 28, 28], [8, 1, 3, 3], [(1, 1), (1, 1)]),
         ([2, 8, 14, 14], [16, 8, 3, 3], [(1, 1), (1, 1)]),
         ([2, 3, 9, 7], [5, 3, 3, 3], [(0, 0), (0, 0)]),
         ([2, 6, 8, 11], [7, 6, 5, 3], [(2, 1), (0, 2)]),
         ([1, 4, 6, 6], [2, 4, 1, 1], [(0, 0), (0, 0)]),
         ([2, 2, 1, 12], [3, 2, 1, 4], [(0, 0), (3, 0)]),
+        // 60 output rows of padded width 52: two tiles of rows (39 and 21).
+        ([1, 2, 60, 50], [5, 2, 3, 3], [(1, 1), (1, 1)]),
     ];
 
     fn burn_conv(
