@@ -10,7 +10,9 @@
 //!   per output (the arg-max position inside its window).
 //! * [`conv2d`]: stride-1, undilated, ungrouped 2-D convolution with padding up to the
 //!   kernel size minus one, and its input gradient (the same kernel on the flipped weights),
-//!   with constant (untracked) weights, which is what an attack differentiates.
+//!   with constant (untracked) weights, which is what an attack differentiates; optionally
+//!   followed by a fused ReLU. Only up to 64 channels and moderate image sizes, where it is
+//!   faster than burn's (see `conv.rs`).
 //!
 //! Each is one node of burn-autodiff's graph with its own backward, so the rest of the graph
 //! is unchanged. Anything else (wgpu tensors, tracked weights, strides, dilation, other float
