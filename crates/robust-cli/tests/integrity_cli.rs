@@ -222,17 +222,19 @@ fn sign_and_verify_round_trip_and_catch_tampering() {
 
     let key = p(&keys.join("robust.key"));
     let public = p(&keys.join("robust.pub"));
+    let verify = |target: &Path, signature: &Path, pubkey: &str| {
+        robust(&[
+            "verify",
+            &p(target),
+            "--signature",
+            &p(signature),
+            "--pubkey",
+            pubkey,
+        ])
+    };
     let signed = robust(&["sign", &p(&model), "--key", &key, "--out", &p(&sig)]).ok();
     assert!(signed.stdout.contains("signed"), "{}", signed.stdout);
-    let verified = robust(&[
-        "verify",
-        &p(&model),
-        "--signature",
-        &p(&sig),
-        "--pubkey",
-        &public,
-    ])
-    .ok();
+    let verified = verify(&model, &sig, &public).ok();
     assert!(
         verified.stdout.starts_with("verified"),
         "{}",
@@ -241,87 +243,31 @@ fn sign_and_verify_round_trip_and_catch_tampering() {
     // A signed directory verifies too.
     let dir_sig = tmp.path().join("release.sig.json");
     robust(&["sign", &p(&model_dir), "--key", &key, "--out", &p(&dir_sig)]).ok();
-    robust(&[
-        "verify",
-        &p(&model_dir),
-        "--signature",
-        &p(&dir_sig),
-        "--pubkey",
-        &public,
-    ])
-    .ok();
+    verify(&model_dir, &dir_sig, &public).ok();
 
     // One changed byte: exit 1, naming the file, on one line.
     let original = std::fs::read(&model).unwrap();
     let mut tampered = original.clone();
     tampered[original.len() / 2] ^= 1;
     std::fs::write(&model, &tampered).unwrap();
-    robust(&[
-        "verify",
-        &p(&model),
-        "--signature",
-        &p(&sig),
-        "--pubkey",
-        &public,
-    ])
-    .fails(1, "changed: model.onnx");
+    verify(&model, &sig, &public).fails(1, "changed: model.onnx");
     // An added file in a signed directory.
     std::fs::write(&model, &original).unwrap();
     std::fs::write(model_dir.join("extra.bin"), b"x").unwrap();
-    robust(&[
-        "verify",
-        &p(&model_dir),
-        "--signature",
-        &p(&dir_sig),
-        "--pubkey",
-        &public,
-    ])
-    .fails(1, "added: extra.bin");
+    verify(&model_dir, &dir_sig, &public).fails(1, "added: extra.bin");
     std::fs::remove_file(model_dir.join("extra.bin")).unwrap();
 
     // The wrong public key: exit 1.
-    robust(&[
-        "verify",
-        &p(&model),
-        "--signature",
-        &p(&sig),
-        "--pubkey",
-        &p(&other.join("robust.pub")),
-    ])
-    .fails(1, "wrong public key");
+    verify(&model, &sig, &p(&other.join("robust.pub"))).fails(1, "wrong public key");
 
     // Malformed signature JSON: exit 2.
     let bad = tmp.path().join("bad.sig.json");
     std::fs::write(&bad, "{\"manifest\": [").unwrap();
-    robust(&[
-        "verify",
-        &p(&model),
-        "--signature",
-        &p(&bad),
-        "--pubkey",
-        &public,
-    ])
-    .fails(2, "malformed signature file");
+    verify(&model, &bad, &public).fails(2, "malformed signature file");
 
     // Missing files: exit 2, and sign leaves no signature behind.
-    robust(&[
-        "verify",
-        &p(&tmp.path().join("nope.onnx")),
-        "--signature",
-        &p(&sig),
-        "--pubkey",
-        &public,
-    ])
-    .fails(2, "nope.onnx");
-    robust(&[
-        "verify",
-        &p(&model),
-        "--signature",
-        &p(&sig),
-        "--pubkey",
-        &p(&tmp.path().join("none.pub")),
-    ])
-    .fails(2, "none.pub");
+    verify(&tmp.path().join("nope.onnx"), &sig, &public).fails(2, "nope.onnx");
+    verify(&model, &sig, &p(&tmp.path().join("none.pub"))).fails(2, "none.pub");
     let never = tmp.path().join("never.sig.json");
     robust(&[
         "sign",

@@ -369,13 +369,10 @@ pub(crate) fn conv2d(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::to_host as host;
     use burn::tensor::module::conv2d as burn_conv2d;
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{activation, Device, Distribution};
-
-    fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        crate::to_host(t)
-    }
 
     fn close(a: &[f32], b: &[f32], what: &str) {
         assert_eq!(a.len(), b.len(), "{what}: length");

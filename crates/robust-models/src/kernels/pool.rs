@@ -220,16 +220,13 @@ pub(crate) fn max_pool2d(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::to_host as host;
     use burn::tensor::module::max_pool2d as burn_max_pool2d;
     use burn::tensor::ops::MaxPoolOptions;
     use burn::tensor::{Device, Distribution, TensorData};
 
     fn burn_pool(x: Tensor<4>, kernel: [usize; 2], stride: [usize; 2]) -> Tensor<4> {
         burn_max_pool2d(x, MaxPoolOptions::new(kernel).with_stride(stride))
-    }
-
-    fn host(t: Tensor<4>) -> Vec<f32> {
-        crate::to_host(t)
     }
 
     /// Random data with many exact ties (values rounded to a few levels, half of them zero as
