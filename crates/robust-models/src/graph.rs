@@ -190,7 +190,12 @@ impl Graph {
             .iter()
             .rposition(|n| n.outputs.first().map(String::as_str) == Some(x))?;
         let c = &self.nodes[conv];
-        let only_reader = self.readers().get(x) == Some(&1);
+        let readers = self
+            .nodes
+            .iter()
+            .flat_map(|n| &n.inputs)
+            .filter(|i| *i == x);
+        let only_reader = readers.count() == 1 && !self.outputs.iter().any(|o| o == x);
         (c.op == "Conv" && c.outputs.len() == 1 && only_reader).then_some(conv)
     }
 

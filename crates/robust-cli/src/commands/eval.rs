@@ -405,10 +405,9 @@ fn batch_size_for(
     quiet: bool,
 ) -> anyhow::Result<usize> {
     let per_sample = info.largest_activation_bytes_per_sample;
-    let Some(cap) = device.max_batch(per_sample) else {
+    let (Some(limit), Some(cap)) = (device.max_buffer_bytes, device.max_batch(per_sample)) else {
         return Ok(requested.unwrap_or(DEFAULT_BATCH_SIZE));
     };
-    let limit = device.max_buffer_bytes.unwrap_or(u64::MAX);
     let why = || {
         format!(
             "the model's largest activation is {} per sample and one buffer of {} holds at \
