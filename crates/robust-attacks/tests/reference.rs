@@ -88,7 +88,79 @@ fn ref_accuracy(r: &serde_json::Value, attack: usize, eps_index: usize, n: usize
         / n as f64
 }
 
-/// FGSM exactly, PGD (L-inf and L2) within 0.005, against torchattacks, on all 1000 demo
+/// The reference's per-sample robustness (clean AND adversarial correct).
+fn ref_robust(r: &serde_json::Value, attack: usize, eps_index: usize, n: usize) -> Vec<bool> {
+    let clean = r["clean_correct"].as_array().unwrap();
+    let adv = r["attacks"][attack]["results"][eps_index]["adv_correct"]
+        .as_array()
+        .unwrap();
+    (0..n)
+        .map(|i| clean[i].as_i64() == Some(1) && adv[i].as_i64() == Some(1))
+        .collect()
+}
+
+/// Most FGSM samples per ε allowed to differ from torchattacks, each explained.
+const MAX_EXPLAINED_FLIPS: usize = 3;
+
+/// Gradient components this small, relative to the largest, have a sign that float32
+/// summation order (vector width, GEMM blocking) can flip.
+const AMBIGUOUS_GRADIENT: f32 = 1e-4;
+
+/// Whether a sample on which robust's FGSM result differs from the reference is explained by
+/// float32 rounding: its decision margin at robust's adversarial image is below float32
+/// resolution, or flipping the sign of its ambiguous gradient components (those below
+/// [`AMBIGUOUS_GRADIENT`] of the largest) gives the reference's result.
+fn fgsm_flip_explained(model: &Model, data: &Dataset, i: usize, eps: f32, want: bool) -> bool {
+    let b = data.batch(i, 1).unwrap();
+    let label = b.labels[0];
+    let x0 = b.pixels.clone();
+    let device = model.device();
+    let to_t = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, 28, 28]), device);
+    let batch = Batch::new(to_t(x0.clone()), b.labels.clone(), None, b.indices, 10).unwrap();
+    let mut ctx = robust_attacks::AttackCtx::new(model, 0);
+    let g = robust_models::to_host(
+        ctx.gradient(&batch.x, &batch, robust_attacks::Loss::CrossEntropy)
+            .unwrap(),
+    );
+    let gmax = g.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let logits_at = |x: &[f32]| robust_models::to_host(model.forward(to_t(x.to_vec())).unwrap());
+    let step = |flip: bool| -> Vec<f32> {
+        x0.iter()
+            .zip(&g)
+            .map(|(&x, &gi)| {
+                let ambiguous = gi.abs() <= AMBIGUOUS_GRADIENT * gmax;
+                let s = if flip && ambiguous {
+                    -gi.signum()
+                } else {
+                    gi.signum()
+                };
+                let s = if gi == 0.0 && !(flip && ambiguous) {
+                    0.0
+                } else {
+                    s
+                };
+                (x + eps * s).clamp(0.0, 1.0)
+            })
+            .collect()
+    };
+    let correct = |z: &[f32]| {
+        let best = (0..z.len()).fold(0, |b, k| if z[k] > z[b] { k } else { b });
+        best == label
+    };
+    let clean_ok = correct(&logits_at(&x0));
+    // The decision margin at robust's own adversarial image.
+    let z = logits_at(&step(false));
+    let mut sorted = z.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let scale = z.iter().fold(1f32, |m, v| m.max(v.abs()));
+    if sorted[0] - sorted[1] <= 1e-5 * scale {
+        return true;
+    }
+    clean_ok && correct(&logits_at(&step(true))) == want
+}
+
+/// FGSM per sample (differences only where float32 rounding explains them, at most
+/// [`MAX_EXPLAINED_FLIPS`] per ε), PGD (L-inf and L2) within 0.005, against torchattacks, on all 1000 demo
 /// images: every ε on the CPU; on wgpu every FGSM ε and the informative PGD ones (lavapipe,
 /// the software Vulkan device CI has, is slow).
 #[test]
@@ -141,7 +213,33 @@ fn matches_torchattacks_reference() {
                     st.eps
                 );
                 if a == 0 {
-                    assert_eq!(got, want, "{dev}: FGSM eps {} must match exactly", st.eps);
+                    // Exact per sample, except where the difference is explained by float32
+                    // rounding (see `fgsm_flip_explained`); such samples are counted.
+                    let ref_robust = ref_robust(&r, a, e, n);
+                    let mut explained = Vec::new();
+                    for (i, (&got_i, &want_i)) in st.robust.iter().zip(&ref_robust).enumerate() {
+                        if got_i != want_i {
+                            assert!(
+                                fgsm_flip_explained(&model, &data, i, st.eps, want_i),
+                                "{dev}: FGSM eps {}: sample {i} differs from torchattacks \
+                                 ({} here) and float32 rounding does not explain it",
+                                st.eps,
+                                got_i
+                            );
+                            explained.push(i);
+                        }
+                    }
+                    println!(
+                        "{dev}: FGSM eps {}: {} sample(s) differ, each explained by float32 rounding: {explained:?}",
+                        st.eps,
+                        explained.len()
+                    );
+                    assert!(
+                        explained.len() <= MAX_EXPLAINED_FLIPS,
+                        "{dev}: FGSM eps {}: {} explained flips, more than {MAX_EXPLAINED_FLIPS}",
+                        st.eps,
+                        explained.len()
+                    );
                 } else {
                     assert!(
                         (got - want).abs() <= 0.005,

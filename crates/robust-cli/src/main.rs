@@ -38,6 +38,8 @@ struct Cli {
 enum Command {
     /// Evaluate clean and robust accuracy under attack sweeps; write JSON, HTML, Markdown, JUnit.
     Eval(Box<commands::eval::EvalArgs>),
+    /// Write the logits (and optionally an input gradient) the model gives for a data set.
+    Predict(Box<commands::predict::PredictArgs>),
     /// Re-render a results.json as HTML, Markdown or JUnit XML.
     Report(commands::report::ReportArgs),
     /// Print the SHA-256 of a model file, or the manifest of a model directory.
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Eval(a) => commands::eval::run(a),
+        Command::Predict(a) => commands::predict::run(a),
         Command::Report(a) => commands::report::run(a),
         Command::Digest(a) => commands::integrity::digest::run(a),
         Command::Keygen(a) => commands::integrity::keygen::run(a),

@@ -10,7 +10,7 @@ use crate::error::{DataError, Result};
 use crate::folder::{self, hwc_to_chw};
 use crate::idx::{IdxFile, IdxKind};
 use crate::npy::NpyArray;
-use crate::spec::{DataFormat, DataSpec, Layout};
+use crate::spec::{DataFormat, DataLimits, DataSpec, Layout};
 use crate::transform::{Kind, Raw, Target};
 
 /// What a data set is, for reports and for checking it against a model.
@@ -71,6 +71,8 @@ enum Source {
     Files {
         paths: Vec<PathBuf>,
         scale: Option<f32>,
+        /// [`DataLimits::max_image_pixels`].
+        max_pixels: u64,
     },
     Npy {
         array: NpyArray,
@@ -202,10 +204,14 @@ impl Dataset {
         let per = target.sample_len();
         let mut pixels = vec![0f32; n * per];
         match &self.source {
-            Source::Files { paths, scale } => {
+            Source::Files {
+                paths,
+                scale,
+                max_pixels,
+            } => {
                 let paths = &paths[start..end];
                 par_fill(&mut pixels, per, |k, out| {
-                    let raw = folder::decode_image(&paths[k], *scale)?;
+                    let raw = folder::decode_image(&paths[k], *scale, *max_pixels)?;
                     target.apply(raw, out, &paths[k], "")
                 })?;
             }
@@ -357,6 +363,13 @@ fn check_options(spec: &DataSpec, shape: [usize; 3], bounds: [f32; 2]) -> Result
             "the model's input size {h}×{w} is empty"
         )));
     }
+    let max = spec.limits.max_image_pixels;
+    if (h as u64).checked_mul(w as u64).is_none_or(|p| p > max) {
+        return Err(DataError::options(format!(
+            "the model's input size {h}×{w} is above the limit of {max} pixels per image \
+             ([data.limits] max_image_pixels)"
+        )));
+    }
     let [lo, hi] = bounds;
     if !(lo.is_finite() && hi.is_finite() && lo < hi) {
         return Err(DataError::options(format!(
@@ -453,31 +466,64 @@ fn classes_beside(file: &Path) -> Result<Option<Classes>> {
     }
 }
 
-/// Class names: the classes file's, or `"0"..` up to the largest label.
-fn class_names(classes: Option<&Classes>, labels: &[usize]) -> Vec<String> {
+/// Checks labels read from `path` and returns the class names: the classes file's (every
+/// label must name one of its classes), or `"0"..` up to the largest label, which must be
+/// below [`DataLimits::max_classes`]. The check comes first, so a hostile label cannot make
+/// this allocate one name per class up to it.
+fn checked_class_names(
+    labels: &[usize],
+    classes: Option<&Classes>,
+    path: &Path,
+    limits: &DataLimits,
+) -> Result<Vec<String>> {
     match classes {
-        Some(c) => c.names.clone(),
+        Some(c) => {
+            let k = c.names.len();
+            if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= k) {
+                return Err(DataError::label(
+                    path,
+                    format!(
+                        "sample {i} has label {l}, out of range: {} names {k} classes (0..={})",
+                        c.path.display(),
+                        k - 1
+                    ),
+                ));
+            }
+            Ok(c.names.clone())
+        }
         None => {
+            let max = limits.max_classes;
+            if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= max) {
+                return Err(DataError::label(
+                    path,
+                    format!("sample {i} has label {l}, {}", too_many_classes(max)),
+                ));
+            }
             let k = labels.iter().max().map_or(0, |m| m + 1);
-            (0..k).map(|i| i.to_string()).collect()
+            Ok((0..k).map(|i| i.to_string()).collect())
         }
     }
 }
 
-/// Checks labels read from `path` against the classes file.
-fn check_labels(labels: &[usize], classes: Option<&Classes>, path: &Path) -> Result<()> {
-    if let Some(c) = classes {
-        let k = c.names.len();
-        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= k) {
-            return Err(DataError::label(
-                path,
-                format!(
-                    "sample {i} has label {l}, out of range: {} names {k} classes (0..={})",
-                    c.path.display(),
-                    k - 1
-                ),
-            ));
-        }
+/// Why a label at or above [`DataLimits::max_classes`] is refused (after "label N, ").
+pub(crate) fn too_many_classes(max: usize) -> String {
+    format!(
+        "which is too large: without a classes file every label must be below the limit of \
+         {max} classes ([data.limits] max_classes; or give a classes file)"
+    )
+}
+
+/// Refuses images of `h × w` pixels above [`DataLimits::max_image_pixels`].
+fn check_image_pixels(path: &Path, h: usize, w: usize, limits: &DataLimits) -> Result<()> {
+    let max = limits.max_image_pixels;
+    if (h as u64).checked_mul(w as u64).is_none_or(|p| p > max) {
+        return Err(DataError::format(
+            path,
+            format!(
+                "images of {h}×{w} pixels are above the limit of {max} pixels per image \
+                 ([data.limits] max_image_pixels)"
+            ),
+        ));
     }
     Ok(())
 }
@@ -513,6 +559,7 @@ fn open_image_folder(spec: &DataSpec, classes: Option<&Classes>) -> Result<Label
         source: Source::Files {
             paths: listing.files,
             scale: spec.scale,
+            max_pixels: spec.limits.max_image_pixels,
         },
     })
 }
@@ -524,7 +571,7 @@ fn open_csv(spec: &DataSpec, classes: Option<Classes>, limit: Option<usize>) -> 
         Some(c) => Some(c),
         None => classes_beside(csv)?,
     };
-    let listing = folder::read_csv(csv, classes.as_ref())?;
+    let listing = folder::read_csv(csv, classes.as_ref(), spec.limits.max_classes)?;
     let checked = limit.map_or(listing.files.len(), |l| l.min(listing.files.len()));
     for (file, line) in listing.files.iter().zip(&listing.lines).take(checked) {
         let what = || format!("image on line {line} of {}", csv.display());
@@ -543,16 +590,17 @@ fn open_csv(spec: &DataSpec, classes: Option<Classes>, limit: Option<usize>) -> 
         }
     }
     Ok(Labelled {
-        class_names: class_names(classes.as_ref(), &listing.labels),
+        class_names: checked_class_names(&listing.labels, classes.as_ref(), csv, &spec.limits)?,
         labels: listing.labels,
         source: Source::Files {
             paths: listing.files,
             scale: spec.scale,
+            max_pixels: spec.limits.max_image_pixels,
         },
     })
 }
 
-fn npy_layout(array: &NpyArray, layout: Option<Layout>) -> Result<NpyLayout> {
+fn npy_layout(array: &NpyArray, layout: Option<Layout>, limits: &DataLimits) -> Result<NpyLayout> {
     let path = &array.path;
     let l = match (array.shape.as_slice(), layout) {
         (&[_, h, w], _) => NpyLayout {
@@ -627,6 +675,7 @@ fn npy_layout(array: &NpyArray, layout: Option<Layout>) -> Result<NpyLayout> {
             format!("images of shape {:?} have no pixels", array.shape),
         ));
     }
+    check_image_pixels(path, l.h, l.w, limits)?;
     Ok(l)
 }
 
@@ -638,7 +687,7 @@ fn open_npy(spec: &DataSpec, classes: Option<Classes>) -> Result<Labelled> {
         path.clone()
     };
     let array = NpyArray::open(&images_path, "images file")?;
-    let layout = npy_layout(&array, spec.layout)?;
+    let layout = npy_layout(&array, spec.layout, &spec.limits)?;
     let n = array.shape[0];
     if n == 0 {
         return Err(DataError::format(
@@ -668,7 +717,7 @@ fn open_npy(spec: &DataSpec, classes: Option<Classes>) -> Result<Labelled> {
         Some(c) => Some(c),
         None => classes_beside(&images_path)?,
     };
-    check_labels(&labels, classes.as_ref(), &labels_path)?;
+    let class_names = checked_class_names(&labels, classes.as_ref(), &labels_path, &spec.limits)?;
     let kind = if array.elem.is_float() {
         Kind::Float
     } else {
@@ -677,7 +726,7 @@ fn open_npy(spec: &DataSpec, classes: Option<Classes>) -> Result<Labelled> {
         }
     };
     Ok(Labelled {
-        class_names: class_names(classes.as_ref(), &labels),
+        class_names,
         labels,
         source: Source::Npy {
             array,
@@ -788,6 +837,7 @@ fn open_idx(spec: &DataSpec, classes: Option<Classes>) -> Result<Labelled> {
             ),
         ));
     }
+    check_image_pixels(&images_path, images.dims[1], images.dims[2], &spec.limits)?;
     let labels_path = match &spec.labels {
         Some(p) => p.clone(),
         None => default_idx_labels(&images_path)?,
@@ -812,9 +862,9 @@ fn open_idx(spec: &DataSpec, classes: Option<Classes>) -> Result<Labelled> {
         Some(c) => Some(c),
         None => classes_beside(&images_path)?,
     };
-    check_labels(&labels, classes.as_ref(), &labels_path)?;
+    let class_names = checked_class_names(&labels, classes.as_ref(), &labels_path, &spec.limits)?;
     Ok(Labelled {
-        class_names: class_names(classes.as_ref(), &labels),
+        class_names,
         labels,
         source: Source::Idx {
             images,
@@ -851,14 +901,18 @@ fn read_npy_labels(
         ));
     }
     let mut labels = Vec::with_capacity(n);
-    for (i, v) in labels_arr.read_all()?.into_iter().enumerate() {
-        if !(v >= 0.0 && v.fract() == 0.0 && v < 9.0e15) {
-            return Err(DataError::label(
-                labels_path,
-                format!("sample {i} has label {v}; labels must be non-negative integers"),
-            ));
+    let mut bad = None;
+    labels_arr.for_each_label(|i, v| {
+        if bad.is_some() {
+            return;
         }
-        labels.push(v as usize);
+        match v {
+            Ok(l) => labels.push(l),
+            Err(why) => bad = Some(format!("sample {i} has label {why}")),
+        }
+    })?;
+    match bad {
+        Some(reason) => Err(DataError::label(labels_path, reason)),
+        None => Ok(labels),
     }
-    Ok(labels)
 }

@@ -91,4 +91,4 @@ mod transform;
 
 pub use dataset::{DataBatch, Dataset, DatasetInfo};
 pub use error::{DataError, Result};
-pub use spec::{DataFormat, DataSpec, Layout, ResizeMode};
+pub use spec::{DataFormat, DataLimits, DataSpec, Layout, ResizeMode};

@@ -47,6 +47,54 @@ pub struct DataSpec {
     /// that need no labels (drift tests); evaluation leaves it off.
     #[serde(default)]
     pub unlabelled: bool,
+    /// Limits on sizes read from the data files (`[data.limits]` in `robust.toml`), checked
+    /// before any memory is reserved for them. See [`DataLimits`] for the defaults.
+    #[serde(default)]
+    pub limits: DataLimits,
+}
+
+/// Limits on sizes read from data files, checked before memory is reserved for them, so a
+/// broken or hostile file (a label of 2⁶², a 22000×22000 PNG of a few hundred kilobytes)
+/// fails at once with a one-line error that names the file, the value and the limit,
+/// instead of exhausting the memory.
+///
+/// In `robust.toml` the limits are raised under `[data.limits]`:
+///
+/// ```toml
+/// [data.limits]
+/// max_classes = 1_000_000        # default 100_000
+/// max_image_pixels = 268_435_456 # default 67_108_864 (8192 × 8192)
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataLimits {
+    /// The number of classes a data set without a classes file may have. Such a data set
+    /// has one class per label up to the largest (named `"0"`, `"1"`, ...), so every label
+    /// must be below this limit. Default [`DataLimits::DEFAULT_MAX_CLASSES`]. A classes file
+    /// sets the number of classes itself, and labels are checked against it instead.
+    pub max_classes: usize,
+    /// The largest width × height of one image, in pixels: a PNG or JPEG file (checked from
+    /// its header, before it is decoded, and enforced as the decoder's allocation limit),
+    /// one sample of an `.npy` or IDX array, and the model's input size. Default
+    /// [`DataLimits::DEFAULT_MAX_IMAGE_PIXELS`].
+    pub max_image_pixels: u64,
+}
+
+impl DataLimits {
+    /// The default [`DataLimits::max_classes`]: 100,000 (ImageNet-21k has about 21,000).
+    pub const DEFAULT_MAX_CLASSES: usize = 100_000;
+    /// The default [`DataLimits::max_image_pixels`]: 8192 × 8192 = 67,108,864 (PIL warns
+    /// from about 89 million).
+    pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 8192 * 8192;
+}
+
+impl Default for DataLimits {
+    fn default() -> Self {
+        DataLimits {
+            max_classes: Self::DEFAULT_MAX_CLASSES,
+            max_image_pixels: Self::DEFAULT_MAX_IMAGE_PIXELS,
+        }
+    }
 }
 
 impl DataSpec {
@@ -61,6 +109,7 @@ impl DataSpec {
             layout: None,
             scale: None,
             unlabelled: false,
+            limits: DataLimits::default(),
         }
     }
 }

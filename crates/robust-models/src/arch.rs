@@ -381,6 +381,7 @@ pub(crate) fn build(arch: &Architecture, weights_path: &Path, bytes: &[u8]) -> R
         consts,
         input: "input".into(),
         input_dims: arch.input_shape.iter().map(|&d| Some(d)).collect(),
+        input_batch: None,
         outputs: vec![prev],
         opset: 17,
         folded: HashMap::new(),

@@ -53,6 +53,9 @@ pub enum ModelError {
         /// What went wrong.
         msg: String,
     },
+    /// The tensor backend failed outside any one node (in the backward pass, say).
+    #[error("the tensor backend failed: {0}")]
+    Backend(String),
     /// The requested device is not available.
     #[error("device: {0}")]
     Device(String),

@@ -123,6 +123,8 @@ pub struct Graph {
     pub input: String,
     /// The input's declared dimensions after the batch axis (`None` where symbolic).
     pub input_dims: Vec<Option<usize>>,
+    /// The input's declared batch size, when the file fixes it (`None` where symbolic).
+    pub input_batch: Option<usize>,
     /// Output value names (the first one is the logits).
     pub outputs: Vec<String>,
     /// The default-domain opset version.
@@ -133,6 +135,46 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Makes a batch size `batch` baked into the graph symbolic where that is safe: every
+    /// constant `Reshape` target whose first entry is `batch` gets `-1` there (or `0`, "copy
+    /// the input's batch axis", when it already has a `-1`). This is what
+    /// `torch.onnx.export(..., dynamo=True)` without a dynamic batch writes for a flatten.
+    /// Returns the number of targets rewritten; the caller checks the result by running it.
+    pub fn free_batch(&mut self, batch: usize) -> usize {
+        let mut edits: Vec<(String, i64)> = Vec::new();
+        for n in self.nodes.iter().filter(|n| n.op == "Reshape") {
+            if let Some(t) = n.inputs.get(1).and_then(|s| self.consts.get(s)) {
+                if let HostData::I64(d) = &t.data {
+                    if d.len() >= 2 && d[0] == batch as i64 {
+                        // With allowzero=1 (the dynamo exporter's default) a 0 means an
+                        // empty axis, so only a free -1 can stand for the batch.
+                        let allowzero = n.int("allowzero", 0).unwrap_or(1) != 0;
+                        let value = match (d.contains(&-1), allowzero) {
+                            (false, _) => -1,
+                            (true, false) => 0,
+                            (true, true) => continue,
+                        };
+                        edits.push((n.inputs[1].clone(), value));
+                    }
+                }
+            }
+        }
+        edits.sort();
+        edits.dedup();
+        for (name, value) in &edits {
+            if let Some(HostTensor {
+                data: HostData::I64(d),
+                ..
+            }) = self.consts.get_mut(name)
+            {
+                d[0] = *value;
+            }
+        }
+        let names = edits;
+        self.input_batch = None;
+        names.len()
+    }
+
     /// How many nodes read each value, plus one for each graph output.
     fn readers(&self) -> HashMap<&str, usize> {
         let mut readers: HashMap<&str, usize> = HashMap::new();
@@ -377,6 +419,7 @@ mod tests {
             consts,
             input: "x".into(),
             input_dims: vec![Some(2), Some(1), Some(1)],
+            input_batch: None,
             outputs: vec!["out".into()],
             opset: 17,
             folded: HashMap::new(),

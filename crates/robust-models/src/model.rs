@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::arch::{self, Architecture};
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, HostData};
+use crate::limits::Limits;
 use crate::ops::{registry, OpCtx, OpFn};
 use crate::value::{FloatValue, IntValue, Value};
 
@@ -41,6 +42,9 @@ pub struct ModelSpec {
     /// Per-channel standard deviation divided by inside the graph.
     #[serde(default)]
     pub std: Option<Vec<f32>>,
+    /// Size limits checked before anything the file declares is allocated.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 impl ModelSpec {
@@ -53,6 +57,7 @@ impl ModelSpec {
             bounds: default_bounds(),
             mean: None,
             std: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -88,6 +93,15 @@ pub struct ModelInfo {
     pub sha256: String,
     /// The architecture file and its SHA-256, for safetensors models.
     pub arch: Option<(PathBuf, String)>,
+    /// External data files an ONNX model keeps its weights in, with their SHA-256 digests.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub external_data: Vec<(PathBuf, String)>,
+    /// The batch size the graph must run at, when the file fixes it and it could not be made
+    /// dynamic: batches are then split and padded to this size (slower, same results).
+    pub fixed_batch: Option<usize>,
+    /// What loading changed or decided about the file as written (for stderr and reports).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Input shape without the batch axis.
     pub input_shape: Vec<usize>,
     /// Number of classes (width of the first output).
@@ -128,11 +142,22 @@ pub struct Model {
     info: ModelInfo,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| ModelError::Io {
+fn read(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
+    let io = |source| ModelError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > limits.max_file_bytes {
+        return Err(ModelError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the file has {size} bytes, above the limit of {} (raise [model.limits] max_file_bytes)",
+                limits.max_file_bytes
+            ),
+        });
+    }
+    std::fs::read(path).map_err(io)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -159,33 +184,106 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::set_hook(Box::new(|_| {}));
     let out = catch_unwind(AssertUnwindSafe(f));
     std::panic::set_hook(hook);
-    out.unwrap_or_else(|payload| {
-        let msg = payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "the backend failed".into());
-        Err(ModelError::Op {
-            node: "?".into(),
-            op: "?".into(),
-            msg: msg.lines().next().unwrap_or_default().to_string(),
-        })
-    })
+    out.unwrap_or_else(|payload| Err(ModelError::Backend(panic_text(&*payload))))
+}
+
+/// The first line of a panic's message.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the backend failed".into());
+    msg.lines().next().unwrap_or_default().to_string()
+}
+
+/// A model file read and checked, before its constants go to a device.
+struct Plan {
+    graph: Graph,
+    info: ModelInfo,
+    norm: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// The batch size of the probe run at load (any size other than a fixed one works).
+fn probe_batch(fixed: Option<usize>) -> usize {
+    if fixed == Some(2) {
+        3
+    } else {
+        2
+    }
 }
 
 impl Model {
     /// Loads and checks a model: parses the file, checks every operator, places the
     /// constants on `device` and runs a probe batch to learn the number of classes.
+    ///
+    /// A graph exported with a fixed batch size is made dynamic where its `Reshape` targets
+    /// allow ([`Graph::free_batch`]); otherwise it runs at its own batch size
+    /// ([`ModelInfo::fixed_batch`]). Either way [`ModelInfo::notes`] says so.
     pub fn load(spec: &ModelSpec, device: &Device) -> Result<Self> {
+        let plan = Self::plan(spec)?;
+        let Some(fixed) = plan.graph.input_batch else {
+            return Self::assemble(plan, device)?.probe(None);
+        };
+        // The file fixes the batch size: first try it as it is with another batch size
+        // (many graphs never use it), then with the batch made symbolic, then at its size.
+        let first = Self::assemble(
+            Plan {
+                graph: plan.graph.clone(),
+                info: plan.info.clone(),
+                norm: plan.norm.clone(),
+            },
+            device,
+        )?
+        .probe(None);
+        if first.is_ok() {
+            return first;
+        }
+        let mut freed = plan.graph.clone();
+        let rewritten = freed.free_batch(fixed);
+        if rewritten > 0 {
+            let mut info = plan.info.clone();
+            info.notes.push(format!(
+                "the file fixes the batch size at {fixed}; {rewritten} Reshape target(s) were made batch-independent"
+            ));
+            let attempt = Self::assemble(
+                Plan {
+                    graph: freed,
+                    info,
+                    norm: plan.norm.clone(),
+                },
+                device,
+            )?
+            .probe(None);
+            if attempt.is_ok() {
+                return attempt;
+            }
+        }
+        let mut plan = plan;
+        plan.info.fixed_batch = Some(fixed);
+        plan.info.notes.push(format!(
+            "the file fixes the batch size at {fixed} and its graph depends on it: batches run in \
+             groups of {fixed}, padded (export with a dynamic batch axis for speed)"
+        ));
+        Self::assemble(plan, device)?.probe(Some(fixed))
+    }
+
+    /// Reads and checks the file and the spec; nothing touches a device yet.
+    fn plan(spec: &ModelSpec) -> Result<Plan> {
         let path = spec.path.as_path();
         let ext = path
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        let bytes = read(path)?;
+        let bytes = read(path, &spec.limits)?;
         let sha256 = sha256_hex(&bytes);
+        let mut external_data = Vec::new();
         let (graph, format, arch_info) = match ext.as_str() {
-            "onnx" => (crate::onnx::parse(path, &bytes)?, ModelFormat::Onnx, None),
+            "onnx" => (
+                crate::onnx::parse(path, &bytes, &spec.limits, &mut external_data)?,
+                ModelFormat::Onnx,
+                None,
+            ),
             "safetensors" => {
                 let arch_path = match &spec.arch {
                     Some(p) => p.clone(),
@@ -196,7 +294,7 @@ impl Model {
                             .into(),
                     })?,
                 };
-                let arch_bytes = read(&arch_path)?;
+                let arch_bytes = read(&arch_path, &spec.limits)?;
                 let arch = Architecture::read(&arch_path)?;
                 let g = arch::build(&arch, path, &bytes)?;
                 (
@@ -219,7 +317,12 @@ impl Model {
         let mut graph = graph;
         graph.fuse();
 
-        let input_shape = resolve_input_shape(path, &graph.input_dims, spec.input_shape.as_ref())?;
+        let input_shape = resolve_input_shape(
+            path,
+            &graph.input_dims,
+            spec.input_shape.as_ref(),
+            &spec.limits,
+        )?;
         let invalid = |reason: String| ModelError::Invalid {
             path: path.to_path_buf(),
             reason,
@@ -245,16 +348,53 @@ impl Model {
                 if s.iter().any(|&x| x <= 0.0 || !x.is_finite()) {
                     return Err(invalid(format!("std {s:?} must be positive")));
                 }
-                let shape = |v: &Vec<f32>| vec![1, v.len(), 1, 1];
-                let m_t =
-                    FloatValue::from_host(m.clone(), shape(m), device).map_err(|e| invalid(e.0))?;
-                let s_t =
-                    FloatValue::from_host(s.clone(), shape(s), device).map_err(|e| invalid(e.0))?;
-                Some((m_t, s_t))
+                if m.iter().any(|x| !x.is_finite()) {
+                    return Err(invalid(format!("mean {m:?} must be finite")));
+                }
+                Some((m.clone(), s.clone()))
             }
             _ => return Err(invalid("give both mean and std, or neither".into())),
         };
+        let info = ModelInfo {
+            path: path.to_path_buf(),
+            format,
+            sha256,
+            arch: arch_info,
+            external_data,
+            fixed_batch: None,
+            notes: Vec::new(),
+            input_shape,
+            num_classes: 0,
+            bounds: spec.bounds,
+            mean: spec.mean.clone(),
+            std: spec.std.clone(),
+            opset: graph.opset,
+            ops: op_names,
+            outputs: graph.outputs.clone(),
+            activation_bytes_per_sample: 0,
+            largest_activation_bytes_per_sample: 0,
+        };
+        Ok(Plan { graph, info, norm })
+    }
 
+    /// Places a plan's constants on `device`.
+    fn assemble(plan: Plan, device: &Device) -> Result<Self> {
+        let Plan { graph, info, norm } = plan;
+        let invalid = |reason: String| ModelError::Invalid {
+            path: info.path.clone(),
+            reason,
+        };
+        let norm = match norm {
+            Some((m, s)) => {
+                let shape = |v: &Vec<f32>| vec![1, v.len(), 1, 1];
+                let (ms, ss) = (shape(&m), shape(&s));
+                Some((
+                    FloatValue::from_host(m, ms, device).map_err(|e| invalid(e.0))?,
+                    FloatValue::from_host(s, ss, device).map_err(|e| invalid(e.0))?,
+                ))
+            }
+            None => None,
+        };
         let reg = registry();
         let ops = graph
             .nodes
@@ -289,23 +429,7 @@ impl Model {
                 frees[k].push(name.to_string());
             }
         }
-        let info = ModelInfo {
-            path: path.to_path_buf(),
-            format,
-            sha256,
-            arch: arch_info,
-            input_shape: input_shape.clone(),
-            num_classes: 0,
-            bounds: spec.bounds,
-            mean: spec.mean.clone(),
-            std: spec.std.clone(),
-            opset: graph.opset,
-            ops: op_names,
-            outputs: graph.outputs.clone(),
-            activation_bytes_per_sample: 0,
-            largest_activation_bytes_per_sample: 0,
-        };
-        let mut model = Model {
+        Ok(Model {
             graph,
             ops,
             consts,
@@ -313,46 +437,55 @@ impl Model {
             norm,
             device: device.clone(),
             info,
-        };
+        })
+    }
 
-        // Probe with a batch of two: it checks that every node runs on the declared shape
-        // and that the batch axis is really dynamic.
-        let mut probe_shape = vec![2];
-        probe_shape.extend(&input_shape);
-        let probe = Tensor::<4>::zeros(
-            [
-                probe_shape[0],
-                probe_shape[1],
-                probe_shape[2],
-                probe_shape[3],
-            ],
-            device,
-        );
-        const PROBE_BATCH: usize = 2;
+    /// Runs a probe batch: it checks that every node runs on the declared shape and that
+    /// the batch axis is dynamic (or `fixed`), and measures activation sizes.
+    fn probe(mut self, fixed: Option<usize>) -> Result<Self> {
+        let probe_n = fixed.unwrap_or_else(|| probe_batch(self.graph.input_batch));
+        let s = self.info.input_shape.clone();
+        let probe = Tensor::<4>::zeros([probe_n, s[0], s[1], s[2]], &self.device);
         let (mut total, mut largest) = (0usize, 0usize);
         let mut measure = |v: &FloatValue| {
-            if v.shape.first() == Some(&PROBE_BATCH) {
+            if v.shape.first() == Some(&probe_n) {
                 total += v.numel();
                 largest = largest.max(v.numel());
             }
         };
-        let logits = guarded(|| model.forward_observed(probe, &mut measure)).map_err(|e| {
+        let path = self.info.path.clone();
+        let invalid = |reason: String| ModelError::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let logits = guarded(|| self.forward_observed(probe, &mut measure)).map_err(|e| {
+            let hint = if self.graph.input_batch.is_some() && fixed.is_none() {
+                " (the file fixes the batch size; export with a dynamic batch axis)"
+            } else {
+                ""
+            };
             invalid(format!(
-                "the model does not run on inputs of shape {probe_shape:?}: {e} \
-                 (was it exported with a fixed batch size? export with a dynamic batch axis)"
+                "the model does not run on inputs of shape [{probe_n}, {}, {}, {}]: {e}{hint}",
+                s[0], s[1], s[2]
             ))
         })?;
-        let bytes = |floats: usize| (floats * std::mem::size_of::<f32>() / PROBE_BATCH) as u64;
-        model.info.activation_bytes_per_sample = bytes(total);
-        model.info.largest_activation_bytes_per_sample = bytes(largest);
-        model.info.num_classes = logits.dims()[1];
-        if model.info.num_classes < 2 {
+        let bytes = |floats: usize| (floats * std::mem::size_of::<f32>() / probe_n) as u64;
+        self.info.activation_bytes_per_sample = bytes(total);
+        self.info.largest_activation_bytes_per_sample = bytes(largest);
+        if logits.dims()[0] != probe_n {
+            return Err(invalid(format!(
+                "a batch of {probe_n} inputs gave {} rows of logits: the graph does not keep the batch axis",
+                logits.dims()[0]
+            )));
+        }
+        self.info.num_classes = logits.dims()[1];
+        if self.info.num_classes < 2 {
             return Err(invalid(format!(
                 "the first output has shape {:?}; a classifier needs at least 2 classes",
                 logits.dims()
             )));
         }
-        Ok(model)
+        Ok(self)
     }
 
     /// What is known about the model.
@@ -429,8 +562,60 @@ impl Model {
     }
 
     /// [`Self::run`], showing `observe` the input (after normalization) and every float
-    /// value a node produces.
+    /// value a node produces. A graph with a fixed batch size runs in groups of that size,
+    /// the last one padded with zeros; the wanted values are cut back and joined, so the
+    /// caller (and autodiff) sees one batch.
     fn run_observed(
+        &self,
+        x: Tensor<4>,
+        want: &[&str],
+        observe: &mut dyn FnMut(&FloatValue),
+    ) -> Result<Vec<FloatValue>> {
+        let n = x.dims()[0];
+        let fixed = match self.info.fixed_batch {
+            Some(b) if b != n => b,
+            _ => return self.run_once(x, want, observe),
+        };
+        let mut parts: Vec<Vec<FloatValue>> = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let len = fixed.min(n - start);
+            let mut chunk = x.clone().narrow(0, start, len);
+            if len < fixed {
+                let [_, c, h, w] = chunk.dims();
+                let pad = Tensor::<4>::zeros([fixed - len, c, h, w], &x.device());
+                chunk = Tensor::cat(vec![chunk, pad], 0);
+            }
+            let outs = self.run_once(chunk, want, observe)?;
+            let mut cut = Vec::with_capacity(outs.len());
+            for (v, name) in outs.into_iter().zip(want) {
+                if v.shape.first() != Some(&fixed) {
+                    return Err(ModelError::Input(format!(
+                        "value '{name}' of shape {:?} has no batch axis to split",
+                        v.shape
+                    )));
+                }
+                let mut shape = v.shape.clone();
+                shape[0] = len;
+                let t = v.t.clone().narrow(v.padded_axis(0), 0, len);
+                cut.push(FloatValue::from_padded(t, shape));
+            }
+            parts.push(cut);
+            start += len;
+        }
+        (0..want.len())
+            .map(|k| {
+                let mut shape = parts[0][k].shape.clone();
+                shape[0] = n;
+                let axis = parts[0][k].padded_axis(0);
+                let ts = parts.iter().map(|p| p[k].t.clone()).collect();
+                Ok(FloatValue::from_padded(Tensor::cat(ts, axis), shape))
+            })
+            .collect()
+    }
+
+    /// One run of the graph on a batch.
+    fn run_once(
         &self,
         x: Tensor<4>,
         want: &[&str],
@@ -476,7 +661,9 @@ impl Model {
                     }
                 })
                 .collect();
-            let outs = (self.ops[k])(&ctx, node, &inputs).map_err(|e| op_err(node, e.0))?;
+            let outs = catch_unwind(AssertUnwindSafe(|| (self.ops[k])(&ctx, node, &inputs)))
+                .unwrap_or_else(|payload| Err(crate::error::OpError::new(panic_text(&*payload))))
+                .map_err(|e| op_err(node, e.0))?;
             for (name, v) in node.outputs.iter().zip(outs) {
                 if let Value::Float(f) = &v {
                     observe(f);
@@ -516,6 +703,7 @@ fn resolve_input_shape(
     path: &Path,
     declared: &[Option<usize>],
     given: Option<&Vec<usize>>,
+    limits: &Limits,
 ) -> Result<Vec<usize>> {
     let invalid = |reason: String| ModelError::Invalid {
         path: path.to_path_buf(),
@@ -544,6 +732,16 @@ fn resolve_input_shape(
     if shape.len() != 3 || shape.contains(&0) {
         return Err(invalid(format!(
             "input shape {shape:?} is not an image shape [channels, height, width]"
+        )));
+    }
+    let values = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .unwrap_or(usize::MAX);
+    if values > limits.max_input_values {
+        return Err(invalid(format!(
+            "input shape {shape:?} has {values} values per sample, above the limit of {} (raise [model.limits] max_input_values)",
+            limits.max_input_values
         )));
     }
     Ok(shape)

@@ -6,12 +6,15 @@
 //! model is accepted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
 
 use onnx_ir::{AttributeProto, AttributeType, Message, ModelProto, TensorProto};
 
 use crate::error::{ModelError, Result};
 use crate::graph::{Attr, Graph, HostData, HostTensor, Node};
+use crate::limits::Limits;
 use crate::ops::registry;
 
 fn invalid(path: &Path, reason: impl Into<String>) -> ModelError {
@@ -47,14 +50,23 @@ fn f16_to_f32(h: u16) -> f32 {
 
 /// Converts an ONNX tensor into host data.
 pub(crate) fn tensor_from_proto(t: &TensorProto) -> std::result::Result<HostTensor, String> {
+    tensor_with_data(t, None)
+}
+
+/// Converts an ONNX tensor into host data, with its raw bytes read from an external file
+/// when `external` is given.
+fn tensor_with_data(
+    t: &TensorProto,
+    external: Option<&[u8]>,
+) -> std::result::Result<HostTensor, String> {
     let label = if t.name.is_empty() {
         "a constant tensor".to_string()
     } else {
         format!("tensor '{}'", t.name)
     };
-    if t.data_location.value() == 1 {
+    if t.data_location.value() == 1 && external.is_none() {
         return Err(format!(
-            "{label} stores its data in an external file; re-export the model with the weights embedded"
+            "{label} stores its data in an external file, which is only read for initializers"
         ));
     }
     let shape: Vec<usize> = t
@@ -63,7 +75,7 @@ pub(crate) fn tensor_from_proto(t: &TensorProto) -> std::result::Result<HostTens
         .map(|&d| usize::try_from(d).map_err(|_| format!("{label} has a negative dimension {d}")))
         .collect::<std::result::Result<_, _>>()?;
     let numel: usize = shape.iter().product();
-    let raw: &[u8] = &t.raw_data;
+    let raw: &[u8] = external.unwrap_or(&t.raw_data);
     let chunks = |size: usize| -> std::result::Result<std::slice::ChunksExact<'_, u8>, String> {
         if raw.len() != numel * size {
             return Err(format!(
@@ -198,8 +210,134 @@ fn constant_value(node: &Node) -> std::result::Result<HostTensor, String> {
     })
 }
 
-/// Parses ONNX bytes into a checked [`Graph`].
-pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
+/// The files an ONNX model keeps its weights in (`torch.onnx.export(..., dynamo=True)`
+/// writes `model.onnx.data` beside the graph): each read once, and only from the model's
+/// own folder.
+struct ExternalData {
+    model: PathBuf,
+    folder: PathBuf,
+    files: HashMap<String, (PathBuf, Vec<u8>)>,
+}
+
+impl ExternalData {
+    fn new(model: &Path) -> Self {
+        let folder = model
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Self {
+            model: model.to_path_buf(),
+            folder,
+            files: HashMap::new(),
+        }
+    }
+
+    /// The bytes of tensor `name` described by its `external_data` entries.
+    fn read<'a>(
+        &mut self,
+        name: &str,
+        entries: impl Iterator<Item = (&'a str, &'a str)>,
+        limits: &Limits,
+    ) -> Result<Vec<u8>> {
+        let bad = |reason: String| invalid(&self.model, format!("tensor '{name}': {reason}"));
+        let (mut location, mut offset, mut length) = (None, 0u64, None);
+        for (k, v) in entries {
+            match k {
+                "location" => location = Some(v.to_string()),
+                "offset" => {
+                    offset = v
+                        .parse()
+                        .map_err(|_| bad(format!("external data offset '{v}' is not a number")))?
+                }
+                "length" => {
+                    length =
+                        Some(v.parse::<u64>().map_err(|_| {
+                            bad(format!("external data length '{v}' is not a number"))
+                        })?)
+                }
+                _ => {}
+            }
+        }
+        let location = location.ok_or_else(|| bad("external data without a location".into()))?;
+        if !self.files.contains_key(&location) {
+            let file = self.resolve(&location).map_err(bad)?;
+            let size = std::fs::metadata(&file)
+                .map_err(|e| bad(format!("cannot read external data {}: {e}", file.display())))?
+                .len();
+            if size > limits.max_file_bytes {
+                return Err(bad(format!(
+                    "external data {} has {size} bytes, above the limit of {} (raise it with --max-model-bytes)",
+                    file.display(),
+                    limits.max_file_bytes
+                )));
+            }
+            let bytes = std::fs::read(&file)
+                .map_err(|e| bad(format!("cannot read external data {}: {e}", file.display())))?;
+            self.files.insert(location.clone(), (file, bytes));
+        }
+        let (file, bytes) = &self.files[&location];
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let end = match length {
+            Some(l) => start.saturating_add(usize::try_from(l).unwrap_or(usize::MAX)),
+            None => bytes.len(),
+        };
+        bytes.get(start..end).map(<[u8]>::to_vec).ok_or_else(|| {
+            bad(format!(
+                "external data bytes {start}..{end} lie outside {} ({} bytes)",
+                file.display(),
+                bytes.len()
+            ))
+        })
+    }
+
+    /// A location made a path inside the model's folder, or why it is refused.
+    fn resolve(&self, location: &str) -> std::result::Result<PathBuf, String> {
+        let rel = Path::new(location);
+        let plain = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if location.is_empty() || location.contains('\0') || !plain {
+            return Err(format!(
+                "external data location '{location}' must be a plain relative path inside the model's folder"
+            ));
+        }
+        let joined = self.folder.join(rel);
+        let canon = joined
+            .canonicalize()
+            .map_err(|e| format!("cannot open external data {}: {e}", joined.display()))?;
+        let folder = self
+            .folder
+            .canonicalize()
+            .map_err(|e| format!("cannot open the model's folder: {e}"))?;
+        if !canon.starts_with(&folder) {
+            return Err(format!(
+                "external data location '{location}' leaves the model's folder (through a link)"
+            ));
+        }
+        Ok(canon)
+    }
+
+    /// The external files read, with their SHA-256 digests.
+    fn digests(&self) -> Vec<(PathBuf, String)> {
+        let mut out: Vec<(PathBuf, String)> = self
+            .files
+            .values()
+            .map(|(p, b)| (p.clone(), hex::encode(sha2::Sha256::digest(b))))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Parses ONNX bytes into a checked [`Graph`]; `external` receives the external data
+/// files read, with their SHA-256 digests.
+pub(crate) fn parse(
+    path: &Path,
+    bytes: &[u8],
+    limits: &Limits,
+    external_files: &mut Vec<(PathBuf, String)>,
+) -> Result<Graph> {
     if bytes.is_empty() {
         return Err(invalid(path, "the file is empty, not an ONNX model"));
     }
@@ -227,9 +365,19 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
         })?;
 
     let mut consts = HashMap::new();
+    let mut external = ExternalData::new(path);
     for init in &g.initializer {
-        let t = tensor_from_proto(init).map_err(|e| invalid(path, e))?;
-        consts.insert(init.name.clone(), t);
+        let t = if init.data_location.value() == 1 {
+            let entries = init
+                .external_data
+                .iter()
+                .map(|e| (e.key.as_str(), e.value.as_str()));
+            let bytes = external.read(&init.name, entries, limits)?;
+            tensor_with_data(init, Some(&bytes))
+        } else {
+            tensor_from_proto(init)
+        };
+        consts.insert(init.name.clone(), t.map_err(|e| invalid(path, e))?);
     }
     let inputs: Vec<&onnx_ir::ValueInfoProto> = g
         .input
@@ -247,7 +395,7 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
         ));
     }
     let input = inputs[0];
-    let input_dims: Vec<Option<usize>> = input
+    let declared: Vec<Option<usize>> = input
         .type_
         .as_ref()
         .filter(|t| t.has_tensor_type())
@@ -255,11 +403,15 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
         .map(|s| {
             s.dim
                 .iter()
-                .skip(1)
-                .map(|d| (d.has_dim_value() && d.dim_value() > 0).then(|| d.dim_value() as usize))
+                .map(|d| {
+                    (d.has_dim_value() && d.dim_value() > 0)
+                        .then(|| usize::try_from(d.dim_value()).unwrap_or(usize::MAX))
+                })
                 .collect()
         })
         .unwrap_or_default();
+    let input_batch = declared.first().copied().flatten();
+    let input_dims: Vec<Option<usize>> = declared.into_iter().skip(1).collect();
     let outputs: Vec<String> = g.output.iter().map(|o| o.name.clone()).collect();
     if outputs.is_empty() {
         return Err(invalid(path, "the graph has no outputs"));
@@ -351,11 +503,13 @@ pub(crate) fn parse(path: &Path, bytes: &[u8]) -> Result<Graph> {
             ));
         }
     }
+    *external_files = external.digests();
     Ok(Graph {
         nodes,
         consts,
         input: input.name.clone(),
         input_dims,
+        input_batch,
         outputs,
         opset,
         folded: HashMap::new(),

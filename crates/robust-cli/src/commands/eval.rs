@@ -711,6 +711,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let model = Model::load(&plan.model, &device.device).map_err(bad_input)?;
     let info = model.info().clone();
+    for note in &info.notes {
+        eprintln!("note: {}: {note}", info.path.display());
+    }
     let batch_size = batch_size_for(plan.batch_size, &device, &info, plan.quiet)?;
     let shape = <[usize; 3]>::try_from(info.input_shape.clone())
         .map_err(|_| bad_input("model input shape is not [C, H, W]"))?;

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
-use macerator::{AutoArch, Simd, WithSimd};
+use macerator::{Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::{finish, flex_tensor, FlexValue, InputGradient};
@@ -225,7 +225,7 @@ fn conv_block(op: ConvBlock<'_>) {
     }
 }
 
-/// [`conv_block`] as an operation for [`AutoArch::dispatch`], which inlines it into a
+/// [`conv_block`] as an operation for [`super::simd::dispatch`], which inlines it into a
 /// function compiled for the CPU's vector extensions. (A closure would not do: its body is
 /// compiled separately, for the baseline target.)
 struct ConvBlock<'a> {
@@ -271,7 +271,7 @@ fn forward(
             out.par_chunks_mut(CHANNEL_BLOCK * out_plane)
                 .enumerate()
                 .for_each(|(b, out)| {
-                    AutoArch::new().dispatch(ConvBlock {
+                    super::simd::dispatch(ConvBlock {
                         g,
                         x,
                         mask,
@@ -513,5 +513,47 @@ mod tests {
         let xa = Tensor::<4>::zeros([1, 2, 6, 6], &ad);
         let wa = Tensor::<4>::zeros([3, 2, 3, 3], &ad).require_grad();
         assert!(conv2d(&xa, &wa, None, [(1, 1), (1, 1)], false).is_none());
+    }
+
+    /// The kernel's forward values and input gradient are bit-identical at every vector
+    /// width the CPU offers (scalar, SSE4.2, AVX2, AVX-512): no result depends on the
+    /// machine a test or a user runs on.
+    #[test]
+    fn results_do_not_depend_on_the_vector_width() {
+        use crate::kernels::simd::{set_simd_cap, simd_level, SimdCap};
+        let device = Device::flex().autodiff();
+        let run = || {
+            let mut out = Vec::new();
+            for (k, (xs, ws, p)) in CASES.iter().enumerate() {
+                let seeded = |shape: [usize; 4], salt: usize| {
+                    let n: usize = shape.iter().product();
+                    let v: Vec<f32> = (0..n)
+                        .map(|i| (((i * 7919 + salt * 104_729 + k) % 1000) as f32 - 500.0) / 97.0)
+                        .collect();
+                    Tensor::<4>::from_data(burn::tensor::TensorData::new(v, shape), &device)
+                };
+                let x = seeded(*xs, 1).require_grad();
+                let w = seeded(*ws, 2);
+                let y = conv2d(&x, &w, None, *p, true).expect("handled");
+                let r = seeded(y.dims(), 3);
+                out.extend(host(y.clone()).into_iter().map(f32::to_bits));
+                let g = x.grad(&(y * r).sum().backward()).expect("tracked");
+                out.extend(host(g).into_iter().map(f32::to_bits));
+            }
+            out
+        };
+        set_simd_cap(Some(SimdCap::Native));
+        let native = run();
+        let native_level = simd_level();
+        for cap in [SimdCap::Avx2, SimdCap::Sse42, SimdCap::Scalar] {
+            set_simd_cap(Some(cap));
+            let level = simd_level();
+            let got = run();
+            set_simd_cap(None);
+            assert!(
+                got == native,
+                "results at {level} differ from {native_level}"
+            );
+        }
     }
 }

@@ -23,6 +23,7 @@
 
 mod conv;
 mod pool;
+pub mod simd;
 
 use std::borrow::Cow;
 use std::marker::PhantomData;

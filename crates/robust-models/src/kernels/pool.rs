@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
-use macerator::{AutoArch, Simd, WithSimd};
+use macerator::{Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::{finish, flex_tensor, FlexValue, InputGradient};
@@ -111,7 +111,7 @@ fn pool_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
     }
 }
 
-/// [`pool_plane`] as an operation for [`AutoArch::dispatch`] (see `conv.rs` for why not a
+/// [`pool_plane`] as an operation for [`super::simd::dispatch`] (see `conv.rs` for why not a
 /// closure).
 struct PoolPlane<'a> {
     g: &'a Geometry,
@@ -138,7 +138,7 @@ fn forward(g: &Geometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
         .zip(argmax.par_chunks_mut(op))
         .zip(x.par_chunks(ip))
         .with_min_len(MIN_PLANES_PER_TASK)
-        .for_each(|((out, argmax), x)| AutoArch::new().dispatch(PoolPlane { g, x, out, argmax }));
+        .for_each(|((out, argmax), x)| super::simd::dispatch(PoolPlane { g, x, out, argmax }));
     (out, argmax)
 }
 

@@ -44,7 +44,12 @@ pub(crate) fn tanh(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
 
 pub(crate) fn gelu(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     match n.string("approximate", "none")?.as_str() {
-        "none" => unary(ctx, i, activation::gelu),
+        // x/2 · (1 + erf(x/√2)), composed from erf so that its gradient is erf's exact
+        // one on every backend (burn's fused GELU backward on wgpu was 2-8e-4 off float64
+        // on the transformer fixtures).
+        "none" => unary(ctx, i, |x: T| {
+            x.clone().mul_scalar(0.5) * x.div_scalar(std::f64::consts::SQRT_2).erf().add_scalar(1.0)
+        }),
         "tanh" => unary(ctx, i, |x: T| {
             // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
             let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715))
@@ -113,7 +118,7 @@ pub(crate) fn pow(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
 }
 
 /// Maps an output index to the index of a broadcast input (NumPy rules).
-fn broadcast_index(mut lin: usize, out: &[usize], inp: &[usize]) -> usize {
+pub(crate) fn broadcast_index(mut lin: usize, out: &[usize], inp: &[usize]) -> usize {
     let offset = out.len() - inp.len();
     let (mut idx, mut stride) = (0, 1);
     for k in (0..out.len()).rev() {
@@ -291,4 +296,109 @@ pub(crate) fn reduce_sum(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpRe
 
 pub(crate) fn reduce_max(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     reduce(ctx, n, i, 18, |t, d| t.max_dim(d))
+}
+
+pub(crate) fn hard_sigmoid(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
+    let alpha = n.float("alpha", 0.2)?;
+    let beta = n.float("beta", 0.5)?;
+    unary(ctx, i, |t| {
+        t.mul_scalar(alpha).add_scalar(beta).clamp(0.0, 1.0)
+    })
+}
+
+pub(crate) fn hard_swish(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    // x · max(0, min(1, x/6 + 1/2)), as PyTorch's hardswish.
+    unary(ctx, i, |t| {
+        t.clone() * t.div_scalar(6.0).add_scalar(0.5).clamp(0.0, 1.0)
+    })
+}
+
+pub(crate) fn softplus(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    unary(ctx, i, |t| activation::softplus(t, 1.0))
+}
+
+pub(crate) fn floor(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    unary(ctx, i, |t| t.floor())
+}
+
+pub(crate) fn ceil(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    unary(ctx, i, |t| t.ceil())
+}
+
+pub(crate) fn sign(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    unary(ctx, i, |t| t.sign())
+}
+
+/// Variadic element-wise `Min`, `Max`, `Sum` and `Mean` (opset 8+ broadcasting).
+fn variadic(ctx: &OpCtx<'_>, i: &[Option<Value>], f: fn(T, T) -> T, mean: bool) -> OpResult {
+    let vals: Vec<FloatValue> = i
+        .iter()
+        .flatten()
+        .map(|v| to_float(ctx, v))
+        .collect::<Result<_, _>>()?;
+    let Some(first) = vals.first() else {
+        return Err(OpError::new("needs at least one input"));
+    };
+    let mut shape = first.shape.clone();
+    let mut t = first.t.clone();
+    for v in &vals[1..] {
+        shape = broadcast_shapes(&shape, &v.shape)?;
+        let p = crate::value::padded(&shape)?;
+        t = f(t.expand(p), v.t.clone().expand(p));
+    }
+    if mean {
+        t = t.div_scalar(vals.len() as f64);
+    }
+    one(FloatValue::from_padded(t, shape))
+}
+
+pub(crate) fn min(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    variadic(ctx, i, |a, b| a.min_pair(b), false)
+}
+
+pub(crate) fn max(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    variadic(ctx, i, |a, b| a.max_pair(b), false)
+}
+
+pub(crate) fn sum(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    variadic(ctx, i, |a, b| a + b, false)
+}
+
+pub(crate) fn mean(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    variadic(ctx, i, |a, b| a + b, true)
+}
+
+/// `Mod`: the remainder with the divisor's sign (`fmod=0`, Python's `%`) or the dividend's
+/// (`fmod=1`, C's `fmod`).
+pub(crate) fn modulo(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
+    let c_style = n.int("fmod", 0)? != 0;
+    if let (Value::Int(_), Value::Int(_)) = (input(i, 0)?, input(i, 1)?) {
+        let f: fn(i64, i64) -> Option<i64> = if c_style {
+            i64::checked_rem
+        } else {
+            |a, b| {
+                a.checked_rem_euclid(b)
+                    .map(|r| if b < 0 && r != 0 { r + b } else { r })
+            }
+        };
+        return binary(ctx, i, |a, _| a, f);
+    }
+    if c_style {
+        binary(
+            ctx,
+            i,
+            |a, b| {
+                let q = a.clone() / b.clone();
+                a - q.clone().sign() * q.abs().floor() * b
+            },
+            |a, b| a.checked_rem(b),
+        )
+    } else {
+        binary(
+            ctx,
+            i,
+            |a, b| a.clone() - (a / b.clone()).floor() * b,
+            |a, b| a.checked_rem(b),
+        )
+    }
 }

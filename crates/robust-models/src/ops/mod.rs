@@ -14,7 +14,9 @@ use crate::error::OpError;
 use crate::graph::Node;
 use crate::value::{FloatValue, IntValue, Value, MAX_RANK};
 
+mod einsum;
 mod elementwise;
+mod logic;
 mod nn;
 mod shape;
 
@@ -48,6 +50,8 @@ pub fn registry() -> &'static HashMap<&'static str, OpFn> {
             ("BatchNormalization", nn::batch_norm),
             ("Softmax", nn::softmax),
             ("LogSoftmax", nn::log_softmax),
+            ("LayerNormalization", nn::layer_norm),
+            ("Einsum", einsum::einsum),
             // activations and element-wise maths
             ("Relu", elementwise::relu),
             ("LeakyRelu", elementwise::leaky_relu),
@@ -55,6 +59,16 @@ pub fn registry() -> &'static HashMap<&'static str, OpFn> {
             ("Sigmoid", elementwise::sigmoid),
             ("Tanh", elementwise::tanh),
             ("Gelu", elementwise::gelu),
+            ("HardSigmoid", elementwise::hard_sigmoid),
+            ("HardSwish", elementwise::hard_swish),
+            ("Softplus", elementwise::softplus),
+            ("Floor", elementwise::floor),
+            ("Ceil", elementwise::ceil),
+            ("Sign", elementwise::sign),
+            ("Min", elementwise::min),
+            ("Max", elementwise::max),
+            ("Sum", elementwise::sum),
+            ("Mean", elementwise::mean),
             ("Erf", elementwise::erf),
             ("Exp", elementwise::exp),
             ("Log", elementwise::log),
@@ -67,10 +81,22 @@ pub fn registry() -> &'static HashMap<&'static str, OpFn> {
             ("Sub", elementwise::sub),
             ("Mul", elementwise::mul),
             ("Div", elementwise::div),
+            ("Mod", elementwise::modulo),
             ("Clip", elementwise::clip),
             ("ReduceMean", elementwise::reduce_mean),
             ("ReduceSum", elementwise::reduce_sum),
             ("ReduceMax", elementwise::reduce_max),
+            // comparisons and logic
+            ("Equal", logic::equal),
+            ("Less", logic::less),
+            ("Greater", logic::greater),
+            ("LessOrEqual", logic::less_or_equal),
+            ("GreaterOrEqual", logic::greater_or_equal),
+            ("And", logic::and),
+            ("Or", logic::or),
+            ("Xor", logic::xor),
+            ("Not", logic::not),
+            ("Where", logic::where_),
             // shapes and plumbing
             ("Identity", shape::identity),
             ("Dropout", shape::dropout),
@@ -87,6 +113,10 @@ pub fn registry() -> &'static HashMap<&'static str, OpFn> {
             ("Cast", shape::cast),
             ("ConstantOfShape", shape::constant_of_shape),
             ("Expand", shape::expand),
+            ("Split", shape::split),
+            ("Range", shape::range),
+            ("Tile", shape::tile),
+            ("ScatterND", shape::scatter_nd),
         ];
         table.iter().copied().collect()
     })

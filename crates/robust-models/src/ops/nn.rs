@@ -422,3 +422,41 @@ pub(crate) fn softmax(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResul
 pub(crate) fn log_softmax(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     softmax_like(ctx, n, i, activation::log_softmax)
 }
+
+/// `LayerNormalization` (opset 17): normalises over the axes from `axis` to the last, then
+/// scales and shifts; the optional mean and inverse-deviation outputs are not supported.
+pub(crate) fn layer_norm(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
+    if n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err(OpError::new(
+            "the Mean and InvStdDev outputs of LayerNormalization are not supported",
+        ));
+    }
+    let x = float_input(ctx, i, 0)?;
+    let axis = norm_axis(n.int("axis", -1)?, x.rank())?;
+    let eps = f64::from(n.float("epsilon", 1e-5)?);
+    let outer: usize = x.shape[..axis].iter().product();
+    let inner: usize = x.shape[axis..].iter().product();
+    let flat = x.reshape(vec![outer, inner])?;
+    let d = flat.padded_axis(1);
+    let centred = flat.t.clone() - flat.t.clone().mean_dim(d);
+    let var = (centred.clone() * centred.clone()).mean_dim(d);
+    let mut y = centred / var.add_scalar(eps).sqrt();
+    for (k, what) in [(1, "Scale"), (2, "B")] {
+        let Some(p) = optional(i, k) else { continue };
+        let p = to_float(ctx, p)?;
+        if broadcast_shapes(&x.shape[axis..], &p.shape)? != x.shape[axis..] {
+            return Err(OpError::new(format!(
+                "{what} of shape {:?} does not broadcast to the normalised shape {:?}",
+                p.shape,
+                &x.shape[axis..]
+            )));
+        }
+        let full = FloatValue::from_padded(
+            p.t.expand(crate::value::padded(&x.shape[axis..])?),
+            x.shape[axis..].to_vec(),
+        )
+        .reshape(vec![1, inner])?;
+        y = if k == 1 { y * full.t } else { y + full.t };
+    }
+    one(FloatValue::from_padded(y, vec![outer, inner]).reshape(x.shape.clone())?)
+}

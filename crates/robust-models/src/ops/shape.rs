@@ -298,7 +298,7 @@ pub(crate) fn squeeze(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResul
     reshape_value(x, shape)
 }
 
-pub(crate) fn slice(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+pub(crate) fn slice(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
     let x = input(i, 0)?;
     let s = x.shape().to_vec();
     let starts = &int_input(i, 1)?.data;
@@ -347,15 +347,18 @@ pub(crate) fn slice(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
     let out_shape: Vec<usize> = ranges.iter().map(|r| r.1).collect();
     match x {
         Value::Float(f) => {
-            if ranges.iter().any(|r| r.2 != 1) {
-                return Err(OpError::new(
-                    "strided Slice of float tensors is not supported",
-                ));
-            }
             let mut t = f.t.clone();
-            for (a, &(b, count, _)) in ranges.iter().enumerate() {
-                if (b, count) != (0, s[a]) {
-                    t = t.narrow(f.padded_axis(a), b as usize, count);
+            for (a, &(b, count, step)) in ranges.iter().enumerate() {
+                if step == 1 {
+                    if (b, count) != (0, s[a]) {
+                        t = t.narrow(f.padded_axis(a), b as usize, count);
+                    }
+                } else {
+                    // A strided (or reversed) slice gathers its positions.
+                    let idx: Vec<i64> = (0..count as i64).map(|k| b + k * step).collect();
+                    let idx =
+                        Tensor::<1, Int>::from_data(TensorData::new(idx, [count]), ctx.device);
+                    t = t.select(f.padded_axis(a), idx);
                 }
             }
             one(FloatValue::from_padded(t, out_shape))
@@ -454,11 +457,21 @@ pub(crate) fn cast(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
         (Value::Float(f), false) => match &f.host {
             Some(h) => Ok(vec![Value::Int(IntValue {
                 shape: f.shape.clone(),
-                data: h.iter().map(|&v| v as i64).collect(),
+                data: h
+                    .iter()
+                    .map(|&v| {
+                        if to == 9 {
+                            i64::from(v != 0.0)
+                        } else {
+                            v as i64
+                        }
+                    })
+                    .collect(),
             })]),
-            None => Err(OpError::new(
-                "casting a computed float tensor to integers is not supported",
-            )),
+            // A computed tensor stays on the device: booleans as 0.0 / 1.0 (what the
+            // comparison operators give), integers truncated towards zero.
+            None if to == 9 => one(f.map(|t| t.not_equal_elem(0.0).float())),
+            None => one(f.map(|t| t.clone().sign() * t.abs().floor())),
         },
     }
 }
@@ -500,5 +513,210 @@ pub(crate) fn expand(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
             shape,
         )),
         Value::Int(v) => Ok(vec![Value::Int(int_broadcast_to(v, &shape))]),
+    }
+}
+
+/// `Split`: sizes from input #1 (opset 13+) or the `split` attribute (before 13), else
+/// `num_outputs` parts (opset 18; the last one smaller), else equal parts per output.
+pub(crate) fn split(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
+    let x = input(i, 0)?;
+    let s = x.shape().to_vec();
+    let axis = norm_axis(n.int("axis", 0)?, s.len())?;
+    let dim = s[axis];
+    let given = if ctx.opset >= 13 {
+        match optional(i, 1) {
+            Some(_) => Some(int_input(i, 1)?.data.clone()),
+            None => None,
+        }
+    } else {
+        n.ints("split")?
+    };
+    let outputs = n.outputs.len();
+    let sizes: Vec<usize> = match given {
+        Some(v) => v
+            .iter()
+            .map(|&d| to_usize(d, "a split size"))
+            .collect::<Result<_, _>>()?,
+        None => {
+            let parts = match n.attrs.get("num_outputs") {
+                Some(_) => to_usize(n.int("num_outputs", 1)?, "num_outputs")?,
+                None => outputs,
+            };
+            if parts == 0 {
+                return Err(OpError::new("Split into 0 parts"));
+            }
+            let chunk = dim.div_ceil(parts);
+            (0..parts)
+                .map(|k| chunk.min(dim.saturating_sub(k * chunk)))
+                .collect()
+        }
+    };
+    if sizes.iter().sum::<usize>() != dim || sizes.len() != outputs {
+        return Err(OpError::new(format!(
+            "split sizes {sizes:?} do not divide axis {axis} of size {dim} into {outputs} outputs"
+        )));
+    }
+    let mut start = 0;
+    let mut out = Vec::with_capacity(sizes.len());
+    for len in sizes {
+        let mut shape = s.clone();
+        shape[axis] = len;
+        out.push(match x {
+            Value::Float(f) => Value::Float(FloatValue::from_padded(
+                f.t.clone().narrow(f.padded_axis(axis), start, len),
+                shape,
+            )),
+            Value::Int(v) => {
+                let outer: usize = s[..axis].iter().product();
+                let inner: usize = s[axis + 1..].iter().product();
+                let mut data = Vec::with_capacity(outer * len * inner);
+                for o in 0..outer {
+                    let base = (o * dim + start) * inner;
+                    data.extend_from_slice(&v.data[base..base + len * inner]);
+                }
+                Value::Int(IntValue { shape, data })
+            }
+        });
+        start += len;
+    }
+    Ok(out)
+}
+
+/// `Range(start, limit, delta)` on host scalars.
+pub(crate) fn range(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    let v: Vec<i64> = (0..3)
+        .map(|k| match input(i, k)? {
+            Value::Int(v) if v.data.len() == 1 => Ok(v.data[0]),
+            _ => Err(OpError::new(
+                "Range needs integer scalars known when the graph runs",
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    let (start, limit, delta) = (v[0], v[1], v[2]);
+    if delta == 0 {
+        return Err(OpError::new("Range delta must not be 0"));
+    }
+    let count = ((limit - start) as f64 / delta as f64).ceil().max(0.0) as usize;
+    if count > 1 << 24 {
+        return Err(OpError::new(format!("Range of {count} values is too long")));
+    }
+    let data = (0..count as i64).map(|k| start + k * delta).collect();
+    Ok(vec![Value::Int(IntValue::vector(data))])
+}
+
+/// `Tile`: repeats each axis `repeats[k]` times.
+pub(crate) fn tile(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+    let x = input(i, 0)?;
+    let reps = &int_input(i, 1)?.data;
+    let s = x.shape().to_vec();
+    if reps.len() != s.len() {
+        return Err(OpError::new(format!(
+            "repeats {reps:?} do not match rank {}",
+            s.len()
+        )));
+    }
+    match x {
+        Value::Float(f) => {
+            let mut t = f.t.clone();
+            let mut shape = s.clone();
+            for (a, &r) in reps.iter().enumerate() {
+                let r = to_usize(r, "a repeat count")?;
+                if r != 1 {
+                    t = t.repeat_dim(f.padded_axis(a), r);
+                    shape[a] *= r;
+                }
+            }
+            one(FloatValue::from_padded(t, shape))
+        }
+        Value::Int(_) => Err(OpError::new("Tile of integer tensors is not supported")),
+    }
+}
+
+/// `ScatterND` with `reduction="none"`: slices of `data` addressed by the last axis of
+/// `indices` are replaced by `updates`. Swin's shifted-window attention builds its mask
+/// this way. Float data stays on the device (and differentiable): the updates are added
+/// into zeros at their flat positions, then selected where a host-made mask is set.
+pub(crate) fn scatter_nd(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
+    let reduction = n.string("reduction", "none")?;
+    if reduction != "none" {
+        return Err(OpError::new(format!(
+            "ScatterND reduction '{reduction}' is not supported"
+        )));
+    }
+    let data = input(i, 0)?;
+    let idx = int_input(i, 1)?;
+    let upd = input(i, 2)?;
+    let ds = data.shape().to_vec();
+    let k = *idx.shape.last().unwrap_or(&0);
+    if idx.shape.is_empty() || k == 0 || k > ds.len() {
+        return Err(OpError::new(format!(
+            "indices of shape {:?} do not address data of shape {ds:?}",
+            idx.shape
+        )));
+    }
+    let slice: usize = ds[k..].iter().product();
+    let tuples = idx.data.len() / k;
+    let mut expect = idx.shape[..idx.shape.len() - 1].to_vec();
+    expect.extend(&ds[k..]);
+    if upd.shape() != expect.as_slice() {
+        return Err(OpError::new(format!(
+            "updates of shape {:?}, expected {expect:?}",
+            upd.shape()
+        )));
+    }
+    // The flat position of every updated element, in the updates' order.
+    let mut positions = Vec::with_capacity(tuples * slice);
+    for t in 0..tuples {
+        let mut base = 0usize;
+        for (a, &d) in ds[..k].iter().enumerate() {
+            let v = idx.data[t * k + a];
+            let v = if v < 0 { v + d as i64 } else { v };
+            if !(0..d as i64).contains(&v) {
+                return Err(OpError::new(format!(
+                    "index {v} out of range for axis {a} of size {d}"
+                )));
+            }
+            base = base * d + v as usize;
+        }
+        positions.extend((0..slice).map(|s| base * slice + s));
+    }
+    let total: usize = ds.iter().product();
+    match (data, upd) {
+        (Value::Int(d), Value::Int(u)) => {
+            let mut out = d.data.clone();
+            for (p, &v) in positions.iter().zip(&u.data) {
+                out[*p] = v;
+            }
+            Ok(vec![Value::Int(IntValue {
+                shape: ds,
+                data: out,
+            })])
+        }
+        _ => {
+            let (d, u) = (to_float(ctx, data)?, to_float(ctx, upd)?);
+            let flat_d = d.reshape(vec![total])?.at_rank::<1>("ScatterND data")?;
+            let flat_u = u
+                .reshape(vec![positions.len()])?
+                .at_rank::<1>("ScatterND updates")?;
+            let mut mask = vec![false; total];
+            for &p in &positions {
+                mask[p] = true;
+            }
+            let pos: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
+            let len = pos.len();
+            let pos = Tensor::<1, Int>::from_data(TensorData::new(pos, [len]), ctx.device);
+            let scattered = Tensor::<1>::zeros([total], ctx.device).scatter(
+                0,
+                pos,
+                flat_u,
+                burn::tensor::IndexingUpdateOp::Add,
+            );
+            let mask = Tensor::<1, burn::tensor::Bool>::from_data(
+                TensorData::new(mask, [total]),
+                ctx.device,
+            );
+            let out = flat_d.mask_where(mask, scattered);
+            one(FloatValue::from_tensor(out)?.reshape(ds)?)
+        }
     }
 }
