@@ -22,6 +22,7 @@
 //! the results are bit-identical on every x86-64 CPU whatever the vector width.
 
 mod conv;
+mod gemm_conv;
 mod pool;
 pub mod simd;
 
@@ -39,6 +40,7 @@ use burn_backend::DType;
 use burn_flex::{Flex, FlexTensor};
 
 pub(crate) use conv::conv2d;
+pub(crate) use gemm_conv::conv2d as gemm_conv2d;
 pub(crate) use pool::max_pool2d;
 
 /// The autodiff backend whose graph the kernels join (burn's default checkpointing).

@@ -132,10 +132,23 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
         x4.at_rank::<4>("Conv input")?,
         w4.at_rank::<4>("Conv weight")?,
     );
-    let fast = if strides == [1, 1] && dilations == [1, 1] && group == 1 {
+    let direct = if strides == [1, 1] && dilations == [1, 1] && group == 1 {
         crate::kernels::conv2d(&x4, &w4, bias.as_ref(), pairs(&pads), relu)
     } else {
         None
+    };
+    let fast = match direct {
+        Some(out) => Some(out),
+        None if group == 1 => crate::kernels::gemm_conv2d(
+            &x4,
+            &w4,
+            bias.as_ref(),
+            pair(&strides),
+            pair(&dilations),
+            pairs(&pads),
+            relu,
+        ),
+        None => None,
     };
     let out = match fast {
         Some(out) => out,

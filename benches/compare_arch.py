@@ -1,0 +1,135 @@
+#!/opt/robust-venv/bin/python
+"""robust vs torchattacks: PGD-10 throughput on real torchvision ResNets, side by side.
+
+Run by hand (not in CI), from anywhere:
+
+    /opt/robust-venv/bin/python benches/compare_arch.py [--arch resnet18,resnet50] [--reps 3]
+
+For each architecture (torchvision class, random init with torch.manual_seed(0), 10-class head,
+eval mode): resnet18 at 32x32 with 256 images, resnet50 at 224x224 with 32 images (the sizes
+of issue 11). Both tools attack the same images (uniform random, numpy seed 0, labels random)
+with PGD L-inf, eps 8/255, alpha eps/4, 10 steps, no random start:
+
+* torchattacks 3.5.1 `PGD(model, eps, alpha, steps=10, random_start=False)`, all images in one
+  batch, `torch.set_num_threads(--threads)`, `OMP_WAIT_POLICY=PASSIVE`; timed around the attack
+  call.
+* robust: `robust eval --model M.onnx --data images.npy --attack pgd ... --device cpu --quiet`
+  (legacy ONNX export, opset 17, dynamic batch), timed end to end (process start to exit:
+  model loading, the clean pass and the attack); peak RSS from `/usr/bin/time -v`.
+
+The two alternate for --reps repetitions; medians are reported, with the ratio
+robust/torchattacks in images per second, and the fraction of the machine's peak FLOP rate
+robust reaches: each PGD step is a forward pass and an input gradient (about twice the
+forward multiply-adds, counted with hooks on Conv2d/Linear), against --peak-gflops
+(2 cores x AVX2 FMA: 2 x 2 x 8 x 2 x ~3 GHz ~ 190 GFLOP/s by default).
+Robust accuracies must agree within 2 / n.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torchattacks  # noqa: E402
+import torchvision  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"resnet18": (32, 256), "resnet50": (224, 32)}
+EPS = 8 / 255
+
+
+def forward_macs(model: torch.nn.Module, shape: tuple[int, ...]) -> int:
+    macs = 0
+
+    def hook(m, inp, out):
+        nonlocal macs
+        if isinstance(m, torch.nn.Conv2d):
+            macs += out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Linear):
+            macs += out.numel() * m.in_features
+
+    hs = [m.register_forward_hook(hook) for m in model.modules()]
+    with torch.no_grad():
+        model(torch.zeros(1, *shape))
+    for h in hs:
+        h.remove()
+    return macs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", default="resnet18,resnet50")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--peak-gflops", type=float, default=190.0)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/robust-target"))
+    ap.add_argument("--robust", type=Path, default=target / "release" / "robust")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    for arch in args.arch.split(","):
+        size, n = SIZES[arch]
+        torch.manual_seed(0)
+        model = getattr(torchvision.models, arch)(num_classes=10).eval()
+        rng = np.random.default_rng(0)
+        x = rng.random((n, 3, size, size), dtype=np.float32)
+        y = rng.integers(0, 10, n).astype(np.int64)
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            torch.onnx.export(model, torch.from_numpy(x[:2]), tmp / "m.onnx", dynamo=False,
+                              opset_version=17, input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "b"}, "logits": {0: "b"}})
+            np.save(tmp / "images.npy", x)
+            np.save(tmp / "labels.npy", y)
+            atk = torchattacks.PGD(model, eps=EPS, alpha=EPS / 4, steps=10, random_start=False)
+            xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+            t_torch, t_robust, rss, acc_t, acc_r = [], [], [], None, None
+            for _ in range(args.reps):
+                t0 = time.perf_counter()
+                adv = atk(xt, yt)
+                t_torch.append(time.perf_counter() - t0)
+                with torch.no_grad():
+                    clean = model(xt).argmax(1) == yt
+                    acc_t = float(((model(adv).argmax(1) == yt) & clean).float().mean())
+                cmd = ["/usr/bin/time", "-v", str(args.robust), "eval", "--model", str(tmp / "m.onnx"),
+                       "--data", str(tmp / "images.npy"), "--attack", "pgd", "--eps", repr(EPS),
+                       "--steps", "10", "--rel-step-size", "0.25", "--random-start", "false",
+                       "--device", "cpu", "--quiet", "--out", str(tmp / "out"), "--batch-size", str(n)]
+                t0 = time.perf_counter()
+                p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+                t_robust.append(time.perf_counter() - t0)
+                if p.returncode != 0:
+                    raise SystemExit(f"robust failed: {p.stderr[-500:]}")
+                rss.append(int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)))
+                res = json.loads((tmp / "out" / "results.json").read_text())
+                acc_r = res["attacks"][0]["points"][0]["robust_accuracy"]
+        tt, tr = statistics.median(t_torch), statistics.median(t_robust)
+        flops = 4 * forward_macs(model, (3, size, size)) * n * 11  # 10 steps + the clean pass
+        row = dict(arch=arch, size=size, n=n, torch_s=tt, robust_s=tr, torch_ips=n / tt, robust_ips=n / tr,
+                   ratio=tt / tr, robust_peak_fraction=flops / tr / 1e9 / args.peak_gflops,
+                   robust_rss_mib=statistics.median(rss) / 1024, acc_torch=acc_t, acc_robust=acc_r)
+        rows.append(row)
+        print(json.dumps(row))
+        if abs(acc_t - acc_r) > 2 / n + 1e-9:
+            print(f"warning: robust accuracies differ: torchattacks {acc_t} robust {acc_r}")
+    print("\n| arch | images | torchattacks img/s | robust img/s | ratio | robust % of peak | robust peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['arch']} {r['size']}x{r['size']} | {r['n']} | {r['torch_ips']:.1f} | {r['robust_ips']:.1f} | "
+              f"{r['ratio']:.2f}x | {100 * r['robust_peak_fraction']:.0f}% | {r['robust_rss_mib']:.0f} MiB |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

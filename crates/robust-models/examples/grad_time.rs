@@ -1,0 +1,39 @@
+//! Times input gradients of a model on the CPU: `cargo run --release --example grad_time --
+//! MODEL.onnx BATCH REPS` (random inputs in [0, 1] of the model's input shape). Prints the
+//! median seconds per forward + input-gradient pass and images per second.
+
+use burn::tensor::{Distribution, Tensor};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let path = args
+        .get(1)
+        .ok_or("usage: grad_time MODEL.onnx [BATCH] [REPS]")?;
+    let batch: usize = args.get(2).map_or(Ok(32), |s| s.parse())?;
+    let reps: usize = args.get(3).map_or(Ok(5), |s| s.parse())?;
+    let device = robust_models::select_device(robust_models::DeviceChoice::Cpu)?.device;
+    let model = robust_models::load(path, &device)?;
+    let s = model.info().input_shape.clone();
+    let ad = device.clone().autodiff();
+    let x = Tensor::<4>::random(
+        [batch, s[0], s[1], s[2]],
+        Distribution::Uniform(0.0, 1.0),
+        &ad,
+    );
+    let mut times = Vec::new();
+    for _ in 0..reps {
+        let t = std::time::Instant::now();
+        let xg = x.clone().detach().require_grad();
+        let loss = model.forward(xg.clone())?.sum();
+        let g = xg.grad(&loss.backward()).ok_or("no gradient")?;
+        let _ = robust_models::to_host(g);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[times.len() / 2];
+    println!(
+        "{path}: batch {batch}: median {med:.3} s per gradient, {:.1} images/s",
+        batch as f64 / med
+    );
+    Ok(())
+}
