@@ -200,10 +200,62 @@ fn col2im(g: &Geometry, dcols: &[f32], n0: usize, nb: usize, dx: &mut [f32]) {
         });
 }
 
+impl Geometry {
+    /// A 1×1, stride-1, unpadded convolution over planes large enough for one product per
+    /// image: the input is its own columns (`[c, positions]` per image), so no copy is made.
+    fn pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == [1, 1]
+            && self.pads == [(0, 0), (0, 0)]
+            && self.positions() >= POINTWISE_MIN_POSITIONS
+    }
+}
+
+/// Output positions per image from which a 1×1 convolution is one product per image.
+const POINTWISE_MIN_POSITIONS: usize = 196;
+
+/// `out = W · x` per image for a [`Geometry::pointwise`] convolution (`W` as `lhs`, with
+/// its strides), then `epilogue(image, out_image)`.
+fn per_image(
+    g: &Geometry,
+    rows: usize,
+    inner: usize,
+    lhs: (&[f32], usize, usize),
+    x: &[f32],
+    out: &mut [f32],
+    epilogue: impl Fn(usize, &mut [f32]),
+) {
+    let p = g.positions();
+    for (b, o) in out.chunks_mut(rows * p).enumerate() {
+        matmul(
+            rows,
+            p,
+            inner,
+            lhs,
+            &x[b * inner * p..(b + 1) * inner * p],
+            o,
+        );
+        epilogue(b, o);
+    }
+}
+
 /// The forward pass: `[n, c, h, w]` → `[n, co, ho, wo]`, plus bias, then ReLU if `relu`.
 fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
     let (p, k) = (g.positions(), g.k());
     let mut out = vec![0f32; g.n * g.co * p];
+    if g.pointwise() {
+        per_image(g, g.co, g.c, (weight, g.c, 1), x, &mut out, |_, o| {
+            o.par_chunks_mut(p).enumerate().for_each(|(co, plane)| {
+                let add = bias.map_or(0.0, |bv| bv[co]);
+                for v in plane {
+                    let t = *v + add;
+                    *v = if relu { t.max(0.0) } else { t };
+                }
+            })
+        });
+        return out;
+    }
     let group = g.group();
     let mut cols = vec![0f32; k * group * p];
     let mut prod = vec![0f32; g.co * group * p];
@@ -255,6 +307,19 @@ impl InputGradient for State {
             .as_ref()
             .map(|o| o.f32_data().expect("the kernel's output is f32"));
         let mut dx = vec![0f32; g.n * g.c * g.h * g.w];
+        if g.pointwise() {
+            // dX = Wᵀ · dY per image, with dY zeroed first where the fused ReLU was off.
+            let masked: Option<Vec<f32>> = mask.as_ref().map(|mk| {
+                grad_out
+                    .par_iter()
+                    .zip(mk.par_iter())
+                    .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 })
+                    .collect()
+            });
+            let dy = masked.as_deref().unwrap_or(grad_out);
+            per_image(g, g.c, g.co, (&self.weight, 1, g.c), dy, &mut dx, |_, _| {});
+            return (dx, [g.n, g.c, g.h, g.w]);
+        }
         let group = g.group();
         let mut dy = vec![0f32; g.co * group * p];
         let mut dcols = vec![0f32; k * group * p];
@@ -371,7 +436,14 @@ mod tests {
         [usize; 2],
         [(usize, usize); 2],
     );
-    const CASES: [Case; 6] = [
+    const CASES: [Case; 7] = [
+        (
+            [2, 6, 16, 16],
+            [5, 6, 1, 1],
+            [1, 1],
+            [1, 1],
+            [(0, 0), (0, 0)],
+        ),
         (
             [3, 3, 32, 32],
             [16, 3, 7, 7],
