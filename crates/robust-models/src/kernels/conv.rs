@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use macerator::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::{finish, flex_tensor, FlexValue, InputGradient};
+use super::{finish, flex_tensor, ConstantOperands, FlexValue, InputGradient};
 
 /// Output channels accumulated together.
 const CHANNEL_BLOCK: usize = 4;
@@ -334,20 +334,17 @@ pub(crate) fn conv2d(
     if wc_in != c_in || !g.supported() {
         return None;
     }
-    let (x, wv) = (FlexValue::of(x)?, FlexValue::of(weight)?);
-    let bv = match bias {
-        Some(b) => Some(FlexValue::of(b)?),
-        None => None,
-    };
-    if wv.is_tracked() || bv.as_ref().is_some_and(FlexValue::is_tracked) {
-        return None;
-    }
+    let ConstantOperands {
+        x,
+        weight: wv,
+        bias: bv,
+    } = ConstantOperands::of(x, weight, bias)?;
     let wd = wv.f32_data()?;
     let bd = match &bv {
-        Some(b) => Some(b.f32_data()?),
+        Some(b) => Some(b.f32_data()?).filter(|b| b.len() == c_out),
         None => None,
     };
-    if bd.as_ref().is_some_and(|b| b.len() != c_out) {
+    if bv.is_some() && bd.is_none() {
         return None;
     }
     let out = {

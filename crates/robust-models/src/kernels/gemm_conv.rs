@@ -18,7 +18,7 @@ use std::sync::Arc;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::{finish, flex_tensor, FlexValue, InputGradient};
+use super::{finish, flex_tensor, ConstantOperands, FlexValue, InputGradient};
 
 /// Most `f32` values of im2col columns held at once (64 MiB).
 const COLS_BUDGET: usize = 16 << 20;
@@ -391,20 +391,17 @@ pub(crate) fn conv2d(
     if wc != c || !g.valid() {
         return None;
     }
-    let (x, wv) = (FlexValue::of(x)?, FlexValue::of(weight)?);
-    let bv = match bias {
-        Some(b) => Some(FlexValue::of(b)?),
-        None => None,
-    };
-    if wv.is_tracked() || bv.as_ref().is_some_and(FlexValue::is_tracked) {
-        return None;
-    }
+    let ConstantOperands {
+        x,
+        weight: wv,
+        bias: bv,
+    } = ConstantOperands::of(x, weight, bias)?;
     let wd = wv.f32_data()?;
     let bd = match &bv {
-        Some(b) => Some(b.f32_data()?),
+        Some(b) => Some(b.f32_data()?).filter(|b| b.len() == co),
         None => None,
     };
-    if bd.as_ref().is_some_and(|b| b.len() != co) {
+    if bv.is_some() && bd.is_none() {
         return None;
     }
     let out = {

@@ -97,6 +97,29 @@ impl FlexValue {
     }
 }
 
+/// The operands of a layer with constant parameters: the input, and weights and bias that
+/// live on the CPU backend and take no gradient (what an attack differentiates).
+struct ConstantOperands {
+    x: FlexValue,
+    weight: FlexValue,
+    bias: Option<FlexValue>,
+}
+
+impl ConstantOperands {
+    /// `None` when any operand lives on another backend or a parameter is tracked.
+    fn of(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>) -> Option<Self> {
+        let (x, weight) = (FlexValue::of(x)?, FlexValue::of(weight)?);
+        let bias = match bias {
+            Some(b) => Some(FlexValue::of(b)?),
+            None => None,
+        };
+        if weight.is_tracked() || bias.as_ref().is_some_and(FlexValue::is_tracked) {
+            return None;
+        }
+        Some(Self { x, weight, bias })
+    }
+}
+
 /// Wraps a kernel's output `[d0, d1, d2, d3]` as a burn-flex tensor.
 fn flex_tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(burn::tensor::TensorData::new(data, shape))
