@@ -208,3 +208,129 @@ fn external_data_outside_the_model_folder_is_refused() {
         .to_string();
     assert!(e.contains("plain relative path"), "{e}");
 }
+
+/// At ImageNet size (3×224×224) the input gradient of a smooth network with the operators
+/// ResNets use at large planes (a 7×7 stride-2 stem, stride-2 3×3 and 1×1 convolutions,
+/// global average pooling) is the same on every device: a gradient right at 32×32 was once
+/// wrong at 224×224 on the GPU path. tanh instead of ReLU leaves no kinks, so the devices
+/// must agree to float32 rounding (1e-4 of the largest entry).
+#[test]
+fn imagenet_size_gradients_agree_across_devices() {
+    let layers = [
+        ("c0", 3, 8, 7, 2, 3),
+        ("c1", 8, 16, 3, 2, 1),
+        ("c2", 16, 24, 3, 1, 1),
+        ("c3", 24, 32, 1, 2, 0),
+    ];
+    let mut arch = Vec::new();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut seed = 1u64;
+    let mut random = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+            })
+            .collect()
+    };
+    for (name, cin, cout, k, s, p) in layers {
+        arch.push(format!(
+            r#"{{"type": "conv2d", "name": "{name}", "in": {cin}, "out": {cout}, "kernel": {k}, "stride": {s}, "padding": {p}}}, {{"type": "tanh"}}"#
+        ));
+        let fan_in = (cin * k * k) as f32;
+        tensors.push((
+            format!("{name}.weight"),
+            vec![cout, cin, k, k],
+            random(cout * cin * k * k, 1.5 / fan_in.sqrt()),
+        ));
+        tensors.push((format!("{name}.bias"), vec![cout], random(cout, 0.1)));
+    }
+    arch.push(r#"{"type": "global_avgpool"}, {"type": "flatten"}, {"type": "linear", "name": "fc", "in": 32, "out": 10}"#.into());
+    tensors.push(("fc.weight".into(), vec![10, 32], random(320, 0.5)));
+    tensors.push(("fc.bias".into(), vec![10], random(10, 0.1)));
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("arch.json"),
+        format!(
+            r#"{{"input_shape": [3, 224, 224], "layers": [{}]}}"#,
+            arch.join(", ")
+        ),
+    )
+    .unwrap();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            (
+                n.clone(),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let weights = tmp.path().join("model.safetensors");
+    std::fs::write(&weights, safetensors::serialize(views, None).unwrap()).unwrap();
+
+    let x_host = random(2 * 3 * 224 * 224, 0.5)
+        .into_iter()
+        .map(|v| v + 0.5)
+        .collect::<Vec<f32>>();
+    let w_host = random(20, 1.0);
+    let mut results: Vec<(&str, Vec<f64>)> = Vec::new();
+    for (dev, device) in devices() {
+        let model = Model::load(&ModelSpec::new(&weights), &device).unwrap();
+        let x = Tensor::<4>::from_data(TensorData::new(x_host.clone(), [2, 3, 224, 224]), &device);
+        let r = Reference {
+            logits64: vec![],
+            grad64: vec![],
+            logit_tol: 0.0,
+            grad_tol: 0.0,
+            w: w_host.clone(),
+            classes: 10,
+        };
+        let (_, g) = run(&model, x, &r);
+        assert!(g.iter().any(|v| *v != 0.0), "{dev}: zero gradient");
+        results.push((dev, g));
+    }
+    for (dev, g) in &results[1..] {
+        let e = rel_err(g, &results[0].1);
+        println!("224x224 gradient, {dev} against cpu: {e:.2e}");
+        assert!(
+            e < 1e-4,
+            "{dev}: the 224x224 gradient differs from the CPU's by {e}"
+        );
+    }
+    // The CPU gradient against central finite differences (the network is smooth).
+    let device = devices()[0].1.clone();
+    let model = Model::load(&ModelSpec::new(&weights), &device).unwrap();
+    let loss = |v: &[f32]| -> f64 {
+        let x = Tensor::<4>::from_data(TensorData::new(v.to_vec(), [2, 3, 224, 224]), &device);
+        let l = host(model.forward(x).unwrap());
+        l.iter().zip(&w_host).map(|(a, b)| f64::from(a * b)).sum()
+    };
+    let g = &results[0].1;
+    let gmax = g.iter().fold(0f64, |m, v| m.max(v.abs()));
+    for idx in [1234usize, 50_000, 77_777, 150_527, 200_001, 299_999] {
+        let h = 1e-2f32;
+        let (mut plus, mut minus) = (x_host.clone(), x_host.clone());
+        plus[idx] += h;
+        minus[idx] -= h;
+        let fd = (loss(&plus) - loss(&minus)) / (2.0 * f64::from(h));
+        assert!(
+            (fd - g[idx]).abs() <= 2e-2 * gmax,
+            "pixel {idx}: finite difference {fd}, gradient {}",
+            g[idx]
+        );
+    }
+}
