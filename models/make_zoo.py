@@ -97,7 +97,11 @@ SUPPORTED_OPS = set(
     "Conv Gemm MatMul MaxPool AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization Softmax "
     "LogSoftmax Relu LeakyRelu PRelu Sigmoid Tanh Gelu Erf Exp Log Sqrt Neg Abs Reciprocal Pow Add Sub "
     "Mul Div Clip ReduceMean ReduceSum ReduceMax Identity Dropout Flatten Reshape Transpose Concat "
-    "Shape Gather Unsqueeze Squeeze Slice Pad Cast ConstantOfShape Expand Constant".split())
+    "Shape Gather Unsqueeze Squeeze Slice Pad Cast ConstantOfShape Expand Constant "
+    # added for these fixtures:
+    "LayerNormalization Einsum HardSigmoid HardSwish Softplus Floor Ceil Sign Min Max Sum Mean Mod "
+    "Equal Less Greater LessOrEqual GreaterOrEqual And Or Xor Not Where Split Range Tile "
+    "ScatterND".split())
 
 
 # ================================================================ torchvision miniatures

@@ -11,6 +11,10 @@
 //! path = "datasets/mnist-demo/images.npy"
 //! classes = "datasets/mnist-demo/classes.txt"
 //!
+//! [data.limits]         # optional: sizes read from data files (robust_data::DataLimits)
+//! max_classes = 100_000             # a label must be below this without a classes file
+//! max_image_pixels = 67_108_864     # width × height of one image (8192 × 8192)
+//!
 //! [eval]
 //! attacks = ["fgsm", "pgd"]
 //! eps = [0.0, 0.01, 0.03, 0.1]

@@ -88,6 +88,25 @@ fn devices() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The error and its causes on one line, `outer: cause: ...`. A cause whose text the line
+/// already holds is left out: many errors print their source in their own message (`cannot
+/// write x: Is a directory (os error 21)`) and also return it as their `source()`, which
+/// would print the operating system's message twice.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
 fn main() -> ExitCode {
     // Vulkan's loader complains on stderr when this is unset (common in containers and CI);
     // wgpu works either way, so give it a harmless value before any adapter is probed.
@@ -132,13 +151,32 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let line = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {line}");
+            eprintln!("error: {}", one_line(&e));
             if e.downcast_ref::<exit::BadInput>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let io = std::io::Error::other("Is a directory (os error 21)");
+        let err = anyhow::Error::new(robust_report::ReportError::Write {
+            path: "out/results.json".into(),
+            source: io,
+        });
+        assert_eq!(
+            one_line(&err),
+            "cannot write out/results.json: Is a directory (os error 21)"
+        );
+        let chained = anyhow::anyhow!("inner cause").context("outer");
+        assert_eq!(one_line(&chained), "outer: inner cause");
     }
 }

@@ -131,8 +131,13 @@ fn class_files(class_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs.into_iter().flat_map(|(_, f)| f).collect())
 }
 
-/// Reads a `path,label` CSV; relative paths are resolved against the CSV's folder.
-pub(crate) fn read_csv(csv_path: &Path, classes: Option<&Classes>) -> Result<Listing> {
+/// Reads a `path,label` CSV; relative paths are resolved against the CSV's folder. Without
+/// a classes file, every label must be below `max_classes`.
+pub(crate) fn read_csv(
+    csv_path: &Path,
+    classes: Option<&Classes>,
+    max_classes: usize,
+) -> Result<Listing> {
     let base = csv_path.parent().unwrap_or(Path::new(""));
     let file = fs::File::open(csv_path).map_err(|e| DataError::io("read", csv_path, e))?;
     let mut reader = csv::ReaderBuilder::new()
@@ -181,7 +186,7 @@ pub(crate) fn read_csv(csv_path: &Path, classes: Option<&Classes>) -> Result<Lis
             ));
         }
         let text = field(label_col, "label")?;
-        let label = parse_label(text, classes)
+        let label = parse_label(text, classes, max_classes)
             .map_err(|reason| DataError::label(csv_path, format!("line {line}: {reason}")))?;
         listing.files.push(base.join(rel));
         listing.labels.push(label);
@@ -197,24 +202,43 @@ pub(crate) fn read_csv(csv_path: &Path, classes: Option<&Classes>) -> Result<Lis
 }
 
 /// A CSV label: a class index, or a class name looked up in the classes file.
-fn parse_label(text: &str, classes: Option<&Classes>) -> std::result::Result<usize, String> {
-    if let Ok(i) = text.parse::<usize>() {
-        if let Some(c) = classes {
-            if i >= c.names.len() {
+fn parse_label(
+    text: &str,
+    classes: Option<&Classes>,
+    max_classes: usize,
+) -> std::result::Result<usize, String> {
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    let is_index = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    if is_index {
+        let i = digits.parse::<usize>().ok();
+        match classes {
+            Some(c) if i.is_none_or(|i| i >= c.names.len()) => {
                 return Err(format!(
-                    "label {i} is out of range: {} names {} classes (0..={})",
+                    "label {text} is out of range: {} names {} classes (0..={})",
                     c.path.display(),
                     c.names.len(),
                     c.names.len() - 1
-                ));
+                ))
             }
+            None if i.is_none_or(|i| i >= max_classes) => {
+                return Err(format!(
+                    "label {text}, {}",
+                    crate::dataset::too_many_classes(max_classes)
+                ))
+            }
+            _ => {}
         }
-        return Ok(i);
+        if let Some(i) = i {
+            return Ok(i);
+        }
     }
     if text.is_empty() {
         return Err("empty label".into());
     }
-    if text.parse::<i64>().is_ok() {
+    if text
+        .strip_prefix('-')
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(format!("label {text} is negative"));
     }
     match classes {
@@ -234,18 +258,42 @@ fn parse_label(text: &str, classes: Option<&Classes>) -> std::result::Result<usi
 /// Decodes one PNG/JPEG (format guessed from its content) into planar gray or RGB values:
 /// 8-bit images in 0..=255 (default divisor 255), 16-bit ones in 0..=65535 (default 65535).
 /// Alpha is dropped, palettes are expanded.
-pub(crate) fn decode_image(path: &Path, scale: Option<f32>) -> Result<Raw> {
-    let reader = image::ImageReader::open(path)
+///
+/// The size in the file's header is checked against `max_pixels` (width × height) before
+/// anything is decoded, and the decoder runs under the image crate's [`image::Limits`]
+/// (width, height, and allocations of at most 8 bytes per allowed pixel), so a small file
+/// that claims a huge image fails at once instead of exhausting the memory.
+pub(crate) fn decode_image(path: &Path, scale: Option<f32>, max_pixels: u64) -> Result<Raw> {
+    let mut reader = image::ImageReader::open(path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => DataError::not_found(path, "image file"),
             _ => DataError::io("read", path, e),
         })?
         .with_guessed_format()
         .map_err(|e| DataError::io("read", path, e))?;
-    let img = reader.decode().map_err(|e| DataError::Decode {
+    let decode_err = |e: image::ImageError| DataError::Decode {
         path: path.to_path_buf(),
         reason: e.to_string(),
+    };
+    let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    // The decoded image (at most 4 channels of 16 bits) and the decoder's own buffers.
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(64 << 20));
+    reader.limits(limits.clone());
+    let decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Limits(_) => too_large(path, None, max_pixels),
+        e => decode_err(e),
     })?;
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(too_large(path, Some((width, height)), max_pixels));
+    }
+    limits
+        .reserve(image::ImageDecoder::total_bytes(&decoder))
+        .map_err(|_| too_large(path, Some((width, height)), max_pixels))?;
+    let img = image::DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     let color = img.color();
     let wide = color.bytes_per_pixel() / color.channel_count() > 1;
     let (h, w) = (img.height() as usize, img.width() as usize);
@@ -270,6 +318,21 @@ pub(crate) fn decode_image(path: &Path, scale: Option<f32>) -> Result<Raw> {
             scale: scale.unwrap_or(full),
         },
     })
+}
+
+/// An image above [`crate::DataLimits::max_image_pixels`].
+fn too_large(path: &Path, size: Option<(u32, u32)>, max: u64) -> DataError {
+    let what = match size {
+        Some((w, h)) => format!("{w}×{h} = {} pixels", u64::from(w) * u64::from(h)),
+        None => "its size".to_string(),
+    };
+    DataError::Decode {
+        path: path.to_path_buf(),
+        reason: format!(
+            "the header declares {what}, above the limit of {max} pixels per image \
+             ([data.limits] max_image_pixels); refusing to decode it"
+        ),
+    }
 }
 
 fn to_f32<T: Copy + Into<f32>>(v: Vec<T>) -> Vec<f32> {

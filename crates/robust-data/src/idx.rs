@@ -230,9 +230,21 @@ fn parse_header(path: &Path, bytes: &[u8], kind: IdxKind) -> Result<(Vec<usize>,
 }
 
 fn check_len(path: &Path, dims: &[usize], header_len: usize, len: u64) -> Result<()> {
-    let data = dims.iter().map(|&d| d as u64).product::<u64>();
-    let expected = header_len as u64 + data;
     let dims_text: Vec<String> = dims.iter().map(usize::to_string).collect();
+    // Three 32-bit sizes can overflow 64 bits: such a header is refused, not wrapped around.
+    let data = dims
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .ok_or_else(|| {
+            DataError::format(
+                path,
+                format!(
+                    "the header declares {}, too large: its size overflows",
+                    dims_text.join(" × ")
+                ),
+            )
+        })?;
+    let expected = header_len as u64 + data;
     if len < expected {
         return Err(DataError::format(
             path,

@@ -55,6 +55,19 @@
 //! A [`DataBatch`] holds the `N × C × H × W` values (NCHW), the labels, and each sample's
 //! index in the data set.
 //!
+//! # Limits
+//!
+//! Every size read from a file is checked before memory is reserved for it, against the
+//! [`DataLimits`] of the spec (`[data.limits]` in `robust.toml`): without a classes file a
+//! label must be below [`DataLimits::max_classes`] (default 100,000), since the data set then
+//! has one class per label up to the largest; an image's width × height, read from the PNG or
+//! JPEG header before decoding (and enforced as the decoder's allocation limit), from an
+//! `.npy` or IDX header, or the model's input size, must be at most
+//! [`DataLimits::max_image_pixels`] (default 8192 × 8192); an `.npy` header's length and
+//! the product of its shape must fit in the file. The error names the file, the value and
+//! the limit, so a label of 2⁶² or a 22000×22000 PNG of a few hundred kilobytes fails at
+//! once instead of exhausting the memory.
+//!
 //! # Errors
 //!
 //! Every failure is a [`DataError`] naming the file concerned and the problem, e.g.

@@ -59,6 +59,158 @@ impl Elem {
             _ => unreachable!("Elem is only built for the sizes above"),
         }
     }
+
+    /// Calls `f` with each element of `bytes` of an integer dtype, exactly (as `i128`).
+    fn for_each_int(self, bytes: &[u8], mut f: impl FnMut(i128)) {
+        macro_rules! each {
+            ($t:ty, $n:literal) => {
+                for b in bytes.chunks_exact($n) {
+                    let a: [u8; $n] = b.try_into().expect("an exact chunk");
+                    let v = if self.big_endian {
+                        <$t>::from_be_bytes(a)
+                    } else {
+                        <$t>::from_le_bytes(a)
+                    };
+                    f(i128::from(v));
+                }
+            };
+        }
+        match (self.kind, self.size) {
+            (ElemKind::Uint, 1) => bytes.iter().for_each(|&v| f(i128::from(v))),
+            (ElemKind::Int, 1) => bytes.iter().for_each(|&v| f(i128::from(v as i8))),
+            (ElemKind::Uint, 2) => each!(u16, 2),
+            (ElemKind::Uint, 4) => each!(u32, 4),
+            (ElemKind::Uint, 8) => each!(u64, 8),
+            (ElemKind::Int, 2) => each!(i16, 2),
+            (ElemKind::Int, 4) => each!(i32, 4),
+            (ElemKind::Int, 8) => each!(i64, 8),
+            // Floats are read through `for_each`.
+            _ => self.for_each(bytes, |v| f(v as i128)),
+        }
+    }
+}
+
+/// A stored label as a class index, or the value and why it is none (`"-1, which is
+/// negative"`).
+fn int_label(v: i128) -> std::result::Result<usize, String> {
+    if v < 0 {
+        return Err(format!(
+            "{v}, which is negative; labels are class indices 0, 1, ..."
+        ));
+    }
+    usize::try_from(v).map_err(|_| format!("{v}, which is too large for a class index"))
+}
+
+/// [`int_label`] for a float: it must also be a whole number, and exact in `f64`.
+fn float_label(v: f64) -> std::result::Result<usize, String> {
+    if !v.is_finite() || v.fract() != 0.0 {
+        return Err(format!("{v}, which is not an integer class index"));
+    }
+    if v < 0.0 {
+        return Err(format!(
+            "{v}, which is negative; labels are class indices 0, 1, ..."
+        ));
+    }
+    // Above 2^53 a float no longer tells neighbouring integers apart.
+    if v >= 9_007_199_254_740_992.0 {
+        return Err(format!("{v}, which is too large for a class index"));
+    }
+    Ok(v as usize)
+}
+
+/// The longest `.npy` header accepted (numpy writes a few hundred bytes).
+const MAX_HEADER_LEN: u64 = 1 << 20;
+
+/// Checks the start of a `.npy` file before the npy reader sees it: the header length must
+/// fit in the file (the reader reserves that many bytes), and the product of the declared
+/// shape must neither overflow nor exceed the bytes that follow the header (every element
+/// takes at least one byte). Files that do not start with the npy magic are left to the
+/// reader, which reports them; so are headers this simple scan does not understand.
+fn precheck(path: &Path, file: &mut fs::File, file_len: u64) -> Result<()> {
+    let mut prefix = [0u8; 12];
+    let mut got = 0;
+    while got < prefix.len() {
+        match file.read(&mut prefix[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(DataError::io("read", path, e)),
+        }
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| DataError::io("read", path, e))?;
+    if got < 10 || &prefix[..6] != b"\x93NUMPY" {
+        return Ok(());
+    }
+    let (start, len) = if prefix[6] == 1 {
+        (10u64, u64::from(u16::from_le_bytes([prefix[8], prefix[9]])))
+    } else if got == 12 {
+        (
+            12u64,
+            u64::from(u32::from_le_bytes([
+                prefix[8], prefix[9], prefix[10], prefix[11],
+            ])),
+        )
+    } else {
+        return Ok(());
+    };
+    if len > MAX_HEADER_LEN || start + len > file_len {
+        return Err(DataError::format(
+            path,
+            format!(
+                "not a valid .npy file: its header claims {len} bytes, the file holds {}",
+                file_len.saturating_sub(start)
+            ),
+        ));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.read_exact(&mut header))
+        .and_then(|_| file.seek(SeekFrom::Start(0)))
+        .map_err(|e| DataError::io("read", path, e))?;
+    let header = String::from_utf8_lossy(&header);
+    let Some(pos) = header.find("'shape'") else {
+        return Ok(());
+    };
+    let rest = &header[pos..];
+    let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+        return Ok(());
+    };
+    if close < open {
+        return Ok(());
+    }
+    let dims: Vec<&str> = rest[open + 1..close]
+        .split(',')
+        .map(|d| d.trim().trim_end_matches('L'))
+        .filter(|d| !d.is_empty())
+        .collect();
+    let mut total: u64 = 1;
+    for d in &dims {
+        let Ok(d) = d.parse::<u64>() else {
+            return Ok(());
+        };
+        total = total.checked_mul(d).ok_or_else(|| {
+            DataError::format(
+                path,
+                format!(
+                    "shape ({}) is too large: its size overflows",
+                    dims.join(", ")
+                ),
+            )
+        })?;
+    }
+    let data = file_len - start - len;
+    if total > data {
+        return Err(DataError::format(
+            path,
+            format!(
+                "truncated: shape ({}) declares {total} elements, but only {data} bytes of \
+                 data follow the header",
+                dims.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An open `.npy` file: its header, and where its data starts.
@@ -75,18 +227,32 @@ impl NpyArray {
     /// Accepted dtypes: unsigned and signed integers of 1, 2, 4, 8 bytes, `f4`, `f8`, either
     /// byte order; C order (or any order for arrays with at most one non-trivial axis).
     pub fn open(path: &Path, what: &str) -> Result<Self> {
-        let file = fs::File::open(path).map_err(|e| match e.kind() {
+        let mut file = fs::File::open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => DataError::not_found(path, what),
             _ => DataError::io("read", path, e),
         })?;
-        let file_len = file
+        let meta = file
             .metadata()
-            .map_err(|e| DataError::io("read", path, e))?
-            .len();
+            .map_err(|e| DataError::io("read", path, e))?;
+        if meta.is_dir() {
+            return Err(DataError::format(
+                path,
+                format!("the {what} must be a .npy file, this is a folder"),
+            ));
+        }
+        let file_len = meta.len();
+        precheck(path, &mut file, file_len)?;
         let mut reader = BufReader::new(file);
         let npy = NpyFile::new(&mut reader)
             .map_err(|e| DataError::format(path, format!("not a valid .npy file ({e})")))?;
-        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+        let shape = npy
+            .shape()
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<std::result::Result<Vec<usize>, _>>()
+            .map_err(|_| {
+                DataError::format(path, format!("shape {:?} is too large", npy.shape()))
+            })?;
         let dtype = npy.dtype();
         let order = npy.order();
         drop(npy);
@@ -170,12 +336,28 @@ impl NpyArray {
         Ok(bytes)
     }
 
-    /// Every element as `f64`.
-    pub fn read_all(&self) -> Result<Vec<f64>> {
+    /// Calls `f(i, label)` with every element as a class index: exact for integer dtypes,
+    /// floats must be whole numbers. A value that is no class index is passed as
+    /// `Err("<value>, which is ...")`.
+    pub fn for_each_label(
+        &self,
+        mut f: impl FnMut(usize, std::result::Result<usize, String>),
+    ) -> Result<()> {
+        // `open` checked that the product fits and that the file holds that many elements.
         let n: usize = self.shape.iter().product();
         let bytes = self.read(0, n)?;
-        let mut out = Vec::with_capacity(n);
-        self.elem.for_each(&bytes, |v| out.push(v));
-        Ok(out)
+        let mut i = 0;
+        if self.elem.is_float() {
+            self.elem.for_each(&bytes, |v| {
+                f(i, float_label(v));
+                i += 1;
+            });
+        } else {
+            self.elem.for_each_int(&bytes, |v| {
+                f(i, int_label(v));
+                i += 1;
+            });
+        }
+        Ok(())
     }
 }

@@ -433,3 +433,198 @@ fn npy_without_labels_needs_the_unlabelled_option() {
         labelled.batch(0, 5).unwrap().pixels
     );
 }
+
+/// The bytes of a PNG file whose header declares `width × height` 8-bit gray pixels, with
+/// one tiny IDAT chunk: enough for a decoder to read the size, far too little for the
+/// pixels (a decompression bomb's header).
+fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend(kind);
+        out.extend(data);
+        out.extend(crc.sum().to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit gray, deflate, no filter method, no interlace
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[test]
+fn a_png_bomb_is_refused_from_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join("seven");
+    std::fs::create_dir(&class).unwrap();
+    let bomb = class.join("bomb.png");
+    std::fs::write(&bomb, png_header_only(22_000, 22_000)).unwrap();
+    let data = Dataset::open(&DataSpec::new(dir.path()), GRAY28, UNIT, None).unwrap();
+    let started = std::time::Instant::now();
+    let err = data.batch(0, 1).unwrap_err();
+    assert!(
+        started.elapsed().as_secs_f64() < 1.0,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, DataError::Decode { .. }), "{err:?}");
+    assert_names(
+        &err,
+        &bomb,
+        &["22000×22000", "67108864", "max_image_pixels"],
+    );
+    // The limit is configurable: a lower one refuses a small image too.
+    let small = class.join("small.png");
+    std::fs::remove_file(&bomb).unwrap();
+    image::GrayImage::new(40, 40).save(&small).unwrap();
+    let mut spec = DataSpec::new(dir.path());
+    spec.limits.max_image_pixels = 1000;
+    let data = Dataset::open(&spec, [1, 28, 28], UNIT, None).unwrap();
+    assert_names(&data.batch(0, 1).unwrap_err(), &small, &["40×40", "1000"]);
+    spec.limits.max_image_pixels = 1600;
+    assert!(Dataset::open(&spec, [1, 28, 28], UNIT, None)
+        .unwrap()
+        .batch(0, 1)
+        .is_ok());
+}
+
+#[test]
+fn a_huge_label_without_classes_file_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_npy(&d.join("images.npy"), &[3, 2, 2], &[0u8; 12]);
+    let labels = d.join("labels.npy");
+    for (big, words) in [
+        (
+            1i64 << 31,
+            &["sample 2", "2147483648", "100000", "too large"][..],
+        ),
+        (
+            1i64 << 62,
+            &["sample 2", "4611686018427387904", "too large"][..],
+        ),
+        (100_000, &["sample 2", "100000", "max_classes"][..]),
+    ] {
+        write_npy(&labels, &[3], &[0i64, 1, big]);
+        let started = std::time::Instant::now();
+        let err = open_err(&DataSpec::new(d), [1, 2, 2]);
+        assert!(started.elapsed().as_secs_f64() < 1.0);
+        assert!(matches!(err, DataError::Label { .. }), "{err:?}");
+        assert_names(&err, &labels, words);
+        assert!(!err.to_string().contains("non-negative"), "{err}");
+    }
+    // Unsigned and float labels too, and a raised limit admits the label.
+    write_npy(&labels, &[3], &[0u64, 1, u64::MAX]);
+    assert_names(
+        &open_err(&DataSpec::new(d), [1, 2, 2]),
+        &labels,
+        &["18446744073709551615", "too large"],
+    );
+    write_npy(&labels, &[3], &[0f64, 1.0, 1e300]);
+    assert_names(
+        &open_err(&DataSpec::new(d), [1, 2, 2]),
+        &labels,
+        &["too large"],
+    );
+    write_npy(&labels, &[3], &[0i64, 1, 150_000]);
+    let mut spec = DataSpec::new(d);
+    spec.limits.max_classes = 200_000;
+    let data = Dataset::open(&spec, [1, 2, 2], UNIT, None).unwrap();
+    assert_eq!(data.info().num_classes, 150_001);
+    // A classes file sets the number of classes: the limit does not apply.
+    std::fs::write(d.join("classes.txt"), "a\nb\n").unwrap();
+    assert_names(
+        &open_err(&spec, [1, 2, 2]),
+        &labels,
+        &["label 150000", "2 classes"],
+    );
+}
+
+#[test]
+fn a_huge_csv_label_says_it_is_too_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    image::GrayImage::new(2, 2).save(d.join("x.png")).unwrap();
+    let csv = d.join("data.csv");
+    for big in [
+        "4611686018427387904",
+        "99999999999999999999999999",
+        "100000",
+    ] {
+        std::fs::write(&csv, format!("path,label\nx.png,0\nx.png,{big}\n")).unwrap();
+        let err = open_err(&DataSpec::new(&csv), [1, 2, 2]);
+        assert!(matches!(err, DataError::Label { .. }), "{err:?}");
+        assert_names(&err, &csv, &["line 3", big, "too large", "100000"]);
+    }
+    std::fs::write(&csv, "path,label\nx.png,-99999999999999999999999\n").unwrap();
+    assert_names(
+        &open_err(&DataSpec::new(&csv), [1, 2, 2]),
+        &csv,
+        &["negative"],
+    );
+}
+
+#[test]
+fn npy_headers_are_checked_before_the_reader_allocates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let images = d.join("images.npy");
+    write_npy(&d.join("labels.npy"), &[1], &[0i64]);
+    let npy = |shape: &str| {
+        let mut header =
+            format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({shape}), }}");
+        while !(10 + header.len() + 1).is_multiple_of(64) {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend((header.len() as u16).to_le_bytes());
+        b.extend(header.as_bytes());
+        b.extend([0u8; 16]);
+        b
+    };
+    // A shape whose product overflows u64, and one far beyond the data in the file.
+    std::fs::write(&images, npy("1, 4294967296, 4294967296, 4294967296")).unwrap();
+    assert_names(
+        &open_err(&DataSpec::new(d), [1, 2, 2]),
+        &images,
+        &["too large"],
+    );
+    std::fs::write(&images, npy("1, 1099511627776, 1")).unwrap();
+    assert_names(
+        &open_err(&DataSpec::new(d), [1, 2, 2]),
+        &images,
+        &["truncated"],
+    );
+    // A version-2 header claiming 4 GiB.
+    let mut b = b"\x93NUMPY\x02\x00".to_vec();
+    b.extend(u32::MAX.to_le_bytes());
+    b.extend(b"{'descr'");
+    std::fs::write(&images, b).unwrap();
+    assert_names(
+        &open_err(&DataSpec::new(d), [1, 2, 2]),
+        &images,
+        &["header"],
+    );
+    // Images larger than the pixel limit, from the header alone.
+    std::fs::write(&images, npy("1, 9000, 9000")).unwrap();
+    let err = open_err(&DataSpec::new(d), [1, 2, 2]);
+    assert_names(&err, &images, &["truncated"]);
+    let mut spec = DataSpec::new(d);
+    spec.limits.max_image_pixels = 3;
+    write_npy(&images, &[1, 2, 2], &[0u8; 4]);
+    assert_names(
+        &open_err(&spec, [1, 1, 3]),
+        &images,
+        &["2×2", "limit of 3 pixels"],
+    );
+}

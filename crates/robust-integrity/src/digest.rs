@@ -98,22 +98,35 @@ pub struct Manifest {
 
 /// The JSON shape of a manifest, before its invariants are checked.
 #[derive(Serialize, Deserialize)]
-struct RawManifest {
+pub(crate) struct RawManifest {
     format: String,
     root_sha256: String,
     entries: Vec<ManifestEntry>,
+}
+
+impl RawManifest {
+    /// The manifest of the entries (format and entries checked), and the root digest the
+    /// JSON recorded, which may differ from the manifest's own (see [`Manifest::try_from`]).
+    pub(crate) fn into_manifest_and_recorded_root(self) -> Result<(Manifest, String)> {
+        if self.format != MANIFEST_FORMAT {
+            return Err(IntegrityError::InvalidManifest {
+                reason: format!("format is {:?}, expected {MANIFEST_FORMAT:?}", self.format),
+            });
+        }
+        Ok((Manifest::new(self.entries)?, self.root_sha256))
+    }
 }
 
 impl TryFrom<RawManifest> for Manifest {
     type Error = IntegrityError;
 
     fn try_from(raw: RawManifest) -> Result<Self> {
-        if raw.format != MANIFEST_FORMAT {
-            return Err(IntegrityError::InvalidManifest {
-                reason: format!("format is {:?}, expected {MANIFEST_FORMAT:?}", raw.format),
-            });
-        }
-        let manifest = Manifest::new(raw.entries)?;
+        let (manifest, recorded) = raw.into_manifest_and_recorded_root()?;
+        let raw = RawManifest {
+            format: String::new(),
+            root_sha256: recorded,
+            entries: Vec::new(),
+        };
         if manifest.root_sha256 != raw.root_sha256 {
             return Err(IntegrityError::InvalidManifest {
                 reason: format!(

@@ -74,6 +74,19 @@ pub enum IntegrityError {
         reason: String,
     },
 
+    /// A key of another type than Ed25519 (RSA, EC, Ed448, ...): only Ed25519 is supported.
+    #[error(
+        "unsupported {kind} key: this is {} key; only Ed25519 keys are supported for now \
+         (make a key pair with `robust keygen` or `openssl genpkey -algorithm ed25519`)",
+        article(found)
+    )]
+    UnsupportedKeyType {
+        /// `"private"` or `"public"`.
+        kind: &'static str,
+        /// The key type found, e.g. `RSA` or `EC (P-256)`.
+        found: String,
+    },
+
     /// The operating system's random number generator failed.
     #[error("cannot obtain random bytes from the operating system: {reason}")]
     Random {
@@ -87,6 +100,16 @@ pub enum IntegrityError {
         /// The signature file.
         path: PathBuf,
         /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A well-formed signature file whose manifest was edited after signing: its recorded
+    /// root digest differs from the digest of its entries. A verification failure.
+    #[error("the signature file {} was altered: {reason}", path.display())]
+    AlteredSignatureFile {
+        /// The signature file.
+        path: PathBuf,
+        /// What differs.
         reason: String,
     },
 
@@ -197,6 +220,19 @@ pub enum IntegrityError {
     },
 }
 
+/// `"an RSA"`, `"an EC (P-256)"`, `"a DSA"`: the indefinite article for a key type (by
+/// how the abbreviation is spoken); a phrase that already starts with an article is kept.
+fn article(found: &str) -> String {
+    if found.starts_with("a ") || found.starts_with("an ") {
+        return found.to_string();
+    }
+    let vowel_sound = found
+        .chars()
+        .next()
+        .is_some_and(|c| "AEFHILMNORSXaeiou".contains(c));
+    format!("{} {found}", if vowel_sound { "an" } else { "a" })
+}
+
 /// `Result` with [`IntegrityError`].
 pub type Result<T, E = IntegrityError> = std::result::Result<T, E>;
 
@@ -234,6 +270,7 @@ impl IntegrityError {
             self,
             IntegrityError::WrongKey { .. }
                 | IntegrityError::BadSignature
+                | IntegrityError::AlteredSignatureFile { .. }
                 | IntegrityError::Tampered { .. }
         )
     }

@@ -11,6 +11,11 @@
 //! * A key's fingerprint is the SHA-256 of its DER SubjectPublicKeyInfo:
 //!   `openssl pkey -pubin -in pub.pem -outform DER | sha256sum`.
 //!
+//! [`SignatureFile::read`] refuses a file whose manifest was edited without re-signing (its
+//! recorded root digest differs from its entries') as [`IntegrityError::AlteredSignatureFile`],
+//! a verification failure like the ones below. Keys of other types (RSA, EC, Ed448, ...)
+//! are refused as [`IntegrityError::UnsupportedKeyType`], naming the type found.
+//!
 //! [`verify`] checks, in this order: the signature file's format and algorithm; that the
 //! public key given is the one recorded ([`IntegrityError::WrongKey`]); that the
 //! signature verifies over the recorded manifest ([`IntegrityError::BadSignature`], the
@@ -26,7 +31,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand::TryRng;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{manifest_for, sha256_bytes, Manifest};
+use crate::digest::{manifest_for, sha256_bytes, Manifest, RawManifest};
 use crate::error::{IntegrityError, Result};
 
 /// `format` field of a signature file.
@@ -76,19 +81,92 @@ fn public_key_pem(key: &VerifyingKey) -> Result<String> {
         })
 }
 
-/// Parses a PKCS#8 PEM Ed25519 private key.
+/// Parses a PKCS#8 PEM Ed25519 private key. A key of another type (RSA, EC, Ed448, ...)
+/// is refused with [`IntegrityError::UnsupportedKeyType`], naming the type found.
 pub fn parse_private_key(pem: &str) -> Result<SigningKey> {
-    SigningKey::from_pkcs8_pem(pem.trim_start()).map_err(|e| IntegrityError::Key {
-        kind: "private",
-        reason: format!("not a PKCS#8 PEM Ed25519 private key ({e})"),
+    SigningKey::from_pkcs8_pem(pem.trim_start()).map_err(|e| {
+        unsupported_key_type(pem, "private").unwrap_or_else(|| IntegrityError::Key {
+            kind: "private",
+            reason: format!("not a PKCS#8 PEM Ed25519 private key ({e})"),
+        })
     })
 }
 
-/// Parses an SPKI PEM Ed25519 public key.
+/// Parses an SPKI PEM Ed25519 public key. A key of another type (RSA, EC, Ed448, ...) is
+/// refused with [`IntegrityError::UnsupportedKeyType`], naming the type found.
 pub fn parse_public_key(pem: &str) -> Result<VerifyingKey> {
-    VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| IntegrityError::Key {
-        kind: "public",
-        reason: format!("not an SPKI PEM Ed25519 public key ({e})"),
+    VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| {
+        unsupported_key_type(pem, "public").unwrap_or_else(|| IntegrityError::Key {
+            kind: "public",
+            reason: format!("not an SPKI PEM Ed25519 public key ({e})"),
+        })
+    })
+}
+
+/// The error for a PEM key that is recognisably a key of another type than Ed25519 (by its
+/// PEM label, or the algorithm of its PKCS#8 / SubjectPublicKeyInfo structure); `None` when
+/// the type cannot be told (the caller then reports the parser's error).
+fn unsupported_key_type(pem: &str, kind: &'static str) -> Option<IntegrityError> {
+    use ed25519_dalek::pkcs8::spki::der::{pem as rfc7468, Decode};
+    use ed25519_dalek::pkcs8::spki::SubjectPublicKeyInfoRef;
+    use ed25519_dalek::pkcs8::PrivateKeyInfo;
+
+    let (label, der) = rfc7468::decode_vec(pem.trim().as_bytes()).ok()?;
+    let found = match label {
+        "RSA PRIVATE KEY" | "RSA PUBLIC KEY" => "RSA (PKCS#1)".to_string(),
+        "EC PRIVATE KEY" => "EC (SEC1)".to_string(),
+        "DSA PRIVATE KEY" => "DSA".to_string(),
+        "OPENSSH PRIVATE KEY" => "OpenSSH-format".to_string(),
+        "ENCRYPTED PRIVATE KEY" => "encrypted (password-protected) PKCS#8".to_string(),
+        "CERTIFICATE" => "an X.509 certificate, not a".to_string(),
+        "PRIVATE KEY" => {
+            let info = PrivateKeyInfo::from_der(&der).ok()?;
+            let params = info.algorithm.parameters.and_then(|p| {
+                p.decode_as::<ed25519_dalek::pkcs8::spki::ObjectIdentifier>()
+                    .ok()
+            });
+            algorithm_name(
+                &info.algorithm.oid.to_string(),
+                params.map(|p| p.to_string()),
+            )?
+        }
+        "PUBLIC KEY" => {
+            let info = SubjectPublicKeyInfoRef::from_der(&der).ok()?;
+            let params = info.algorithm.parameters.and_then(|p| {
+                p.decode_as::<ed25519_dalek::pkcs8::spki::ObjectIdentifier>()
+                    .ok()
+            });
+            algorithm_name(
+                &info.algorithm.oid.to_string(),
+                params.map(|p| p.to_string()),
+            )?
+        }
+        _ => return None,
+    };
+    Some(IntegrityError::UnsupportedKeyType { kind, found })
+}
+
+/// A key algorithm's name from its OID (and the curve OID for EC keys); `None` for Ed25519
+/// (which is supported, so the key is broken in some other way) and for unknown OIDs.
+fn algorithm_name(oid: &str, params: Option<String>) -> Option<String> {
+    let curve = |p: Option<String>| match p.as_deref() {
+        Some("1.2.840.10045.3.1.7") => "P-256".to_string(),
+        Some("1.3.132.0.34") => "P-384".to_string(),
+        Some("1.3.132.0.35") => "P-521".to_string(),
+        Some("1.3.132.0.10") => "secp256k1".to_string(),
+        Some(other) => format!("curve {other}"),
+        None => "unknown curve".to_string(),
+    };
+    Some(match oid {
+        "1.3.101.112" => return None,
+        "1.2.840.113549.1.1.1" => "RSA".to_string(),
+        "1.2.840.113549.1.1.10" => "RSA-PSS".to_string(),
+        "1.2.840.10045.2.1" => format!("EC ({})", curve(params)),
+        "1.2.840.10040.4.1" => "DSA".to_string(),
+        "1.3.101.113" => "Ed448".to_string(),
+        "1.3.101.110" => "X25519".to_string(),
+        "1.3.101.111" => "X448".to_string(),
+        other => format!("algorithm OID {other}"),
     })
 }
 
@@ -129,25 +207,53 @@ pub struct SignatureFile {
 impl SignatureFile {
     /// Reads and checks a signature file: valid JSON with every field, a consistent
     /// manifest, a known format and algorithm, and hex fields of the right length.
+    ///
+    /// A well-formed file whose manifest's recorded root digest differs from the digest of
+    /// its entries was edited after signing (robust never writes one): that is
+    /// [`IntegrityError::AlteredSignatureFile`], a verification failure, not a malformed file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text =
             std::fs::read_to_string(path).map_err(|e| IntegrityError::io("read", path, e))?;
-        Self::from_json(&text).map_err(|reason| IntegrityError::MalformedSignatureFile {
-            path: path.to_path_buf(),
-            reason,
-        })
+        Self::from_json(&text, path)
     }
 
-    /// Parses a signature file from JSON text; the error is a one-line reason.
-    fn from_json(text: &str) -> std::result::Result<Self, String> {
-        let file: SignatureFile = serde_json::from_str(text).map_err(|e| match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                format!("not valid JSON ({e})")
-            }
-            _ => e.to_string(),
+    /// Parses a signature file from JSON text; `path` is named in the errors.
+    fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let malformed = |reason: String| IntegrityError::MalformedSignatureFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let raw: RawSignatureFile = serde_json::from_str(text).map_err(|e| {
+            malformed(match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    format!("not valid JSON ({e})")
+                }
+                _ => e.to_string(),
+            })
         })?;
-        file.check().map_err(|e| e.to_string())?;
+        let (manifest, recorded_root) = raw
+            .manifest
+            .into_manifest_and_recorded_root()
+            .map_err(|e| malformed(e.to_string()))?;
+        let file = SignatureFile {
+            format: raw.format,
+            algorithm: raw.algorithm,
+            manifest,
+            public_key_sha256: raw.public_key_sha256,
+            signature: raw.signature,
+        };
+        file.check().map_err(|e| malformed(e.to_string()))?;
+        if file.manifest.root_sha256() != recorded_root {
+            return Err(IntegrityError::AlteredSignatureFile {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "its manifest records the root digest {recorded_root}, but its entries \
+                     digest to {}: an entry was edited after signing",
+                    file.manifest.root_sha256()
+                ),
+            });
+        }
         Ok(file)
     }
 
@@ -205,6 +311,16 @@ impl SignatureFile {
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::atomic::write_atomic(path, self.to_json_pretty().as_bytes())
     }
+}
+
+/// The JSON shape of a signature file, before the manifest's root digest is compared.
+#[derive(Deserialize)]
+struct RawSignatureFile {
+    format: String,
+    algorithm: String,
+    manifest: RawManifest,
+    public_key_sha256: String,
+    signature: String,
 }
 
 /// Signs a manifest with a PKCS#8 PEM private key.

@@ -371,64 +371,94 @@ impl RunResults {
     }
 
     /// Lists what makes these results unusable, empty when they are fine: non-finite
-    /// numbers (which JSON cannot store), empty or duplicate attack labels.
+    /// numbers (which JSON cannot store); accuracies, rates and confidences outside
+    /// `[0, 1]`; negative epsilons, perturbations or durations; counts that contradict each
+    /// other (a point with more attacked samples than the data set holds, more samples with
+    /// dead gradients than attacked, more per-class values than the model has classes);
+    /// empty or duplicate attack labels.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        let mut finite = |what: String, x: f64| {
+        let mut check = |what: String, x: f64, range: Range| {
             if !x.is_finite() {
                 problems.push(format!("{what} is {x}, not a finite number"));
+            } else if !range.contains(x) {
+                problems.push(format!("{what} is {x}, {}", range.expected()));
             }
         };
-        finite("duration_s".into(), self.duration_s);
-        finite("clean_accuracy".into(), self.clean_accuracy);
+        check("duration_s".into(), self.duration_s, Range::NonNegative);
+        check("clean_accuracy".into(), self.clean_accuracy, Range::Unit);
         for (c, acc) in self.clean_per_class.iter().enumerate() {
             if let Some(acc) = acc {
-                finite(format!("clean_per_class[{c}]"), *acc);
+                check(format!("clean_per_class[{c}]"), *acc, Range::Unit);
             }
         }
         for a in &self.attacks {
             for p in &a.points {
                 let at = |field: &str| format!("attack '{}' eps {}: {field}", a.label, p.eps);
-                finite(at("eps"), p.eps);
-                finite(at("robust_accuracy"), p.robust_accuracy);
-                finite(at("attack_success_rate"), p.attack_success_rate);
-                finite(at("mean_perturbation"), p.mean_perturbation);
-                finite(at("max_perturbation"), p.max_perturbation);
+                check(at("eps"), p.eps, Range::NonNegative);
+                check(at("robust_accuracy"), p.robust_accuracy, Range::Unit);
+                check(
+                    at("attack_success_rate"),
+                    p.attack_success_rate,
+                    Range::Unit,
+                );
+                check(
+                    at("mean_perturbation"),
+                    p.mean_perturbation,
+                    Range::NonNegative,
+                );
+                check(
+                    at("max_perturbation"),
+                    p.max_perturbation,
+                    Range::NonNegative,
+                );
                 for (c, acc) in p.per_class_robust.iter().enumerate() {
                     if let Some(acc) = acc {
-                        finite(at(&format!("per_class_robust[{c}]")), *acc);
+                        check(at(&format!("per_class_robust[{c}]")), *acc, Range::Unit);
                     }
                 }
             }
         }
         for w in &self.worst_case {
-            finite(format!("worst_case eps {}: eps", w.eps), w.eps);
-            finite(
+            check(
+                format!("worst_case eps {}: eps", w.eps),
+                w.eps,
+                Range::NonNegative,
+            );
+            check(
                 format!("worst_case eps {}: robust_accuracy", w.eps),
                 w.robust_accuracy,
+                Range::Unit,
             );
         }
         for e in &self.examples {
-            finite(format!("example {} eps", e.index), e.eps);
-            finite(
+            check(
+                format!("example {} eps", e.index),
+                e.eps,
+                Range::NonNegative,
+            );
+            check(
                 format!("example {} clean_conf", e.index),
                 f64::from(e.clean_conf),
+                Range::Unit,
             );
-            finite(
+            check(
                 format!("example {} adv_conf", e.index),
                 f64::from(e.adv_conf),
+                Range::Unit,
             );
         }
         if let Some(gate) = &self.gate {
             for r in &gate.rows {
                 let at = format!("gate row '{}' eps {}", r.attack, r.eps);
-                finite(format!("{at}: eps"), r.eps);
-                finite(format!("{at}: threshold"), r.threshold);
+                check(format!("{at}: eps"), r.eps, Range::NonNegative);
+                check(format!("{at}: threshold"), r.threshold, Range::Any);
                 for v in [r.baseline, r.actual].into_iter().flatten() {
-                    finite(format!("{at}: value"), v);
+                    check(format!("{at}: value"), v, Range::Unit);
                 }
             }
         }
+        problems.extend(self.count_problems());
         let mut seen = HashSet::new();
         for a in &self.attacks {
             if a.label.trim().is_empty() {
@@ -438,6 +468,46 @@ impl RunResults {
                     "attack label '{}' is used twice: labels must be unique within a run",
                     a.label
                 ));
+            }
+        }
+        problems
+    }
+
+    /// Counts that contradict each other (see [`RunResults::problems`]).
+    fn count_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let size = self.dataset.size;
+        let classes = self.model.num_classes;
+        if classes > 0 && self.clean_per_class.len() > classes {
+            problems.push(format!(
+                "clean_per_class has {} values for a model with {classes} classes",
+                self.clean_per_class.len()
+            ));
+        }
+        for a in &self.attacks {
+            for p in &a.points {
+                let at = format!("attack '{}' eps {}", a.label, p.eps);
+                if size > 0 && p.n > size {
+                    problems.push(format!(
+                        "{at}: n is {}, more samples than the data set's size {size}",
+                        p.n
+                    ));
+                }
+                for (field, v) in [
+                    ("zero_grad_samples", p.zero_grad_samples),
+                    ("nonfinite_grad_samples", p.nonfinite_grad_samples),
+                ] {
+                    if v > p.n {
+                        problems.push(format!("{at}: {field} is {v}, more than n = {}", p.n));
+                    }
+                }
+                if classes > 0 && p.per_class_robust.len() > classes {
+                    problems.push(format!(
+                        "{at}: per_class_robust has {} values for a model with {classes} \
+                         classes",
+                        p.per_class_robust.len()
+                    ));
+                }
             }
         }
         problems
@@ -482,6 +552,35 @@ impl AttackResult {
     /// The point whose epsilon equals `eps` within [`EPS_TOLERANCE`].
     pub fn point(&self, eps: f64) -> Option<&EpsPoint> {
         self.points.iter().find(|p| eps_eq(p.eps, eps))
+    }
+}
+
+/// The valid range of a number in [`RunResults::problems`].
+#[derive(Clone, Copy)]
+enum Range {
+    /// `[0, 1]`: accuracies, rates, confidences.
+    Unit,
+    /// `[0, ∞)`: epsilons, perturbations, durations.
+    NonNegative,
+    /// Any finite number.
+    Any,
+}
+
+impl Range {
+    fn contains(self, x: f64) -> bool {
+        match self {
+            Range::Unit => (0.0..=1.0).contains(&x),
+            Range::NonNegative => x >= 0.0,
+            Range::Any => true,
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Range::Unit => "outside [0, 1]",
+            Range::NonNegative => "below 0",
+            Range::Any => "",
+        }
     }
 }
 
@@ -648,6 +747,56 @@ mod tests {
         assert!(msg.contains("used twice"), "{msg}");
         assert!(!path.exists(), "no file may be written");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn values_out_of_range_and_inconsistent_counts_are_refused_on_read() {
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(&str, Edit, &str); 6] = [
+            (
+                "negative accuracy",
+                |v| v["clean_accuracy"] = (-5.0).into(),
+                "clean_accuracy is -5, outside [0, 1]",
+            ),
+            (
+                "accuracy above 1",
+                |v| v["attacks"][0]["points"][1]["robust_accuracy"] = 1.5.into(),
+                "robust_accuracy is 1.5, outside [0, 1]",
+            ),
+            (
+                "negative eps",
+                |v| v["attacks"][1]["points"][0]["eps"] = (-0.1).into(),
+                "eps is -0.1, below 0",
+            ),
+            (
+                "more samples than the data set",
+                |v| v["attacks"][0]["points"][0]["n"] = 101.into(),
+                "n is 101, more samples than the data set's size 100",
+            ),
+            (
+                "more dead gradients than samples",
+                |v| v["attacks"][0]["points"][0]["zero_grad_samples"] = 500.into(),
+                "zero_grad_samples is 500, more than n = 100",
+            ),
+            (
+                "more per-class values than classes",
+                |v| v["clean_per_class"] = serde_json::json!([0.5, 0.5, 0.5, 0.5]),
+                "clean_per_class has 4 values for a model with 3 classes",
+            ),
+        ];
+        for (what, edit, needle) in cases {
+            let mut v = serde_json::to_value(sample_run()).unwrap();
+            edit(&mut v);
+            let err = RunResults::from_json_str(&v.to_string(), "r.json").unwrap_err();
+            assert!(matches!(err, ReportError::InvalidResults { .. }), "{what}");
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with("r.json: invalid results: "),
+                "{what}: {msg}"
+            );
+            assert!(msg.contains(needle), "{what}: {msg}");
+            assert!(!msg.contains('\n'), "{what}: {msg}");
+        }
     }
 
     #[test]

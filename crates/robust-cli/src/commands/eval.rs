@@ -28,7 +28,14 @@ use crate::model_flags::ModelFlags;
   robust eval --model net.onnx --data images/ --attack fgsm,pgd --eps 0,2/255,8/255
   robust eval --model net.onnx --data test.csv --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
   robust eval --device wgpu --attack pgd --steps 20 --restarts 2 --eps 0.03
-  robust eval --baseline reports/baseline.json --max-drop 0.02   # exit 1 on regression")]
+  robust eval --baseline reports/baseline.json --max-drop 0.02   # exit 1 on regression
+
+Exit code 0: evaluated, and every gate held; 1: the gate failed (a regression or a robust
+accuracy below --min-robust), or the model did not verify against --require-signature;
+2: bad input: a missing or malformed file, an invalid flag, no samples to evaluate, a model
+whose outputs are not finite, an output that would overwrite an input, or an output that
+cannot be written. The outputs (results.json, report.html, summary.md, junit.xml) are
+written together or not at all, and --history is appended only after they were.")]
 pub struct EvalArgs {
     /// Configuration file (default: robust.toml in the current directory, if present).
     #[arg(long, value_name = "FILE")]
@@ -322,6 +329,24 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
     if thresholds.max_drop.is_some() && baseline.is_none() {
         return Err(bad_input("--max-drop needs a --baseline results file"));
     }
+    let limit = args.limit.or(cfg.eval.limit);
+    if limit == Some(0) {
+        return Err(bad_input(
+            "--limit 0 evaluates no sample, so nothing would be measured; give at least 1",
+        ));
+    }
+    let out = args
+        .out
+        .clone()
+        .or(cfg.eval.out)
+        .unwrap_or_else(|| PathBuf::from("reports"));
+    if out.exists() && !out.is_dir() {
+        return Err(bad_input(format!(
+            "--out {}: exists and is not a folder; --out names the folder that receives \
+             results.json, report.html, summary.md and junit.xml",
+            out.display()
+        )));
+    }
     Ok(Plan {
         config_path,
         model,
@@ -330,13 +355,9 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         eps,
         device,
         batch_size,
-        limit: args.limit.or(cfg.eval.limit),
+        limit,
         seed: args.seed.or(cfg.eval.seed).unwrap_or(0),
-        out: args
-            .out
-            .clone()
-            .or(cfg.eval.out)
-            .unwrap_or_else(|| PathBuf::from("reports")),
+        out,
         examples: args.examples.or(cfg.eval.examples).unwrap_or(3),
         history: args.history.clone().or(cfg.eval.history),
         baseline,
@@ -345,6 +366,74 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         signature: args.require_signature.clone().zip(args.pubkey.clone()),
         quiet: args.quiet,
     })
+}
+
+/// The files of a run's `--out` folder, in the order they are written.
+const OUTPUT_FILES: [&str; 4] = ["results.json", "report.html", "summary.md", "junit.xml"];
+
+/// Refuses (exit 2) an output that would overwrite an input: a file of the `--out` folder
+/// or the history that is the model, the data (or the labels or classes file beside it),
+/// the baseline, the configuration or a signature file.
+fn refuse_overwriting_inputs(plan: &Plan) -> anyhow::Result<()> {
+    let mut inputs: Vec<PathBuf> = vec![plan.model.path.clone(), plan.data.path.clone()];
+    inputs.extend(plan.model.arch.clone());
+    inputs.extend(plan.data.labels.clone());
+    inputs.extend(plan.data.classes.clone());
+    // The files read by default beside (or inside) the data.
+    let data_dir = if plan.data.path.is_dir() {
+        plan.data.path.clone()
+    } else {
+        plan.data
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
+    for name in ["images.npy", "labels.npy", "classes.txt"] {
+        let p = data_dir.join(name);
+        if p.exists() {
+            inputs.push(p);
+        }
+    }
+    inputs.extend(plan.baseline.clone());
+    inputs.extend(plan.config_path.clone());
+    if let Some((sig, key)) = &plan.signature {
+        inputs.extend([sig.clone(), key.clone()]);
+    }
+    let mut outputs: Vec<PathBuf> = OUTPUT_FILES.iter().map(|f| plan.out.join(f)).collect();
+    outputs.extend(plan.history.clone());
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let outputs: Vec<&Path> = outputs.iter().map(PathBuf::as_path).collect();
+    super::refuse_overlap(&inputs, &outputs)
+}
+
+/// Refuses (exit 2) a target class the model does not have, and targeted attacks on a
+/// model with fewer than two classes, before any attack runs.
+fn check_targets(plans: &[AttackPlan], info: &ModelInfo) -> anyhow::Result<()> {
+    let k = info.num_classes;
+    for p in plans {
+        match p.target {
+            TargetMode::None => {}
+            TargetMode::Class(t) if t >= k => {
+                return Err(bad_input(format!(
+                    "--targeted {t}: the model {} has {k} class{} (0..={})",
+                    info.path.display(),
+                    if k == 1 { "" } else { "es" },
+                    k.saturating_sub(1)
+                )))
+            }
+            _ if k < 2 => {
+                return Err(bad_input(format!(
+                    "--targeted {}: the model {} has {k} class; a targeted attack needs at \
+                     least 2",
+                    p.target,
+                    info.path.display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Builds the attack plans, with unique labels.
@@ -443,6 +532,24 @@ fn batch_size_for(
     }
 }
 
+/// Refuses (exit 2) a batch on which the model's clean outputs are NaN or infinite: no
+/// accuracy measured on them would mean anything.
+fn check_logits(model: &Model, x: &Tensor<4>, indices: &[usize], data: &str) -> anyhow::Result<()> {
+    let logits = robust_models::to_host(model.forward(x.clone()).context("running the model")?);
+    let per = logits.len().checked_div(indices.len()).unwrap_or(0).max(1);
+    if let Some(bad) = logits.iter().position(|v| !v.is_finite()) {
+        let sample = indices.get(bad / per).copied().unwrap_or(0);
+        return Err(bad_input(format!(
+            "{}: the model's outputs are not finite ({} for sample {sample} of {data}); a \
+             model with NaN or infinite logits cannot be evaluated (check its weights and \
+             --mean/--std)",
+            model.info().path.display(),
+            logits[bad]
+        )));
+    }
+    Ok(())
+}
+
 fn run_sweep(
     model: &Model,
     dataset: &Dataset,
@@ -481,6 +588,7 @@ fn run_sweep(
         }
         let n = batch.labels.len();
         let x = Tensor::<4>::from_data(TensorData::new(batch.pixels, [n, c, h, w]), model.device());
+        check_logits(model, &x, &batch.indices, &dataset.info().source)?;
         sweep
             .run_batch(model, x, batch.labels, batch.indices, || bar.inc(1))
             .context("attack sweep failed")?;
@@ -672,11 +780,65 @@ fn print_table(run: &report::RunResults) {
     }
 }
 
+/// Renders every output in memory, writes them all or none (see
+/// [`super::write_all_or_nothing`]), and only then appends the run to the history; returns
+/// the path of results.json. A failed write is bad input (exit 2) naming the file.
+fn write_outputs(run: &report::RunResults, plan: &Plan) -> anyhow::Result<PathBuf> {
+    let results_path = plan.out.join(OUTPUT_FILES[0]);
+    let problems = run.problems();
+    if !problems.is_empty() {
+        return Err(report::ReportError::InvalidResults {
+            path: results_path,
+            problems,
+        }
+        .into());
+    }
+    // The chart shows the history as it will be once this run is appended; reading it now
+    // refuses a malformed history before anything is written.
+    let history = match &plan.history {
+        Some(h) if h.exists() => {
+            let mut entries = report::read_history(h).map_err(bad_input)?;
+            entries.push(report::HistoryEntry::from_run(run));
+            Some(entries)
+        }
+        Some(_) => Some(vec![report::HistoryEntry::from_run(run)]),
+        None => None,
+    };
+    let html = report::render_html(
+        run,
+        &report::HtmlOptions {
+            history: history.as_deref(),
+            ..Default::default()
+        },
+    )?;
+    let texts = [
+        run.to_json_string()?,
+        html,
+        report::render_markdown(run),
+        report::render_junit(run),
+    ];
+    let files: Vec<(PathBuf, Vec<u8>)> = OUTPUT_FILES
+        .iter()
+        .zip(texts)
+        .map(|(name, text)| (plan.out.join(name), text.into_bytes()))
+        .collect();
+    let created = super::create_dirs(&plan.out)?;
+    if let Err(e) = super::write_all_or_nothing(&files) {
+        super::remove_created(&created);
+        return Err(e);
+    }
+    if let Some(h) = &plan.history {
+        report::append_history(h, run).map_err(bad_input)?;
+    }
+    Ok(results_path)
+}
+
 /// Runs `robust eval`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let started_at = chrono::Utc::now().to_rfc3339();
     let plan = plan(args)?;
+    refuse_overwriting_inputs(&plan)?;
     // Check cheap inputs before the model loads.
     let baseline = match &plan.baseline {
         Some(p) => Some((
@@ -689,16 +851,25 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 
     let signature_verified = match &plan.signature {
         Some((sig, pubkey)) => {
-            let signature = robust_integrity::SignatureFile::read(sig).map_err(bad_input)?;
+            let refuse = |e: robust_integrity::IntegrityError| {
+                let why = e.to_string().replace('\n', "; ");
+                eprintln!("error: refusing to evaluate an unverified model: {why}");
+                ExitCode::from(1)
+            };
+            let signature = match robust_integrity::SignatureFile::read(sig) {
+                Ok(s) => s,
+                Err(e) if e.is_verification_failure() => return Ok(refuse(e)),
+                Err(e) => return Err(bad_input(e)),
+            };
             let pem = std::fs::read_to_string(pubkey)
                 .map_err(|e| bad_input(format!("{}: cannot read: {e}", pubkey.display())))?;
             match robust_integrity::verify(&plan.model.path, &signature, &pem) {
                 Ok(_) => Some(true),
-                Err(e) if e.is_verification_failure() => {
-                    let why = e.to_string().replace('\n', "; ");
-                    eprintln!("error: refusing to evaluate an unverified model: {why}");
-                    return Ok(ExitCode::from(1));
-                }
+                Err(e) if e.is_verification_failure() => return Ok(refuse(e)),
+                Err(
+                    e @ (robust_integrity::IntegrityError::Key { .. }
+                    | robust_integrity::IntegrityError::UnsupportedKeyType { .. }),
+                ) => return Err(bad_input(format!("{}: {e}", pubkey.display()))),
                 Err(e) => return Err(bad_input(e)),
             }
         }
@@ -717,7 +888,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let batch_size = batch_size_for(plan.batch_size, &device, &info, plan.quiet)?;
     let shape = <[usize; 3]>::try_from(info.input_shape.clone())
         .map_err(|_| bad_input("model input shape is not [C, H, W]"))?;
+    check_targets(&plans, &info)?;
     let dataset = Dataset::open(&plan.data, shape, info.bounds, plan.limit).map_err(bad_input)?;
+    if dataset.is_empty() {
+        return Err(bad_input(format!(
+            "{}: no samples to evaluate",
+            plan.data.path.display()
+        )));
+    }
     if dataset.info().num_classes > info.num_classes {
         return Err(bad_input(format!(
             "{}: the data set has {} classes but the model has {} outputs",
@@ -742,6 +920,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 
     let labels = labels_of(&plans);
     let sweep = run_sweep(&model, &dataset, plans, &plan, batch_size, "attacking")?;
+    if sweep.clean.n == 0 {
+        return Err(bad_input(format!(
+            "{}: no samples were evaluated",
+            plan.data.path.display()
+        )));
+    }
 
     let class_names = dataset.info().class_names.clone();
     let mut run = report::RunResults {
@@ -844,34 +1028,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
     run.duration_s = started.elapsed().as_secs_f64();
 
-    // Outputs: rendered fully in memory first, then each written atomically.
-    let history = match &plan.history {
-        Some(h) => {
-            report::append_history(h, &run).map_err(bad_input)?;
-            Some(report::read_history(h).map_err(bad_input)?)
-        }
-        None => None,
-    };
-    let html = report::render_html(
-        &run,
-        &report::HtmlOptions {
-            history: history.as_deref(),
-            ..Default::default()
-        },
-    )?;
-    let md = report::render_markdown(&run);
-    let junit = report::render_junit(&run);
-    std::fs::create_dir_all(&plan.out).map_err(|e| {
-        bad_input(format!(
-            "{}: cannot create the output directory: {e}",
-            plan.out.display()
-        ))
-    })?;
-    let results_path = plan.out.join("results.json");
-    run.write(&results_path)?;
-    report::write_atomic(plan.out.join("report.html"), html.as_bytes())?;
-    report::write_atomic(plan.out.join("summary.md"), md.as_bytes())?;
-    report::write_atomic(plan.out.join("junit.xml"), junit.as_bytes())?;
+    let results_path = write_outputs(&run, &plan)?;
 
     print_table(&run);
     println!(

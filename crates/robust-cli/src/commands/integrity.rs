@@ -36,7 +36,10 @@ pub mod digest {
           prints `<sha256>  models/mnist.onnx` (the same as sha256sum)
       robust digest models/resnet/
           prints one `<sha256> <size> <path>` line per file (sorted) and the root digest
-      robust digest models/resnet/ --json manifest.json")]
+      robust digest models/resnet/ --json manifest.json
+
+    Exit code 0: digested; 2: bad input (a missing or unreadable model, a --json that would
+    overwrite the model or land inside the model folder, or that cannot be written).")]
     pub struct DigestArgs {
         /// Model file or directory.
         pub model: PathBuf,
@@ -47,7 +50,15 @@ pub mod digest {
 
     /// Runs `robust digest`.
     pub fn run(args: &DigestArgs) -> Result<ExitCode> {
+        if let Some(out) = &args.json {
+            crate::commands::refuse_overlap(&[&args.model], &[out])?;
+            crate::commands::refuse_inside_model(&args.model, out)?;
+        }
         let manifest = manifest_for(&args.model).map_err(bad_input)?;
+        // The file first, so that a failed write is the only thing printed.
+        if let Some(out) = &args.json {
+            write_atomic(out, manifest.to_json_pretty().as_bytes()).map_err(bad_input)?;
+        }
         if args.model.is_file() {
             // A single file: its own digest, as sha256sum prints it.
             if let Some(e) = manifest.entries().first() {
@@ -56,9 +67,6 @@ pub mod digest {
         } else {
             print!("{}", String::from_utf8_lossy(&manifest.canonical_bytes()));
             println!("root {}", manifest.root_sha256());
-        }
-        if let Some(out) = &args.json {
-            write_atomic(out, manifest.to_json_pretty().as_bytes()).map_err(bad_input)?;
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -83,7 +91,9 @@ pub mod keygen {
       robust keygen --private ci.key --public ci.pub
       openssl pkey -in keys/robust.key -noout     # OpenSSL reads the keys
 
-    Existing files are never overwritten.")]
+    Existing files are never overwritten.
+    Exit code 0: written; 2: bad input (a key file exists already, both paths name one file,
+    a folder cannot be created or a file cannot be written).")]
     pub struct KeygenArgs {
         /// Directory for `robust.key` (private) and `robust.pub` (public); created if missing.
         #[arg(long, value_name = "DIR", conflicts_with_all = ["private", "public"])]
@@ -112,8 +122,12 @@ pub mod keygen {
                 ))
             }
         };
-        if private_path == public_path {
-            return Err(bad_input("--private and --public must be different files"));
+        if crate::commands::refuse_overlap(&[], &[&private_path, &public_path]).is_err() {
+            return Err(bad_input(format!(
+                "--private {} and --public {} must be different files",
+                private_path.display(),
+                public_path.display()
+            )));
         }
         // Check both before writing either, so a refusal leaves nothing behind.
         for p in [&private_path, &public_path] {
@@ -163,7 +177,10 @@ pub mod sign {
       robust sign models/resnet/ --key keys/robust.key --out release/resnet.sig.json
 
     The signature covers every file's path, size and SHA-256, so a changed byte, a renamed,
-    missing or added file all fail `robust verify`.")]
+    missing or added file all fail `robust verify`.
+    Exit code 0: signed; 2: bad input (a missing model, a key that is not an Ed25519 PKCS#8
+    PEM private key, an --out that would overwrite the model or the key or land inside the
+    model folder, or that cannot be written).")]
     pub struct SignArgs {
         /// Model file or directory.
         pub model: PathBuf,
@@ -185,10 +202,6 @@ pub mod sign {
 
     /// Runs `robust sign`.
     pub fn run(args: &SignArgs) -> Result<ExitCode> {
-        let key = read_text(&args.key, "private key")?;
-        let manifest = manifest_for(&args.model).map_err(bad_input)?;
-        let signature = sign_manifest(&manifest, &key)
-            .map_err(|e| bad_input(format!("{}: {e}", args.key.display())))?;
         let out = match &args.out {
             Some(p) => p.clone(),
             None => default_signature_path(&args.model).ok_or_else(|| {
@@ -198,6 +211,12 @@ pub mod sign {
                 ))
             })?,
         };
+        crate::commands::refuse_overlap(&[&args.model, &args.key], &[&out])?;
+        crate::commands::refuse_inside_model(&args.model, &out)?;
+        let key = read_text(&args.key, "private key")?;
+        let manifest = manifest_for(&args.model).map_err(bad_input)?;
+        let signature = sign_manifest(&manifest, &key)
+            .map_err(|e| bad_input(format!("{}: {e}", args.key.display())))?;
         signature.write(&out).map_err(bad_input)?;
         println!(
             "signed {} ({} file{}, root sha256 {}) -> {}",
@@ -248,7 +267,17 @@ pub mod verify {
 
     /// Runs `robust verify`.
     pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
-        let signature = SignatureFile::read(&args.signature).map_err(bad_input)?;
+        let failed = |e: IntegrityError| {
+            // One line: the differences of a tampered model joined with "; ".
+            let line = e.to_string().replace(":\n  ", ": ").replace("\n  ", "; ");
+            eprintln!("error: verification FAILED: {}", line.replace('\n', " "));
+            ExitCode::from(1)
+        };
+        let signature = match SignatureFile::read(&args.signature) {
+            Ok(s) => s,
+            Err(e) if e.is_verification_failure() => return Ok(failed(e)),
+            Err(e) => return Err(bad_input(e)),
+        };
         let public_pem = read_text(&args.pubkey, "public key")?;
         match verify(&args.model, &signature, &public_pem) {
             Ok(v) => {
@@ -266,13 +295,8 @@ pub mod verify {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) if e.is_verification_failure() => {
-                // One line: the differences of a tampered model joined with "; ".
-                let line = e.to_string().replace(":\n  ", ": ").replace("\n  ", "; ");
-                eprintln!("verification FAILED: {}", line.replace('\n', " "));
-                Ok(ExitCode::from(1))
-            }
-            Err(e @ IntegrityError::Key { .. }) => {
+            Err(e) if e.is_verification_failure() => Ok(failed(e)),
+            Err(e @ (IntegrityError::Key { .. } | IntegrityError::UnsupportedKeyType { .. })) => {
                 Err(bad_input(format!("{}: {e}", args.pubkey.display())))
             }
             Err(e) => Err(bad_input(e)),
@@ -365,6 +389,14 @@ pub mod drift {
             )));
         }
         args.model.validate()?;
+        if let Some(out) = &args.json {
+            let mut inputs: Vec<&std::path::Path> = vec![&args.reference, &args.current];
+            inputs.extend(args.model.spec.model.as_deref());
+            inputs.extend(args.model.spec.arch.as_deref());
+            let inputs = crate::commands::with_folder_files(&inputs);
+            let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
+            crate::commands::refuse_overlap(&inputs, &[out])?;
+        }
         let space = match (args.feature_space, &args.model.spec.model) {
             (Some(s), _) => s,
             (None, Some(_)) => FeatureSpace::Penultimate,
@@ -696,15 +728,28 @@ pub mod inputs {
             .unwrap_or_default();
         if name.ends_with(".npy") {
             let shape = npy_shape(&images).map_err(bad_input)?;
-            return match shape.as_slice() {
-                [_, h, w] => Ok([1, *h, *w]),
-                [_, c, h, w] if matches!(c, 1 | 3) && !matches!(w, 1 | 3 | 4) => Ok([*c, *h, *w]),
-                [_, h, w, c] if matches!(c, 1 | 3 | 4) => Ok([(*c).min(3), *h, *w]),
-                _ => Err(bad_input(format!(
+            if shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_none()
+            {
+                return Err(bad_input(format!(
+                    "{}: shape {shape:?} is too large: its size overflows",
+                    images.display()
+                )));
+            }
+            let chw = match shape.as_slice() {
+                [_, h, w] => [1, *h, *w],
+                [_, c, h, w] if matches!(c, 1 | 3) && !matches!(w, 1 | 3 | 4) => [*c, *h, *w],
+                [_, h, w, c] if matches!(c, 1 | 3 | 4) => [(*c).min(3), *h, *w],
+                _ => {
+                    return Err(bad_input(format!(
                     "{}: cannot tell the image layout of shape {shape:?}; pass --input-shape C,H,W",
                     images.display()
-                ))),
+                )))
+                }
             };
+            return within_pixel_limit(&images, chw);
         }
         if name.ends_with("idx3-ubyte") {
             let mut head = [0u8; 16];
@@ -722,9 +767,24 @@ pub mod inputs {
                     be(0)
                 )));
             }
-            return Ok([1, be(8) as usize, be(12) as usize]);
+            return within_pixel_limit(&images, [1, be(8) as usize, be(12) as usize]);
         }
         Err(need())
+    }
+
+    /// `shape`, read from the header of `file`, if its images are within the default
+    /// [`robust_data::DataLimits::max_image_pixels`]; else a bad-input error naming the file.
+    fn within_pixel_limit(file: &Path, shape: [usize; 3]) -> Result<[usize; 3]> {
+        let [_, h, w] = shape;
+        let max = robust_data::DataLimits::default().max_image_pixels;
+        if (h as u64).checked_mul(w as u64).is_none_or(|p| p > max) {
+            return Err(bad_input(format!(
+                "{}: images of {h}×{w} pixels are above the limit of {max} pixels per image \
+                 ([data.limits] max_image_pixels)",
+                file.display()
+            )));
+        }
+        Ok(shape)
     }
 
     /// Opens a data set for inputs of `shape` in `bounds`. With `labels_optional`, an images

@@ -9,13 +9,15 @@
 //!
 //! The command only renders: the gate verdict stored in the results is shown, not
 //! re-evaluated, and does not change the exit code (0 on success, 2 on bad input).
+//! Every output is rendered in memory first; the files are then written together or not at
+//! all, and the history is appended only after they were.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use robust_report::{
-    append_history, read_history, render_html, render_junit, render_markdown, write_atomic,
+    append_history, read_history, render_html, render_junit, render_markdown, HistoryEntry,
     HtmlOptions, ReportError, RunResults,
 };
 
@@ -49,7 +51,11 @@ impl Format {
   robust report reports/results.json                          # reports/results.html
   robust report reports/results.json --format md --out -      # Markdown on stdout
   robust report reports/results.json --format html,md,junit --out out/
-  robust report reports/results.json --history history.jsonl  # append, chart the trend")]
+  robust report reports/results.json --history history.jsonl  # append, chart the trend
+
+Exit code 0: written; 2: bad input (an unreadable or invalid results or history file, an
+output that would overwrite an input, or an output that cannot be written). With several
+formats the files are written together or not at all.")]
 pub struct ReportArgs {
     /// The results JSON written by `robust eval`.
     pub results: PathBuf,
@@ -100,15 +106,12 @@ fn destinations(args: &ReportArgs) -> anyhow::Result<Vec<(Format, Option<PathBuf
                     "--out - (stdout) takes a single --format, not several",
                 ));
             }
-            if out.is_file() {
+            if out.exists() && !out.is_dir() {
                 return Err(bad_input(format!(
                     "--out {}: with several formats --out must be a directory, and this is a file",
                     out.display()
                 )));
             }
-            std::fs::create_dir_all(out).map_err(|e| {
-                bad_input(format!("cannot create directory {}: {e}", out.display()))
-            })?;
             Ok(formats
                 .iter()
                 .map(|&f| (f, Some(out.join(format!("report.{}", f.suffix())))))
@@ -122,39 +125,45 @@ fn input_error(e: ReportError) -> anyhow::Error {
     bad_input(e)
 }
 
-/// Appends `run` to the history unless it is already there, then reads it all back.
-fn update_history(
-    path: &Path,
-    run: &RunResults,
-) -> anyhow::Result<Vec<robust_report::HistoryEntry>> {
-    let existing = if path.exists() {
+/// The history as the report shows it: the entries of `path` (if it exists), with `run`
+/// added unless it is already there (same start time and model hash); and whether it must
+/// be appended once the outputs are written.
+fn planned_history(path: &Path, run: &RunResults) -> anyhow::Result<(Vec<HistoryEntry>, bool)> {
+    let mut entries = if path.exists() {
         read_history(path).map_err(input_error)?
     } else {
         Vec::new()
     };
-    let already = existing
+    let already = entries
         .iter()
         .any(|h| h.started_at == run.started_at && h.model_sha256 == run.model.sha256);
-    if already {
-        return Ok(existing);
+    if !already {
+        entries.push(HistoryEntry::from_run(run));
     }
-    append_history(path, run).map_err(input_error)?;
-    read_history(path).map_err(input_error)
+    Ok((entries, !already))
 }
 
 /// Runs `robust report`.
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let results = RunResults::read(&args.results).map_err(input_error)?;
+    let destinations = destinations(args)?;
+    let mut outputs: Vec<&Path> = destinations
+        .iter()
+        .filter_map(|(_, d)| d.as_deref())
+        .collect();
+    outputs.extend(args.history.as_deref());
+    super::refuse_overlap(&[&args.results], &outputs)?;
     let history = match &args.history {
-        Some(path) => Some(update_history(path, &results)?),
+        Some(path) => Some(planned_history(path, &results)?),
         None => None,
     };
-    for (format, dest) in destinations(args)? {
+    let mut texts: Vec<(Option<PathBuf>, String)> = Vec::new();
+    for (format, dest) in destinations {
         let text = match format {
             Format::Html => render_html(
                 &results,
                 &HtmlOptions {
-                    history: history.as_deref(),
+                    history: history.as_ref().map(|(h, _)| h.as_slice()),
                     ..HtmlOptions::default()
                 },
             )
@@ -162,6 +171,21 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             Format::Md => render_markdown(&results),
             Format::Junit => render_junit(&results),
         };
+        texts.push((dest, text));
+    }
+    let files: Vec<(PathBuf, Vec<u8>)> = texts
+        .iter()
+        .filter_map(|(d, t)| Some((d.clone()?, t.clone().into_bytes())))
+        .collect();
+    let created = match (&args.out, files.len()) {
+        (Some(dir), 2..) => super::create_dirs(dir)?,
+        _ => Vec::new(),
+    };
+    if let Err(e) = super::write_all_or_nothing(&files) {
+        super::remove_created(&created);
+        return Err(e);
+    }
+    for (dest, text) in &texts {
         match dest {
             None => {
                 use std::io::Write as _;
@@ -171,11 +195,11 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
                     .and_then(|()| stdout.flush())
                     .context("writing to stdout")?;
             }
-            Some(path) => {
-                write_atomic(&path, text.as_bytes()).map_err(input_error)?;
-                eprintln!("wrote {}", path.display());
-            }
+            Some(path) => eprintln!("wrote {}", path.display()),
         }
+    }
+    if let (Some(path), Some((_, true))) = (&args.history, &history) {
+        append_history(path, &results).map_err(input_error)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,14 +11,14 @@
 //! written atomically, so a failed run leaves none behind.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
 use robust_integrity::{
-    describe, find_duplicates, label_disagreements, spectral_signatures_with, write_atomic,
-    DuplicateOptions, DuplicateReport, FeatureSummary, FeatureTable, ImageGeometry,
-    LabelDisagreement, Layout, SpectralCut, SpectralReport,
+    describe, find_duplicates, label_disagreements, spectral_signatures_with, DuplicateOptions,
+    DuplicateReport, FeatureSummary, FeatureTable, ImageGeometry, LabelDisagreement, Layout,
+    SpectralCut, SpectralReport,
 };
 use robust_report::render::junit::escape_xml as escape;
 use serde::Serialize;
@@ -223,6 +223,24 @@ pub struct LabelSection {
     pub samples: Vec<LabelDisagreement>,
 }
 
+/// Refuses (exit 2) a `--json` or `--html` that is one of the inputs (the data, a file of
+/// the data folder, the labels, the model), or two outputs that are one file.
+fn refuse_overwriting_inputs(args: &ScanArgs) -> Result<()> {
+    let mut inputs: Vec<&Path> = vec![&args.data];
+    inputs.extend(args.labels.as_deref());
+    inputs.extend(args.model.spec.model.as_deref());
+    inputs.extend(args.model.spec.arch.as_deref());
+    let inputs = super::with_folder_files(&inputs);
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let outputs: Vec<&Path> = args
+        .json
+        .iter()
+        .chain(&args.html)
+        .map(PathBuf::as_path)
+        .collect();
+    super::refuse_overlap(&inputs, &outputs)
+}
+
 /// Runs `robust scan`.
 pub fn run(args: &ScanArgs) -> Result<ExitCode> {
     args.model.validate()?;
@@ -256,6 +274,7 @@ pub fn run(args: &ScanArgs) -> Result<ExitCode> {
             args.data.display()
         )));
     }
+    refuse_overwriting_inputs(args)?;
     let model = args.model.load()?;
     let shape = match &model {
         Some(m) => <[usize; 3]>::try_from(m.info().input_shape.clone())
@@ -418,12 +437,11 @@ pub fn run(args: &ScanArgs) -> Result<ExitCode> {
         Some(_) => Some(render_html(&report, &pixels, shape, bounds)?),
         None => None,
     };
-    if let (Some(out), Some(text)) = (&args.json, &json) {
-        write_atomic(out, text.as_bytes()).map_err(bad_input)?;
-    }
-    if let (Some(out), Some(text)) = (&args.html, &html) {
-        write_atomic(out, text.as_bytes()).map_err(bad_input)?;
-    }
+    let files: Vec<(PathBuf, Vec<u8>)> = [(&args.json, json), (&args.html, html)]
+        .into_iter()
+        .filter_map(|(path, text)| Some((path.clone()?, text?.into_bytes())))
+        .collect();
+    super::write_all_or_nothing(&files)?;
     print!("{}", render_text(&report));
     Ok(if args.fail_on_findings && report.flagged_samples > 0 {
         ExitCode::from(1)
