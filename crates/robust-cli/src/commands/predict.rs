@@ -33,17 +33,17 @@ pub struct PredictArgs {
     /// Read a .npy file of images that has no labels.npy beside it.
     #[arg(long)]
     pub unlabelled: bool,
-    /// Where to write the logits: float32 [N, classes] .npy.
+    /// Where to write the logits: float32 `[N, classes]` .npy.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Where to write the predicted class of each sample: int64 [N] .npy (optional).
+    /// Where to write the predicted class of each sample: int64 `[N]` .npy (optional).
     #[arg(long, value_name = "FILE")]
     pub pred: Option<PathBuf>,
-    /// Weights W ([N, classes] float32 .npy): also compute the input gradient of
+    /// Weights W (`[N, classes]` float32 .npy): also compute the input gradient of
     /// sum(logits * W), written to --grad-out.
     #[arg(long, value_name = "FILE", requires = "grad_out")]
     pub grad_weights: Option<PathBuf>,
-    /// Where to write the input gradient: float32 [N, C, H, W] .npy.
+    /// Where to write the input gradient: float32 `[N, C, H, W]` .npy.
     #[arg(long, value_name = "FILE", requires = "grad_weights")]
     pub grad_out: Option<PathBuf>,
     /// Compute device: auto, cpu or wgpu.

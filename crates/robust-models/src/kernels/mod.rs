@@ -13,6 +13,9 @@
 //!   with constant (untracked) weights, which is what an attack differentiates; optionally
 //!   followed by a fused ReLU. Only up to 64 channels and moderate image sizes, where it is
 //!   faster than burn's (see `conv.rs`).
+//! * [`gemm_conv2d`]: every other one-group 2-D convolution (strides, dilation, many
+//!   channels, large planes) as one wide matrix product over a group of images on the `gemm`
+//!   crate, with its input gradient by `col2im` (see `gemm_conv.rs`).
 //!
 //! Each is one node of burn-autodiff's graph with its own backward, so the rest of the graph
 //! is unchanged. Anything else (wgpu tensors, tracked weights, strides, dilation, other float
