@@ -325,3 +325,68 @@ fn wgpu_batch_size_must_fit_one_device_buffer() {
     let o = robust(&args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
 }
+
+/// robust.toml's `[model]` settings belong to the file it names: `--model` naming that same
+/// file (by another spelling) keeps its normalization; another file gets none of them, and
+/// stderr says so, and that a model without normalization gets raw pixels. An ε wider than
+/// the input range is warned about.
+#[test]
+fn config_model_settings_apply_only_to_the_model_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let same = dir.path().join("same");
+    let o = robust(&[
+        "eval",
+        "--model",
+        "./models/../models/mnist-cnn/model.onnx",
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "--limit",
+        "50",
+        "--device",
+        "cpu",
+        "--out",
+        same.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(
+        results(&same)["model"]["mean"][0]
+            .as_f64()
+            .map(|v| v as f32),
+        Some(0.1307)
+    );
+    assert!(!stderr.contains("no --mean/--std"), "{stderr}");
+
+    let copy = dir.path().join("copy.onnx");
+    std::fs::copy(root().join("models/mnist-cnn/model.onnx"), &copy).unwrap();
+    let other = dir.path().join("other");
+    let o = robust(&[
+        "eval",
+        "--model",
+        copy.to_str().unwrap(),
+        "--attack",
+        "fgsm",
+        "--eps",
+        "8",
+        "--limit",
+        "50",
+        "--device",
+        "cpu",
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&o);
+    assert!(o.status.success(), "{stderr}");
+    assert!(results(&other)["model"]["mean"].is_null());
+    assert!(
+        stderr.contains("is not the model robust.toml names"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no --mean/--std given"), "{stderr}");
+    assert!(
+        stderr.contains("epsilon 8 is larger than the whole input range"),
+        "{stderr}"
+    );
+}

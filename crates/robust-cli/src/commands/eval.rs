@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use burn::tensor::{Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use robust_attacks::{AttackPlan, AttackRegistry, AttackSpec, Loss, Norm, Sweep, TargetMode};
@@ -229,8 +228,29 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         None => (Config::default(), None),
     };
     args.model.validate()?;
+    let same_file = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    };
     let model = match (args.model.spec(), cfg.model) {
-        (Some(m), _) => m,
+        // The config's [model] settings (normalization, bounds, shape) belong to the model
+        // it names: they apply to --model only when it is that same file.
+        (Some(m), Some(mut c)) if same_file(&m.path, &c.path) => {
+            args.model.apply(&mut c);
+            c
+        }
+        (Some(m), Some(c)) => {
+            if !args.quiet {
+                eprintln!(
+                    "note: --model {} is not the model robust.toml names ({}): none of that \
+                     [model] section's settings (mean/std, bounds, input shape) apply",
+                    m.path.display(),
+                    c.path.display()
+                );
+            }
+            m
+        }
+        (Some(m), None) => m,
         (None, Some(mut m)) => {
             args.model.apply(&mut m);
             m
@@ -535,7 +555,11 @@ fn batch_size_for(
 /// Refuses (exit 2) a batch on which the model's clean outputs are NaN or infinite: no
 /// accuracy measured on them would mean anything.
 fn check_logits(model: &Model, x: &Tensor<4>, indices: &[usize], data: &str) -> anyhow::Result<()> {
-    let logits = robust_models::to_host(model.forward(x.clone()).context("running the model")?);
+    // A model that fails while it runs (a node that does not fit the data) is bad input
+    // (exit 2), named by file and node.
+    let model_failed =
+        |e: robust_models::ModelError| bad_input(format!("{}: {e}", model.info().path.display()));
+    let logits = robust_models::to_host(model.forward(x.clone()).map_err(model_failed)?);
     let per = logits.len().checked_div(indices.len()).unwrap_or(0).max(1);
     if let Some(bad) = logits.iter().position(|v| !v.is_finite()) {
         let sample = indices.get(bad / per).copied().unwrap_or(0);
@@ -591,7 +615,12 @@ fn run_sweep(
         check_logits(model, &x, &batch.indices, &dataset.info().source)?;
         sweep
             .run_batch(model, x, batch.labels, batch.indices, || bar.inc(1))
-            .context("attack sweep failed")?;
+            .map_err(|e| match e {
+                robust_attacks::AttackError::Model(m) => {
+                    bad_input(format!("{}: {m}", model.info().path.display()))
+                }
+                other => anyhow::Error::new(other).context("attack sweep failed"),
+            })?;
     }
     bar.finish_and_clear();
     Ok(sweep)
@@ -884,6 +913,22 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let info = model.info().clone();
     for note in &info.notes {
         eprintln!("note: {}: {note}", info.path.display());
+    }
+    if !plan.quiet {
+        let [lo, hi] = info.bounds;
+        if info.mean.is_none() {
+            eprintln!(
+                "note: {}: no --mean/--std given: the model gets raw pixels in [{lo}, {hi}]; \
+                 if it was trained on normalized inputs, pass them",
+                info.path.display()
+            );
+        }
+        if let Some(big) = plan.eps.iter().find(|&&e| e > hi - lo) {
+            eprintln!(
+                "warning: epsilon {big} is larger than the whole input range [{lo}, {hi}] \
+                 (for 8/255 write 8/255 or 0.0314)"
+            );
+        }
     }
     let batch_size = batch_size_for(plan.batch_size, &device, &info, plan.quiet)?;
     let shape = <[usize; 3]>::try_from(info.input_shape.clone())
