@@ -36,9 +36,9 @@
 
 use std::path::{Path, PathBuf};
 
-use robust_attacks::AttackSpec;
+use robust_attacks::{AttackRegistry, AttackSpec};
 use robust_data::DataSpec;
-use robust_models::ModelSpec;
+use robust_models::{DeviceChoice, ModelSpec};
 use serde::Deserialize;
 
 /// The whole file.
@@ -115,6 +115,8 @@ impl Config {
                 e.to_string().lines().collect::<Vec<_>>().join(" ")
             )
         })?;
+        cfg.check()
+            .map_err(|e| format!("{}: invalid configuration: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if base.as_os_str().is_empty() {
             return Ok(cfg);
@@ -142,5 +144,59 @@ impl Config {
             rebase(base, p);
         }
         Ok(cfg)
+    }
+
+    /// Checks the values the file sets, so that a bad one is reported with the file's name
+    /// (as bad input, exit 2) instead of as a flag, or only when a sweep reaches it. The
+    /// same checks apply to flags later, when the plan is made.
+    fn check(&self) -> Result<(), String> {
+        fn check_eps(what: &str, eps: &[f32]) -> Result<(), String> {
+            if eps.is_empty() {
+                return Err(format!("{what} needs at least one value"));
+            }
+            match eps.iter().find(|e| !e.is_finite() || **e < 0.0) {
+                Some(bad) => Err(format!("{what}: epsilon {bad} must be a finite number ≥ 0")),
+                None => Ok(()),
+            }
+        }
+        let eval = &self.eval;
+        if let Some(eps) = &eval.eps {
+            check_eps("[eval] eps", eps)?;
+        }
+        if eval.batch_size == Some(0) {
+            return Err("[eval] batch_size must be at least 1".into());
+        }
+        if eval.limit == Some(0) {
+            return Err("[eval] limit 0 evaluates no sample; give at least 1".into());
+        }
+        if let Some(device) = &eval.device {
+            device
+                .parse::<DeviceChoice>()
+                .map_err(|e| format!("[eval] device: {e}"))?;
+        }
+        let registry = AttackRegistry::builtin();
+        for name in eval.attacks.iter().flatten() {
+            registry
+                .build(&AttackSpec::named(name))
+                .map_err(|e| format!("[eval] attacks: {e}"))?;
+        }
+        for (i, spec) in self.attack.iter().enumerate() {
+            let what = format!("[[attack]] number {} ({:?})", i + 1, spec.name);
+            if let Some(eps) = &spec.eps {
+                check_eps(&format!("{what} eps"), eps)?;
+            }
+            registry.build(spec).map_err(|e| format!("{what}: {e}"))?;
+        }
+        if let Some(d) = self.gate.max_drop {
+            if !(0.0..=1.0).contains(&d) {
+                return Err(format!("[gate] max_drop {d} must be between 0 and 1"));
+            }
+        }
+        for rule in &self.gate.min {
+            if let Some(problem) = rule.problem() {
+                return Err(format!("[gate] min: {problem}"));
+            }
+        }
+        Ok(())
     }
 }

@@ -864,6 +864,23 @@ fn cases() -> Vec<Case> {
             },
         ),
         with(
+            "verify: signature bytes altered",
+            "verify m.onnx --signature b.sig.json --pubkey robust.pub",
+            1,
+            &["b.sig.json", "does not match", "verification FAILED"],
+            |d| {
+                write(
+                    d,
+                    "b.sig.json",
+                    signature_with(|v| {
+                        let hex = v["signature"].as_str().unwrap();
+                        let flipped = if hex.starts_with('0') { "1" } else { "0" };
+                        v["signature"] = format!("{flipped}{}", &hex[1..]).into();
+                    }),
+                )
+            },
+        ),
+        with(
             "verify: tampered model",
             "verify m.onnx --signature m.onnx.sig.json --pubkey robust.pub",
             1,
@@ -874,7 +891,7 @@ fn cases() -> Vec<Case> {
             "verify: wrong key",
             "verify m.onnx --signature m.onnx.sig.json --pubkey other.pub",
             1,
-            &["wrong public key", "verification FAILED"],
+            &["other.pub", "wrong public key", "verification FAILED"],
         ),
         with(
             "verify: RSA public key",

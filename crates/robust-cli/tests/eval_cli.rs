@@ -390,3 +390,14 @@ fn config_model_settings_apply_only_to_the_model_they_name() {
         "{stderr}"
     );
 }
+
+/// ε is recorded as the decimal the user wrote, not as its float32 rounding widened to f64.
+#[test]
+fn epsilon_is_recorded_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = eval_small(dir.path(), &["--eps", "0.05,8/255"]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let json = std::fs::read_to_string(dir.path().join("results.json")).unwrap();
+    assert!(json.contains("\"eps\": 0.05,"), "{json}");
+    assert!(!json.contains("0.05000000074505806"));
+}

@@ -186,14 +186,18 @@ fn parse_min_rule(s: &str) -> Result<report::MinRule, String> {
         .parse()
         .map_err(|_| format!("'{acc}' is not a number"))?;
     let (attack, eps) = match lhs.split_once('@') {
-        Some((a, e)) => (a.to_string(), Some(parse_eps(e)? as f64)),
+        Some((a, e)) => (a.to_string(), Some(eps_f64(parse_eps(e)?))),
         None => (lhs.to_string(), None),
     };
-    Ok(report::MinRule {
+    let rule = report::MinRule {
         attack,
         eps,
         min_robust_accuracy: acc,
-    })
+    };
+    match rule.problem() {
+        Some(problem) => Err(problem),
+        None => Ok(rule),
+    }
 }
 
 /// Everything a run needs, validated.
@@ -256,20 +260,32 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
             m
         }
         (None, None) => {
-            return Err(bad_input(
-                "no model given: pass --model FILE or run where a robust.toml names one",
-            ))
+            return Err(bad_input(match &config_path {
+                Some(c) => format!(
+                    "no model given: {} has no [model] section; add one or pass --model FILE",
+                    c.display()
+                ),
+                None => {
+                    "no model given: pass --model FILE or run where a robust.toml names one".into()
+                }
+            }))
         }
     };
-    let mut data = match (&args.data, cfg.data) {
-        (Some(p), _) => DataSpec::new(p),
-        (None, Some(d)) => d,
-        (None, None) => {
-            return Err(bad_input(
-                "no data given: pass --data PATH or run where a robust.toml names a data set",
-            ))
-        }
-    };
+    let mut data =
+        match (&args.data, cfg.data) {
+            (Some(p), _) => DataSpec::new(p),
+            (None, Some(d)) => d,
+            (None, None) => return Err(bad_input(match &config_path {
+                Some(c) => format!(
+                    "no data given: {} has no [data] section; add one or pass --data PATH",
+                    c.display()
+                ),
+                None => {
+                    "no data given: pass --data PATH or run where a robust.toml names a data set"
+                        .into()
+                }
+            })),
+        };
     if let Some(l) = &args.labels {
         data.labels = Some(l.clone());
     }
@@ -626,6 +642,12 @@ fn run_sweep(
     Ok(sweep)
 }
 
+/// An ε as the decimal the user wrote (0.05, not 0.05000000074505806): the shortest
+/// decimal that reads back as the same f32.
+fn eps_f64(eps: f32) -> f64 {
+    eps.to_string().parse().unwrap_or(f64::from(eps))
+}
+
 fn git_commit() -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
@@ -654,7 +676,7 @@ fn attack_results(sweep: &Sweep, labels: &[String]) -> Vec<report::AttackResult>
                 "eps".into(),
                 plan.eps
                     .iter()
-                    .map(|&e| e as f64)
+                    .map(|&e| eps_f64(e))
                     .collect::<Vec<_>>()
                     .into(),
             );
@@ -666,7 +688,7 @@ fn attack_results(sweep: &Sweep, labels: &[String]) -> Vec<report::AttackResult>
                 points: sweep.stats[p]
                     .iter()
                     .map(|s| report::EpsPoint {
-                        eps: s.eps as f64,
+                        eps: eps_f64(s.eps),
                         robust_accuracy: s.robust_accuracy(),
                         attack_success_rate: s.success_rate(),
                         mean_perturbation: s.mean_perturbation(),
@@ -706,7 +728,7 @@ fn examples(sweep: &Sweep, labels: &[String]) -> anyhow::Result<Vec<report::Exam
             };
             Ok(report::Example {
                 attack: labels[ex.plan].clone(),
-                eps: ex.eps as f64,
+                eps: eps_f64(ex.eps),
                 index: ex.index,
                 true_label: ex.label,
                 clean_pred: ex.clean.0,
@@ -931,10 +953,28 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let batch_size = batch_size_for(plan.batch_size, &device, &info, plan.quiet)?;
-    let shape = <[usize; 3]>::try_from(info.input_shape.clone())
-        .map_err(|_| bad_input("model input shape is not [C, H, W]"))?;
+    let shape = <[usize; 3]>::try_from(info.input_shape.clone()).map_err(|_| {
+        bad_input(format!(
+            "model {}: input shape {:?} is not [C, H, W]",
+            info.path.display(),
+            info.input_shape
+        ))
+    })?;
     check_targets(&plans, &info)?;
-    let dataset = Dataset::open(&plan.data, shape, info.bounds, plan.limit).map_err(bad_input)?;
+    let dataset =
+        Dataset::open(&plan.data, shape, info.bounds, plan.limit).map_err(|e| match e {
+            // Options concern the model and the settings together: name them all.
+            robust_data::DataError::Options { .. } => bad_input(format!(
+                "{e} (data {}, model {}{})",
+                plan.data.path.display(),
+                info.path.display(),
+                plan.config_path
+                    .as_ref()
+                    .map(|c| format!(", settings from {}", c.display()))
+                    .unwrap_or_default()
+            )),
+            e => bad_input(e),
+        })?;
     if dataset.is_empty() {
         return Err(bad_input(format!(
             "{}: no samples to evaluate",
@@ -1027,7 +1067,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             .worst_case()
             .into_iter()
             .map(|(_, eps, acc, members)| report::WorstCasePoint {
-                eps: eps as f64,
+                eps: eps_f64(eps),
                 robust_accuracy: acc,
                 attacks: members.iter().map(|&m| labels[m].clone()).collect(),
             })

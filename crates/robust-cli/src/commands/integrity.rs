@@ -270,6 +270,12 @@ pub mod verify {
         let failed = |e: IntegrityError| {
             // One line: the differences of a tampered model joined with "; ".
             let line = e.to_string().replace(":\n  ", ": ").replace("\n  ", "; ");
+            // Name the file a failure is about where the message itself does not.
+            let line = match &e {
+                IntegrityError::WrongKey { .. } => format!("{}: {line}", args.pubkey.display()),
+                IntegrityError::BadSignature => format!("{}: {line}", args.signature.display()),
+                _ => line,
+            };
             eprintln!("error: verification FAILED: {}", line.replace('\n', " "));
             ExitCode::from(1)
         };
