@@ -24,11 +24,13 @@ pub enum StepSize {
 }
 
 impl StepSize {
-    /// The step for a given ε.
+    /// The step for a given ε. A relative step of a huge ε is capped at `f32::MAX`: it
+    /// still takes every pixel with a nonzero gradient to the bounds, as an infinite step
+    /// would, but leaves the others in place instead of making them `0 × ∞ = NaN`.
     pub fn for_eps(self, eps: f32) -> f32 {
         match self {
             Self::Absolute(a) => a,
-            Self::Relative(r) => r * eps,
+            Self::Relative(r) => (r * eps).min(f32::MAX),
         }
     }
 }
@@ -243,5 +245,19 @@ impl Attack for GradientDescent {
             });
         }
         Ok(best.map(|b| b.0).unwrap_or_else(|| batch.x.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StepSize;
+
+    /// PGD's relative step of a huge ε was ∞, and a pixel with a zero gradient became
+    /// 0 × ∞ = NaN.
+    #[test]
+    fn a_relative_step_of_a_huge_epsilon_is_finite() {
+        assert_eq!(StepSize::Relative(2.5).for_eps(3.4e38), f32::MAX);
+        assert_eq!(StepSize::Relative(0.25).for_eps(0.1), 0.25 * 0.1);
+        assert_eq!(StepSize::Absolute(0.01).for_eps(3.4e38), 0.01);
     }
 }

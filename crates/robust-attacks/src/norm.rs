@@ -92,6 +92,9 @@ impl Norm {
         device: &burn::tensor::Device,
     ) -> Tensor<4> {
         let per = dims[1] * dims[2] * dims[3];
+        // Sampling -ε..=ε needs 2ε to be a finite f32. A ball wider than half of f32's range
+        // is clipped to the input bounds anyway, so a narrower one starts the same attack.
+        let eps = eps.min(f32::MAX / 2.0);
         let mut data = Vec::with_capacity(dims[0] * per);
         for rng in rngs.iter_mut().take(dims[0]) {
             match self {
@@ -126,4 +129,31 @@ fn gaussian(rng: &mut ChaCha8Rng) -> f32 {
     let u1: f32 = rng.random_range(f32::EPSILON..1.0);
     let u2: f32 = rng.random_range(0.0..1.0);
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::Norm;
+
+    /// A `robust.toml` ε of 3.4e38 made `random_range(-ε..=ε)` panic (2ε overflows f32).
+    #[test]
+    fn a_huge_epsilon_gives_a_finite_random_start() {
+        let device = robust_models::select_device(robust_models::DeviceChoice::Cpu)
+            .unwrap()
+            .device;
+        for norm in [Norm::Linf, Norm::L2] {
+            for eps in [3.4e38, f32::MAX] {
+                let mut rngs = vec![ChaCha8Rng::seed_from_u64(0)];
+                let start = norm.random_start([1, 1, 2, 2], eps, &mut rngs, &device);
+                let values = robust_models::to_host(start);
+                assert!(
+                    values.iter().all(|v| v.is_finite()),
+                    "{norm:?} {eps}: {values:?}"
+                );
+            }
+        }
+    }
 }

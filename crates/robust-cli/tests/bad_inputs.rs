@@ -543,6 +543,33 @@ fn cases() -> Vec<Case> {
             &["bad.toml", "invalid configuration"],
             |d| write(d, "bad.toml", "[eval\nattacks = 3\n"),
         ),
+        with(
+            "eval: config [[attack]] with a NaN epsilon",
+            &eval("--config c.toml --out o"),
+            2,
+            &["c.toml", "[[attack]]", "NaN"],
+            |d| write(d, "c.toml", "[[attack]]\nname = \"fgsm\"\neps = [nan]\n"),
+        ),
+        with(
+            "eval: config batch_size 0",
+            &eval("--config c.toml --out o"),
+            2,
+            &["c.toml", "batch_size"],
+            |d| write(d, "c.toml", "[eval]\nbatch_size = 0\n"),
+        ),
+        with(
+            "eval: config gate rule above 1",
+            &eval("--config c.toml --out o"),
+            2,
+            &["c.toml", "[gate]", "between 0 and 1"],
+            |d| {
+                write(
+                    d,
+                    "c.toml",
+                    "[gate]\nmin = [{ attack = \"*\", min_robust_accuracy = 5.0 }]\n",
+                )
+            },
+        ),
         case(
             "eval: missing config",
             &eval("--config nope.toml --out o"),

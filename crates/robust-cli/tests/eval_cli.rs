@@ -139,6 +139,13 @@ fn gate_exit_codes() {
     assert_eq!(o.status.code(), Some(1));
     let o = eval_small(&run, &["--min-robust", "FGSM Linf@0.1=0.05"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    // A minimum that is not a fraction is bad input: NaN used to make results.json invalid
+    // after the run (exit 1), and 5 a gate no model can pass.
+    for rule in ["*@0.1=nan", "*@0.1=5"] {
+        let o = eval_small(&run, &["--min-robust", rule]);
+        assert_eq!(o.status.code(), Some(2), "{rule}: {}", text(&o).1);
+        assert!(text(&o).1.contains("between 0 and 1"), "{}", text(&o).1);
+    }
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub enum DataError {
     },
 
     /// An image file could not be decoded (corrupt, truncated, or not an image).
-    #[error("cannot decode image {}: {reason}", path.display())]
+    #[error("cannot decode image {}: {}", path.display(), printable(reason))]
     Decode {
         /// The image file.
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum DataError {
     /// A file is not in the expected format, or holds values the options do not allow
     /// (a wrong magic number, an unsupported dtype, a missing CSV column, a pixel outside the
     /// model's bounds).
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {}", path.display(), printable(reason))]
     Format {
         /// The file concerned.
         path: PathBuf,
@@ -51,7 +51,7 @@ pub enum DataError {
 
     /// Two things that must agree do not: the number of images and of labels, or an image's
     /// size and the model's input size.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {}", path.display(), printable(reason))]
     Mismatch {
         /// The file concerned.
         path: PathBuf,
@@ -60,7 +60,7 @@ pub enum DataError {
     },
 
     /// A label is not a valid class index or class name.
-    #[error("{}: bad label: {reason}", path.display())]
+    #[error("{}: bad label: {}", path.display(), printable(reason))]
     Label {
         /// The file (or class folder) holding the label.
         path: PathBuf,
@@ -71,7 +71,7 @@ pub enum DataError {
     /// The options given to [`Dataset::open`](crate::Dataset::open) or to a batch request
     /// are inconsistent (bounds with `lo >= hi`, a zero batch size, a `layout` for images
     /// that are not `.npy`, ...).
-    #[error("invalid data options: {reason}")]
+    #[error("invalid data options: {}", printable(reason))]
     Options {
         /// What is wrong.
         reason: String,
@@ -91,6 +91,25 @@ pub enum DataError {
 
 /// The crate's result type.
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+/// `text` with control characters escaped (`\n` as `\\n`): messages quote text read from
+/// the data files (a CSV header, a label, a class name), and a newline in it must not
+/// break the one-line error.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
 
 impl DataError {
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
@@ -133,5 +152,24 @@ impl DataError {
         DataError::Options {
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataError;
+
+    /// A CSV header with a quote in it swallowed the following lines into one field, which
+    /// the message quoted over several lines (found by the CLI's fuzz test).
+    #[test]
+    fn text_from_the_file_cannot_break_the_line() {
+        let e = DataError::format(
+            std::path::Path::new("data.csv"),
+            "missing column `label`: the header is `path,label\nimg/0.png,0`",
+        );
+        assert_eq!(
+            e.to_string(),
+            "data.csv: missing column `label`: the header is `path,label\\nimg/0.png,0`"
+        );
     }
 }

@@ -118,6 +118,30 @@ fn float_label(v: f64) -> std::result::Result<usize, String> {
     Ok(v as usize)
 }
 
+/// npyz reports a header it cannot parse with a multi-line parser diagram (the header
+/// echoed, a caret under the column, then what was expected). Errors are one line, so keep
+/// the words and drop the diagram: `could not parse Python expression: syntax error at
+/// 1:83: expected EOI`.
+fn npy_error_line(e: &std::io::Error) -> String {
+    let is_diagram = |line: &str| {
+        line.split_once('|')
+            .is_some_and(|(gutter, _)| gutter.trim().chars().all(|c| c.is_ascii_digit()))
+    };
+    let text = e.to_string();
+    let words: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_diagram(l))
+        .map(|l| l.trim_start_matches("= "))
+        .collect();
+    words
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(": --> ", " at ")
+}
+
 /// The longest `.npy` header accepted (numpy writes a few hundred bytes).
 const MAX_HEADER_LEN: u64 = 1 << 20;
 
@@ -243,8 +267,12 @@ impl NpyArray {
         let file_len = meta.len();
         precheck(path, &mut file, file_len)?;
         let mut reader = BufReader::new(file);
-        let npy = NpyFile::new(&mut reader)
-            .map_err(|e| DataError::format(path, format!("not a valid .npy file ({e})")))?;
+        let npy = NpyFile::new(&mut reader).map_err(|e| {
+            DataError::format(
+                path,
+                format!("not a valid .npy file ({})", npy_error_line(&e)),
+            )
+        })?;
         let shape = npy
             .shape()
             .iter()
@@ -359,5 +387,22 @@ impl NpyArray {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_header_parse_error_is_one_line() {
+        let diagram = "could not parse Python expression: syntax error:  --> 1:83\n  |\n\
+                       1 | {'descr': '|u1', 'shape': (2,), }  \u{1}\n  |    ^---\n  |\n  \
+                       = expected EOI";
+        let e = std::io::Error::other(diagram);
+        assert_eq!(
+            super::npy_error_line(&e),
+            "could not parse Python expression: syntax error at 1:83: expected EOI"
+        );
+        let plain = std::io::Error::other("unsupported dtype |u1");
+        assert_eq!(super::npy_error_line(&plain), "unsupported dtype |u1");
     }
 }

@@ -106,7 +106,8 @@ impl FeatureTable {
             reason,
         };
         precheck_npy_shape(&bytes).map_err(bad)?;
-        let npy = NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a .npy file ({e})")))?;
+        let npy = NpyFile::new(&bytes[..])
+            .map_err(|e| bad(format!("not a .npy file ({})", npy_error_line(&e))))?;
         let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
         let order = npy.order();
         let (type_char, size) = match npy.dtype() {
@@ -297,9 +298,33 @@ pub fn npy_shape(path: impl AsRef<Path>) -> Result<Vec<usize>> {
     let file = fs::File::open(path).map_err(|e| IntegrityError::io("read", path, e))?;
     let npy = NpyFile::new(std::io::BufReader::new(file)).map_err(|e| IntegrityError::Npy {
         path: path.to_path_buf(),
-        reason: format!("not a .npy file ({e})"),
+        reason: format!("not a .npy file ({})", npy_error_line(&e)),
     })?;
     Ok(npy.shape().iter().map(|&s| s as usize).collect())
+}
+
+/// npyz reports a header it cannot parse with a multi-line parser diagram (the header
+/// echoed, a caret under the column, then what was expected). Errors are one line, so keep
+/// the words and drop the diagram: `could not parse Python expression: syntax error at
+/// 1:83: expected EOI`.
+fn npy_error_line(e: &std::io::Error) -> String {
+    let is_diagram = |line: &str| {
+        line.split_once('|')
+            .is_some_and(|(gutter, _)| gutter.trim().chars().all(|c| c.is_ascii_digit()))
+    };
+    let text = e.to_string();
+    let words: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_diagram(l))
+        .map(|l| l.trim_start_matches("= "))
+        .collect();
+    words
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(": --> ", " at ")
 }
 
 /// Checks the `shape` declared in a .npy header before the npy reader sees it: a hostile
@@ -383,6 +408,20 @@ fn fortran_to_c(flat: &[f64], shape: &[usize]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_parse_error_is_one_line() {
+        let diagram = "could not parse Python expression: syntax error:  --> 1:83\n  |\n\
+                       1 | {'descr': '|u1', 'shape': (2,), }  \u{1}\n  |    ^---\n  |\n  \
+                       = expected EOI";
+        let e = std::io::Error::other(diagram);
+        assert_eq!(
+            super::npy_error_line(&e),
+            "could not parse Python expression: syntax error at 1:83: expected EOI"
+        );
+        let plain = std::io::Error::other("unsupported dtype |u1");
+        assert_eq!(super::npy_error_line(&plain), "unsupported dtype |u1");
+    }
 
     #[test]
     fn fortran_order_is_transposed() {

@@ -14,7 +14,7 @@ pub enum ModelError {
         source: std::io::Error,
     },
     /// The file is not a parseable model of its format.
-    #[error("{path}: {reason}")]
+    #[error("{path}: {}", printable(reason))]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -22,7 +22,7 @@ pub enum ModelError {
         reason: String,
     },
     /// The ONNX graph uses operators this interpreter does not implement.
-    #[error("{path}: unsupported ONNX operator(s): {list}")]
+    #[error("{path}: unsupported ONNX operator(s): {}", printable(list))]
     UnsupportedOps {
         /// The file.
         path: PathBuf,
@@ -30,7 +30,7 @@ pub enum ModelError {
         list: String,
     },
     /// safetensors weights do not match the architecture description.
-    #[error("{path}: weights do not match the architecture: {reason}")]
+    #[error("{path}: weights do not match the architecture: {}", printable(reason))]
     WeightMismatch {
         /// The weights file.
         path: PathBuf,
@@ -44,7 +44,7 @@ pub enum ModelError {
         path: PathBuf,
     },
     /// A node failed while the graph ran (shapes that do not fit, for example).
-    #[error("node '{node}' ({op}): {msg}")]
+    #[error("node '{}' ({}): {}", printable(node), printable(op), printable(msg))]
     Op {
         /// The node's name.
         node: String,
@@ -64,6 +64,25 @@ pub enum ModelError {
     Input(String),
 }
 
+/// `text` with control characters escaped (`\n` as `\\n`): messages hold names and text
+/// read from the model file, and a newline in a node name must not break the one-line
+/// error.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
@@ -81,5 +100,30 @@ impl OpError {
 impl std::fmt::Display for OpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModelError;
+
+    /// A value name with a newline in it (a mutated ONNX file, found by the CLI's fuzz
+    /// test) made a two-line message.
+    #[test]
+    fn names_from_the_file_cannot_break_the_line() {
+        let e = ModelError::Invalid {
+            path: "m.onnx".into(),
+            reason: "node '/0/Conv' uses the value '0.\neight' before it is defined".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "m.onnx: node '/0/Conv' uses the value '0.\\neight' before it is defined"
+        );
+        let e = ModelError::Op {
+            node: "a\tb".into(),
+            op: "Conv".into(),
+            msg: "x\ry".into(),
+        };
+        assert_eq!(e.to_string(), "node 'a\\tb' (Conv): x\\ry");
     }
 }

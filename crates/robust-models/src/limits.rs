@@ -15,6 +15,10 @@ pub struct Limits {
     pub max_file_bytes: u64,
     /// Most values in one input sample (channels × height × width).
     pub max_input_values: usize,
+    /// Most values per sample in the output of one convolution or pooling, whose size
+    /// follows from the kernel, stride and padding the file declares (a padding of 65536
+    /// asks for terabytes). An ImageNet network at 2048×2048 needs about 2²⁶.
+    pub max_activation_values: usize,
 }
 
 impl Default for Limits {
@@ -22,6 +26,7 @@ impl Default for Limits {
         Self {
             max_file_bytes: 8 << 30,
             max_input_values: 3 * 2048 * 2048,
+            max_activation_values: 1 << 30,
         }
     }
 }

@@ -140,6 +140,8 @@ pub struct Model {
     norm: Option<(FloatValue, FloatValue)>,
     device: Device,
     info: ModelInfo,
+    /// [`Limits::max_activation_values`], checked by the operators that size their output.
+    max_activation_values: usize,
 }
 
 fn read(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
@@ -202,6 +204,8 @@ struct Plan {
     graph: Graph,
     info: ModelInfo,
     norm: Option<(Vec<f32>, Vec<f32>)>,
+    /// [`Limits::max_activation_values`].
+    max_activation_values: usize,
 }
 
 /// The batch size of the probe run at load (any size other than a fixed one works).
@@ -232,6 +236,7 @@ impl Model {
                 graph: plan.graph.clone(),
                 info: plan.info.clone(),
                 norm: plan.norm.clone(),
+                max_activation_values: plan.max_activation_values,
             },
             device,
         )?
@@ -251,6 +256,7 @@ impl Model {
                     graph: freed,
                     info,
                     norm: plan.norm.clone(),
+                    max_activation_values: plan.max_activation_values,
                 },
                 device,
             )?
@@ -374,12 +380,22 @@ impl Model {
             activation_bytes_per_sample: 0,
             largest_activation_bytes_per_sample: 0,
         };
-        Ok(Plan { graph, info, norm })
+        Ok(Plan {
+            graph,
+            info,
+            norm,
+            max_activation_values: spec.limits.max_activation_values,
+        })
     }
 
     /// Places a plan's constants on `device`.
     fn assemble(plan: Plan, device: &Device) -> Result<Self> {
-        let Plan { graph, info, norm } = plan;
+        let Plan {
+            graph,
+            info,
+            norm,
+            max_activation_values,
+        } = plan;
         let invalid = |reason: String| ModelError::Invalid {
             path: info.path.clone(),
             reason,
@@ -437,6 +453,7 @@ impl Model {
             norm,
             device: device.clone(),
             info,
+            max_activation_values,
         })
     }
 
@@ -648,6 +665,7 @@ impl Model {
         let ctx = OpCtx {
             device: &self.device,
             opset: self.graph.opset,
+            max_activation_values: self.max_activation_values,
         };
         for (k, node) in self.graph.nodes.iter().enumerate() {
             let inputs: Vec<Option<Value>> = node

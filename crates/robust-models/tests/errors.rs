@@ -128,6 +128,58 @@ fn safetensors_missing_key_and_wrong_shape() {
     );
 }
 
+/// A padding of 65536 in an architecture file (found by `tests/fuzz_loaders.rs`) made the
+/// probe's convolution ask for a terabyte, and the allocation aborted the process. The
+/// output size is now checked against `[model.limits] max_activation_values` first.
+#[test]
+fn a_huge_padding_is_refused_before_it_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        model_file("cnn-bn/model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let arch = std::fs::read_to_string(model_file("cnn-bn/arch.json")).unwrap();
+    assert!(arch.contains("\"padding\": 1,"));
+    for (field, value) in [("padding", "65536"), ("padding", "4294967296")] {
+        let bad = arch.replacen(
+            &format!("\"{field}\": 1,"),
+            &format!("\"{field}\": {value},"),
+            1,
+        );
+        write(dir.path(), "arch.json", bad.as_bytes());
+        let e = load_err(&ModelSpec::new(dir.path().join("model.safetensors")));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("model.safetensors") && msg.contains("max_activation_values"),
+            "{msg}"
+        );
+    }
+    // A pooling window wider than its padded input was a backend panic ("index out of
+    // bounds") caught at load; it is now refused by name.
+    let i = arch.find("\"type\": \"maxpool2d\"").unwrap();
+    let kernel = "\"kernel\": 2";
+    let k = i + arch[i..].find(kernel).unwrap();
+    let bad = format!(
+        "{}\"kernel\": 4294967295{}",
+        &arch[..k],
+        &arch[k + kernel.len()..]
+    );
+    write(dir.path(), "arch.json", bad.as_bytes());
+    let msg = load_err(&ModelSpec::new(dir.path().join("model.safetensors"))).to_string();
+    assert!(
+        msg.contains("MaxPool") && msg.contains("more than the 28 of the padded input"),
+        "{msg}"
+    );
+    // Raising the limit is possible (here to a size the probe cannot allocate either, so
+    // only check that the limit is the one that moved).
+    let mut spec = ModelSpec::new(dir.path().join("model.safetensors"));
+    write(dir.path(), "arch.json", arch.as_bytes());
+    spec.limits.max_activation_values = 8 * 28 * 28 - 1;
+    let msg = load_err(&spec).to_string();
+    assert!(msg.contains("8×28×28 values per sample"), "{msg}");
+}
+
 #[test]
 fn malformed_architecture_and_missing_arch() {
     let dir = tempfile::tempdir().unwrap();

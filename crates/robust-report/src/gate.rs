@@ -50,6 +50,30 @@ pub struct MinRule {
     pub min_robust_accuracy: f64,
 }
 
+impl MinRule {
+    /// What makes the rule unusable, if anything: its ε must be a finite number ≥ 0 and its
+    /// minimum a fraction in `[0, 1]` (a NaN minimum would make the results file invalid,
+    /// and one above 1 a gate no model can pass).
+    pub fn problem(&self) -> Option<String> {
+        if let Some(eps) = self.eps {
+            if !(eps.is_finite() && eps >= 0.0) {
+                return Some(format!(
+                    "rule for '{}': epsilon {eps} must be a finite number ≥ 0",
+                    self.attack
+                ));
+            }
+        }
+        let min = self.min_robust_accuracy;
+        if !(0.0..=1.0).contains(&min) {
+            return Some(format!(
+                "rule for '{}': minimum robust accuracy {min} must be a fraction between 0 and 1",
+                self.attack
+            ));
+        }
+        None
+    }
+}
+
 /// The JUnit-style description of a row's threshold: `min_robust_accuracy>=0.8` or
 /// `max_drop<=0.02`.
 pub fn threshold_text(row: &GateRow) -> String {
@@ -190,6 +214,23 @@ pub fn evaluate_gate(
 mod tests {
     use super::*;
     use crate::testing::sample_run;
+
+    #[test]
+    fn a_rule_needs_a_finite_epsilon_and_a_fraction() {
+        assert_eq!(rule("*", Some(0.1), 0.5).problem(), None);
+        assert_eq!(rule("*", None, 0.0).problem(), None);
+        assert_eq!(rule("*", None, 1.0).problem(), None);
+        for bad in [
+            rule("pgd", Some(f64::NAN), 0.5),
+            rule("pgd", Some(-0.1), 0.5),
+            rule("pgd", None, f64::NAN),
+            rule("pgd", None, 1.5),
+            rule("pgd", None, -0.01),
+        ] {
+            let problem = bad.problem().expect("a problem");
+            assert!(problem.starts_with("rule for 'pgd': "), "{problem}");
+        }
+    }
 
     fn rule(attack: &str, eps: Option<f64>, min: f64) -> MinRule {
         MinRule {

@@ -363,7 +363,14 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
     }
     let baseline = args.baseline.clone().or(cfg.gate.baseline);
     if thresholds.max_drop.is_some() && baseline.is_none() {
-        return Err(bad_input("--max-drop needs a --baseline results file"));
+        return Err(bad_input(match (&args.max_drop, &config_path) {
+            (None, Some(c)) => format!(
+                "{}: [gate] max_drop needs a baseline results file: set [gate] baseline or pass \
+                 --baseline",
+                c.display()
+            ),
+            _ => "--max-drop needs a --baseline results file".into(),
+        }));
     }
     let limit = args.limit.or(cfg.eval.limit);
     if limit == Some(0) {

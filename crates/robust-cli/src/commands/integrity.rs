@@ -270,10 +270,14 @@ pub mod verify {
         let failed = |e: IntegrityError| {
             // One line: the differences of a tampered model joined with "; ".
             let line = e.to_string().replace(":\n  ", ": ").replace("\n  ", "; ");
-            // Name the file a failure is about where the message itself does not.
+            // Name the files a failure is about where the message itself does not: the
+            // signature file and the key disagree.
             let line = match &e {
-                IntegrityError::WrongKey { .. } => format!("{}: {line}", args.pubkey.display()),
-                IntegrityError::BadSignature => format!("{}: {line}", args.signature.display()),
+                IntegrityError::WrongKey { .. } | IntegrityError::BadSignature => format!(
+                    "{} with {}: {line}",
+                    args.signature.display(),
+                    args.pubkey.display()
+                ),
                 _ => line,
             };
             eprintln!("error: verification FAILED: {}", line.replace('\n', " "));

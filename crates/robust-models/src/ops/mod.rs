@@ -26,6 +26,35 @@ pub struct OpCtx<'a> {
     pub device: &'a Device,
     /// The default-domain opset of the model (some operators changed between opsets).
     pub opset: i64,
+    /// [`crate::limits::Limits::max_activation_values`].
+    pub max_activation_values: usize,
+}
+
+impl OpCtx<'_> {
+    /// Refuses, before it is allocated, an output of `channels × spatial` values per sample
+    /// above [`crate::limits::Limits::max_activation_values`]; `spatial` holds `None` for a
+    /// size that overflows.
+    pub fn check_output(&self, channels: usize, spatial: &[Option<u64>]) -> Result<(), OpError> {
+        let values = spatial
+            .iter()
+            .try_fold(channels as u64, |acc, d| d.and_then(|d| acc.checked_mul(d)));
+        let max = self.max_activation_values as u64;
+        if values.is_some_and(|v| v <= max) {
+            return Ok(());
+        }
+        let dims: Vec<String> = std::iter::once(channels.to_string())
+            .chain(
+                spatial
+                    .iter()
+                    .map(|d| d.map_or("(overflow)".into(), |d| d.to_string())),
+            )
+            .collect();
+        Err(OpError::new(format!(
+            "the output would hold {} values per sample, above the limit of {max} (raise \
+             [model.limits] max_activation_values)",
+            dims.join("×")
+        )))
+    }
 }
 
 /// The result of one operator: its outputs, in order.

@@ -53,6 +53,82 @@ fn resolve_pads(
     }
 }
 
+/// The length of one spatial output axis (rounded down, or up with `ceil`), `None` when it
+/// overflows; 0 when the padded input is shorter than the kernel (the operator reports that).
+fn out_len(
+    input: usize,
+    pads: (usize, usize),
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    ceil: bool,
+) -> Option<u64> {
+    let padded = (input as u64)
+        .checked_add(pads.0 as u64)?
+        .checked_add(pads.1 as u64)?;
+    let span = (kernel.max(1) as u64 - 1)
+        .checked_mul(dilation as u64)?
+        .checked_add(1)?;
+    let Some(room) = padded.checked_sub(span) else {
+        return Some(0);
+    };
+    let stride = stride.max(1) as u64;
+    Some(
+        if ceil {
+            room.div_ceil(stride)
+        } else {
+            room / stride
+        } + 1,
+    )
+}
+
+/// The sliding window of a convolution or pooling, per spatial axis.
+struct Window<'a> {
+    kernel: &'a [usize],
+    strides: &'a [usize],
+    dilations: &'a [usize],
+    pads: &'a [(usize, usize)],
+    /// Output lengths rounded up (pooling's `ceil_mode`).
+    ceil: bool,
+}
+
+/// Checks the output size of a window sliding over `input` (spatial dimensions) with
+/// `channels` output channels against the limit, before anything is allocated.
+fn check_window_output(
+    ctx: &OpCtx<'_>,
+    channels: usize,
+    input: &[usize],
+    w: Window<'_>,
+) -> Result<(), OpError> {
+    let axes = input
+        .iter()
+        .zip(w.pads)
+        .zip(w.kernel.iter().zip(w.dilations));
+    for (a, ((&len, &(begin, end)), (&kernel, &dilation))) in axes.enumerate() {
+        let padded = len as u128 + begin as u128 + end as u128;
+        let span = (kernel.max(1) as u128 - 1) * dilation as u128 + 1;
+        if span > padded {
+            return Err(OpError::new(format!(
+                "the window spans {span} values along spatial axis {a}, more than the {padded} \
+                 of the padded input"
+            )));
+        }
+    }
+    let spatial: Vec<Option<u64>> = (0..w.kernel.len())
+        .map(|a| {
+            out_len(
+                input[a],
+                w.pads[a],
+                w.kernel[a],
+                w.strides[a],
+                w.dilations[a],
+                w.ceil,
+            )
+        })
+        .collect();
+    ctx.check_output(channels, &spatial)
+}
+
 fn pair(v: &[usize]) -> [usize; 2] {
     [v[0], v[1]]
 }
@@ -101,6 +177,14 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
         return Err(OpError::new("strides and dilations must be positive"));
     }
     let pads = resolve_pads(n, &x.shape[2..], &kernel, &strides, &dilations)?;
+    let window = Window {
+        kernel: &kernel,
+        strides: &strides,
+        dilations: &dilations,
+        pads: &pads,
+        ceil: false,
+    };
+    check_window_output(ctx, w.shape[0], &x.shape[2..], window)?;
     let bias = match optional(i, 2) {
         Some(b) => {
             let b = to_float(ctx, b)?;
@@ -185,7 +269,7 @@ struct Pool2d {
     ceil: bool,
 }
 
-fn pool2d(n: &Node, x: &FloatValue) -> Result<Pool2d, OpError> {
+fn pool2d(ctx: &OpCtx<'_>, n: &Node, x: &FloatValue) -> Result<Pool2d, OpError> {
     if x.rank() != 4 {
         return Err(OpError::new(format!(
             "only 2-D pooling over [N, C, H, W] inputs is supported, got shape {:?}",
@@ -210,12 +294,21 @@ fn pool2d(n: &Node, x: &FloatValue) -> Result<Pool2d, OpError> {
         ));
     }
     let pads = resolve_pads(n, &x.shape[2..], &kernel, &strides, &dilations)?;
+    let ceil = n.int("ceil_mode", 0)? != 0;
+    let window = Window {
+        kernel: &kernel,
+        strides: &strides,
+        dilations: &dilations,
+        pads: &pads,
+        ceil,
+    };
+    check_window_output(ctx, x.shape[1], &x.shape[2..], window)?;
     Ok(Pool2d {
         kernel: pair(&kernel),
         strides: pair(&strides),
         dilations: pair(&dilations),
         pads: pairs(&pads),
-        ceil: n.int("ceil_mode", 0)? != 0,
+        ceil,
     })
 }
 
@@ -226,7 +319,7 @@ pub(crate) fn max_pool(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResu
         ));
     }
     let x = float_input(ctx, i, 0)?;
-    let p = pool2d(n, &x)?;
+    let p = pool2d(ctx, n, &x)?;
     let x = x.at_rank::<4>("MaxPool input")?;
     if p.pads == [(0, 0); 2] && p.dilations == [1, 1] && !p.ceil {
         if let Some(y) = crate::kernels::max_pool2d(&x, p.kernel, p.strides) {
@@ -243,7 +336,7 @@ pub(crate) fn max_pool(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResu
 
 pub(crate) fn average_pool(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     let x = float_input(ctx, i, 0)?;
-    let p = pool2d(n, &x)?;
+    let p = pool2d(ctx, n, &x)?;
     if p.dilations != [1, 1] {
         return Err(OpError::new("dilated AveragePool is not supported"));
     }
