@@ -57,6 +57,37 @@ impl OpCtx<'_> {
     }
 }
 
+/// Most samples in one batch that [`OpCtx::check_shape`] allows for.
+const MAX_BATCH: u64 = 1 << 16;
+
+impl OpCtx<'_> {
+    /// Refuses, before it is allocated, an output of `shape` (batch first) with more than
+    /// [`crate::limits::Limits::max_activation_values`] values per sample, or more than
+    /// [`MAX_BATCH`] times that in all; with `per_sample` false (constants computed from
+    /// shapes, `ConstantOfShape`), the whole tensor must fit the per-sample limit.
+    pub fn check_shape(&self, shape: &[usize], per_sample: bool) -> Result<(), OpError> {
+        let product = |d: &[usize]| d.iter().try_fold(1u64, |acc, &x| acc.checked_mul(x as u64));
+        let max = self.max_activation_values as u64;
+        let total = product(shape);
+        let sample = if per_sample && !shape.is_empty() {
+            product(&shape[1..])
+        } else {
+            total
+        };
+        let fits = match (sample, total) {
+            (Some(s), Some(t)) => s <= max && t <= max.saturating_mul(MAX_BATCH),
+            _ => false,
+        };
+        if fits {
+            return Ok(());
+        }
+        Err(OpError::new(format!(
+            "an output of shape {shape:?} is above the limit of {max} values per sample (raise \
+             [model.limits] max_activation_values)"
+        )))
+    }
+}
+
 /// The result of one operator: its outputs, in order.
 pub type OpResult = Result<Vec<Value>, OpError>;
 
@@ -240,4 +271,26 @@ pub(crate) fn unary(
 /// Converts an i64 to a non-negative usize, naming what it is on failure.
 pub(crate) fn to_usize(v: i64, what: &str) -> Result<usize, OpError> {
     usize::try_from(v).map_err(|_| OpError::new(format!("{what} must be non-negative, got {v}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpCtx;
+
+    #[test]
+    fn output_shapes_are_checked_before_allocation() {
+        let device = burn::tensor::Device::flex();
+        let ctx = OpCtx {
+            device: &device,
+            opset: 17,
+            max_activation_values: crate::limits::Limits::default().max_activation_values,
+        };
+        // A ResNet stage of a large batch fits; a dimension from a hostile file does not.
+        assert!(ctx.check_shape(&[256, 64, 56, 56], true).is_ok());
+        assert!(ctx.check_shape(&[2, 1 << 20, 1 << 20], true).is_err());
+        assert!(ctx.check_shape(&[1 << 40], false).is_err());
+        assert!(ctx.check_shape(&[usize::MAX, 2], true).is_err());
+        let e = ctx.check_shape(&[1, 1 << 31], true).unwrap_err().0;
+        assert!(e.contains("max_activation_values"), "{e}");
+    }
 }

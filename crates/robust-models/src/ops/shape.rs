@@ -425,8 +425,9 @@ pub(crate) fn pad(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
             to_usize(pads[k + axes.len()], "a pad")?,
         );
         pairs[x.padded_axis(a)] = (b, e);
-        shape[a] += b + e;
+        shape[a] = shape[a].saturating_add(b).saturating_add(e);
     }
+    ctx.check_shape(&shape, true)?;
     let mode = match n.string("mode", "constant")?.as_str() {
         "constant" => PadMode::Constant(value),
         "reflect" => {
@@ -482,6 +483,7 @@ pub(crate) fn constant_of_shape(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) 
         .iter()
         .map(|&d| to_usize(d, "a dimension"))
         .collect::<Result<_, _>>()?;
+    ctx.check_shape(&shape, false)?;
     let count: usize = shape.iter().product();
     match n.attrs.get("value") {
         Some(Attr::Tensor(t)) => match &t.data {
@@ -499,7 +501,7 @@ pub(crate) fn constant_of_shape(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) 
     }
 }
 
-pub(crate) fn expand(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+pub(crate) fn expand(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
     let x = input(i, 0)?;
     let target: Vec<usize> = int_input(i, 1)?
         .data
@@ -507,6 +509,7 @@ pub(crate) fn expand(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
         .map(|&d| to_usize(d, "a dimension"))
         .collect::<Result<_, _>>()?;
     let shape = broadcast_shapes(x.shape(), &target)?;
+    ctx.check_shape(&shape, matches!(x, Value::Float(_)))?;
     match x {
         Value::Float(f) => one(FloatValue::from_padded(
             f.t.clone().expand(padded(&shape)?),
@@ -605,7 +608,7 @@ pub(crate) fn range(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
 }
 
 /// `Tile`: repeats each axis `repeats[k]` times.
-pub(crate) fn tile(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+pub(crate) fn tile(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
     let x = input(i, 0)?;
     let reps = &int_input(i, 1)?.data;
     let s = x.shape().to_vec();
@@ -615,6 +618,12 @@ pub(crate) fn tile(_: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
             s.len()
         )));
     }
+    let out: Vec<usize> = s
+        .iter()
+        .zip(reps)
+        .map(|(&d, &r)| to_usize(r, "a repeat count").map(|r| d.saturating_mul(r)))
+        .collect::<Result<_, _>>()?;
+    ctx.check_shape(&out, true)?;
     match x {
         Value::Float(f) => {
             let mut t = f.t.clone();
