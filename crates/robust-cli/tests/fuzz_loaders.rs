@@ -1738,8 +1738,10 @@ fn fuzz_loaders() {
         chosen.len()
     );
 
-    // Every seed must load: a mutant of a seed that fails anyway tests nothing.
-    for (target, _) in &chosen {
+    // Every seed must load: a mutant of a seed that fails anyway tests nothing. The lock
+    // keeps `fuzz_regressions_stay_fixed`, which shares the slots, from writing meanwhile.
+    for (target, lock) in &chosen {
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
         for seed in &target.seeds {
             match run_one(target.name, &target.load, &seed.slot) {
                 Outcome::Accepted => {}
