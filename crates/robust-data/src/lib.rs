@@ -104,4 +104,5 @@ mod transform;
 
 pub use dataset::{DataBatch, Dataset, DatasetInfo};
 pub use error::{DataError, Result};
+pub use npy::npy_error_line;
 pub use spec::{DataFormat, DataLimits, DataSpec, Layout, ResizeMode};

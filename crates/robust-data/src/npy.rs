@@ -122,7 +122,7 @@ fn float_label(v: f64) -> std::result::Result<usize, String> {
 /// echoed, a caret under the column, then what was expected). Errors are one line, so keep
 /// the words and drop the diagram: `could not parse Python expression: syntax error at
 /// 1:83: expected EOI`.
-fn npy_error_line(e: &std::io::Error) -> String {
+pub fn npy_error_line(e: &std::io::Error) -> String {
     let is_diagram = |line: &str| {
         line.split_once('|')
             .is_some_and(|(gutter, _)| gutter.trim().chars().all(|c| c.is_ascii_digit()))

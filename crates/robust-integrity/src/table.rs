@@ -106,8 +106,12 @@ impl FeatureTable {
             reason,
         };
         precheck_npy_shape(&bytes).map_err(bad)?;
-        let npy = NpyFile::new(&bytes[..])
-            .map_err(|e| bad(format!("not a .npy file ({})", npy_error_line(&e))))?;
+        let npy = NpyFile::new(&bytes[..]).map_err(|e| {
+            bad(format!(
+                "not a .npy file ({})",
+                robust_data::npy_error_line(&e)
+            ))
+        })?;
         let shape: Vec<usize> = npy.shape().iter().map(|&s| s as usize).collect();
         let order = npy.order();
         let (type_char, size) = match npy.dtype() {
@@ -298,33 +302,9 @@ pub fn npy_shape(path: impl AsRef<Path>) -> Result<Vec<usize>> {
     let file = fs::File::open(path).map_err(|e| IntegrityError::io("read", path, e))?;
     let npy = NpyFile::new(std::io::BufReader::new(file)).map_err(|e| IntegrityError::Npy {
         path: path.to_path_buf(),
-        reason: format!("not a .npy file ({})", npy_error_line(&e)),
+        reason: format!("not a .npy file ({})", robust_data::npy_error_line(&e)),
     })?;
     Ok(npy.shape().iter().map(|&s| s as usize).collect())
-}
-
-/// npyz reports a header it cannot parse with a multi-line parser diagram (the header
-/// echoed, a caret under the column, then what was expected). Errors are one line, so keep
-/// the words and drop the diagram: `could not parse Python expression: syntax error at
-/// 1:83: expected EOI`.
-fn npy_error_line(e: &std::io::Error) -> String {
-    let is_diagram = |line: &str| {
-        line.split_once('|')
-            .is_some_and(|(gutter, _)| gutter.trim().chars().all(|c| c.is_ascii_digit()))
-    };
-    let text = e.to_string();
-    let words: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !is_diagram(l))
-        .map(|l| l.trim_start_matches("= "))
-        .collect();
-    words
-        .join(": ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace(": --> ", " at ")
 }
 
 /// Checks the `shape` declared in a .npy header before the npy reader sees it: a hostile
@@ -416,11 +396,11 @@ mod tests {
                        = expected EOI";
         let e = std::io::Error::other(diagram);
         assert_eq!(
-            super::npy_error_line(&e),
+            robust_data::npy_error_line(&e),
             "could not parse Python expression: syntax error at 1:83: expected EOI"
         );
         let plain = std::io::Error::other("unsupported dtype |u1");
-        assert_eq!(super::npy_error_line(&plain), "unsupported dtype |u1");
+        assert_eq!(robust_data::npy_error_line(&plain), "unsupported dtype |u1");
     }
 
     #[test]

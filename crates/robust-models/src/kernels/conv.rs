@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use macerator::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::{finish, flex_tensor, ConstantOperands, FlexValue, InputGradient};
+use super::{finish, flex_tensor, parameter_data, ConstantOperands, FlexValue, InputGradient};
 
 /// Output channels accumulated together.
 const CHANNEL_BLOCK: usize = 4;
@@ -339,14 +339,7 @@ pub(crate) fn conv2d(
         weight: wv,
         bias: bv,
     } = ConstantOperands::of(x, weight, bias)?;
-    let wd = wv.f32_data()?;
-    let bd = match &bv {
-        Some(b) => Some(b.f32_data()?).filter(|b| b.len() == c_out),
-        None => None,
-    };
-    if bv.is_some() && bd.is_none() {
-        return None;
-    }
+    let (wd, bd) = parameter_data(&wv, bv.as_ref(), c_out)?;
     let out = {
         let xd = x.f32_data()?;
         forward(&g, &xd, None, &wd, bd.as_deref(), relu)

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::{finish, flex_tensor, ConstantOperands, FlexValue, InputGradient};
+use super::{finish, flex_tensor, parameter_data, ConstantOperands, FlexValue, InputGradient};
 
 /// Most `f32` values of im2col columns held at once (64 MiB).
 const COLS_BUDGET: usize = 16 << 20;
@@ -396,14 +396,7 @@ pub(crate) fn conv2d(
         weight: wv,
         bias: bv,
     } = ConstantOperands::of(x, weight, bias)?;
-    let wd = wv.f32_data()?;
-    let bd = match &bv {
-        Some(b) => Some(b.f32_data()?).filter(|b| b.len() == co),
-        None => None,
-    };
-    if bv.is_some() && bd.is_none() {
-        return None;
-    }
+    let (wd, bd) = parameter_data(&wv, bv.as_ref(), co)?;
     let out = {
         let xd = x.f32_data()?;
         forward(&g, &xd, &wd, bd.as_deref(), relu)

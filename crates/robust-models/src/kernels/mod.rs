@@ -123,6 +123,24 @@ impl ConstantOperands {
     }
 }
 
+/// The values of a layer's weights and optional bias.
+type ParameterData<'a> = (Cow<'a, [f32]>, Option<Cow<'a, [f32]>>);
+
+/// The values of constant weights and of a bias of `c_out` values, or `None` for another
+/// element type or a bias of another length.
+fn parameter_data<'a>(
+    weight: &'a FlexValue,
+    bias: Option<&'a FlexValue>,
+    c_out: usize,
+) -> Option<ParameterData<'a>> {
+    let w = weight.f32_data()?;
+    let b = match bias {
+        Some(b) => Some(b.f32_data().filter(|b| b.len() == c_out)?),
+        None => None,
+    };
+    Some((w, b))
+}
+
 /// Wraps a kernel's output `[d0, d1, d2, d3]` as a burn-flex tensor.
 fn flex_tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(burn::tensor::TensorData::new(data, shape))
