@@ -18,6 +18,7 @@
 //! [eval]
 //! attacks = ["fgsm", "pgd"]
 //! eps = [0.0, 0.01, 0.03, 0.1]
+//! primary_eps = 0.03    # the ε reports lead with (default: the gate's, else mid-sweep)
 //! batch_size = 250
 //! seed = 0
 //!
@@ -68,6 +69,8 @@ pub struct EvalConfig {
     pub attacks: Option<Vec<String>>,
     /// ε values.
     pub eps: Option<Vec<f32>>,
+    /// The ε reports lead with (one of `eps`).
+    pub primary_eps: Option<f32>,
     /// Batch size.
     pub batch_size: Option<usize>,
     /// Evaluate only the first N samples.

@@ -15,8 +15,9 @@ pub struct ModelFlags {
     /// Architecture file for a .safetensors model (JSON or TOML).
     #[arg(long, value_name = "FILE")]
     pub arch: Option<PathBuf>,
-    /// Input shape C,H,W when the model does not declare it (for drift and scan without a
-    /// model: the image size of a data set whose files do not give it).
+    /// Input shape C,H,W when the model file does not declare it (a safetensors model, or
+    /// an ONNX graph with symbolic sizes); without a model (drift, scan), the image size
+    /// to bring the data set's files to.
     #[arg(long, value_delimiter = ',', value_name = "C,H,W")]
     pub input_shape: Option<Vec<usize>>,
     /// Valid input range in pixel space, LO,HI (default 0,1).

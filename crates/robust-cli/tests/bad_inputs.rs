@@ -745,8 +745,8 @@ fn cases() -> Vec<Case> {
             "report: a later format cannot be written",
             "report r.json --format html,md,junit --out o",
             2,
-            &["o/report.junit.xml", "cannot write"],
-            |d| mkdir(d, "o/report.junit.xml"),
+            &["o/junit.xml", "cannot write"],
+            |d| mkdir(d, "o/junit.xml"),
         ),
         with(
             "report: history is appended only after the outputs",

@@ -1,7 +1,9 @@
 //! [`Dataset`]: opening a data set in any supported format, and decoding it batch by batch.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -64,6 +66,18 @@ pub struct Dataset {
     target: Target,
     labels: Vec<usize>,
     source: Source,
+    /// What had to change in the samples decoded so far, with how many samples each.
+    conversions: Mutex<BTreeMap<String, usize>>,
+}
+
+/// One way samples were changed to fit the model (a channel conversion or a new size), and
+/// how many of the samples decoded so far it applied to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conversion {
+    /// What was done, e.g. `RGB → gray (ITU-R 601-2 luma, ...)` or `32×32 → 28×28 (resize)`.
+    pub what: String,
+    /// The number of samples it was applied to.
+    pub samples: usize,
 }
 
 #[derive(Debug)]
@@ -163,7 +177,36 @@ impl Dataset {
             target,
             labels: data.labels,
             source: data.source,
+            conversions: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Every conversion applied to the samples decoded so far (by [`Dataset::batch`]), in a
+    /// stable order: after a full pass, what the model was given instead of the files' own
+    /// channels and sizes. Empty when every sample already fit the model.
+    pub fn conversions(&self) -> Vec<Conversion> {
+        self.conversions
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(what, &samples)| Conversion {
+                        what: what.clone(),
+                        samples,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn record(&self, changes: Vec<String>) {
+        if changes.is_empty() {
+            return;
+        }
+        if let Ok(mut m) = self.conversions.lock() {
+            for c in changes {
+                *m.entry(c).or_insert(0) += 1;
+            }
+        }
     }
 
     /// The number of samples.
@@ -212,7 +255,8 @@ impl Dataset {
                 let paths = &paths[start..end];
                 par_fill(&mut pixels, per, |k, out| {
                     let raw = folder::decode_image(&paths[k], *scale, *max_pixels)?;
-                    target.apply(raw, out, &paths[k], "")
+                    self.record(target.apply(raw, out, &paths[k], "")?);
+                    Ok(())
                 })?;
             }
             Source::Npy {
@@ -239,7 +283,9 @@ impl Dataset {
                         data,
                         kind: *kind,
                     };
-                    target.apply(raw, out, &array.path, &format!("sample {}", start + k))
+                    let what = format!("sample {}", start + k);
+                    self.record(target.apply(raw, out, &array.path, &what)?);
+                    Ok(())
                 })?;
             }
             Source::Idx { images, scale } => {
@@ -254,7 +300,9 @@ impl Dataset {
                         data: chunk.iter().map(|&v| f32::from(v)).collect(),
                         kind: Kind::Int { scale: *scale },
                     };
-                    target.apply(raw, out, &images.path, &format!("sample {}", start + k))
+                    let what = format!("sample {}", start + k);
+                    self.record(target.apply(raw, out, &images.path, &what)?);
+                    Ok(())
                 })?;
             }
         }

@@ -131,8 +131,23 @@ fn class_files(class_dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs.into_iter().flat_map(|(_, f)| f).collect())
 }
 
+/// Header names accepted for a CSV's image column, in order of preference.
+pub const CSV_PATH_COLUMNS: &[&str] = &[
+    "path",
+    "filename",
+    "file",
+    "image",
+    "image_path",
+    "filepath",
+];
+/// Header names accepted for a CSV's label column, in order of preference.
+pub const CSV_LABEL_COLUMNS: &[&str] = &["label", "class", "target", "category"];
+
 /// Reads a `path,label` CSV; relative paths are resolved against the CSV's folder. Without
 /// a classes file, every label must be below `max_classes`.
+///
+/// The image column is the first of [`CSV_PATH_COLUMNS`] the header names (case-insensitive),
+/// the label column the first of [`CSV_LABEL_COLUMNS`].
 pub(crate) fn read_csv(
     csv_path: &Path,
     classes: Option<&Classes>,
@@ -147,23 +162,28 @@ pub(crate) fn read_csv(
     // The csv crate's messages already give the record and line.
     let csv_err = |e: csv::Error| DataError::format(csv_path, e.to_string());
     let header = reader.headers().map_err(csv_err)?.clone();
-    let column = |name: &str| {
-        header
+    // The image column may be called by any of the usual names (first match wins, in this
+    // order), and so may the label column.
+    let column = |names: &[&str]| {
+        names
             .iter()
-            .position(|h| h.eq_ignore_ascii_case(name))
+            .find_map(|name| header.iter().position(|h| h.eq_ignore_ascii_case(name)))
             .ok_or_else(|| {
                 let got: Vec<&str> = header.iter().collect();
                 DataError::format(
                     csv_path,
                     format!(
-                        "missing column `{name}`: the header is `{}`, it must name the \
-                         columns `path` and `label`",
-                        got.join(",")
+                        "missing column `{}`: the header is `{}`; it must name an image column \
+                         ({}) and a label column ({})",
+                        names[0],
+                        got.join(","),
+                        CSV_PATH_COLUMNS.join(", "),
+                        CSV_LABEL_COLUMNS.join(", ")
                     ),
                 )
             })
     };
-    let (path_col, label_col) = (column("path")?, column("label")?);
+    let (path_col, label_col) = (column(CSV_PATH_COLUMNS)?, column(CSV_LABEL_COLUMNS)?);
     let mut listing = Listing {
         files: Vec::new(),
         labels: Vec::new(),
@@ -250,7 +270,8 @@ fn parse_label(
         }),
         None => Err(format!(
             "`{text}` is not a class index, and there is no classes file to look class names \
-             up in (set `classes`, or put a classes.txt beside the CSV)"
+             up in (pass --classes FILE, set `classes` in robust.toml's [data], or put a \
+             classes.txt beside the CSV)"
         )),
     }
 }

@@ -102,7 +102,8 @@ mod npy;
 mod spec;
 mod transform;
 
-pub use dataset::{DataBatch, Dataset, DatasetInfo};
+pub use dataset::{Conversion, DataBatch, Dataset, DatasetInfo};
 pub use error::{DataError, Result};
+pub use folder::{CSV_LABEL_COLUMNS, CSV_PATH_COLUMNS};
 pub use npy::npy_error_line;
 pub use spec::{DataFormat, DataLimits, DataSpec, Layout, ResizeMode};

@@ -63,8 +63,9 @@ impl Target {
     }
 
     /// Turns `raw` into model input written to `out` (`sample_len` values). `path` and `what`
-    /// ("sample 17", or empty for an image file) go into error messages.
-    pub fn apply(&self, raw: Raw, out: &mut [f32], path: &Path, what: &str) -> Result<()> {
+    /// ("sample 17", or empty for an image file) go into error messages. Returns what had to
+    /// change to fit the model (channels, size): an empty list when the sample already fit.
+    pub fn apply(&self, raw: Raw, out: &mut [f32], path: &Path, what: &str) -> Result<Vec<String>> {
         debug_assert_eq!(out.len(), self.sample_len());
         debug_assert_eq!(raw.data.len(), raw.c * raw.h * raw.w);
         let prefix = if what.is_empty() {
@@ -73,6 +74,18 @@ impl Target {
             format!("{what}: ")
         };
         self.check_values(&raw, path, &prefix)?;
+        let mut changes = Vec::new();
+        match (raw.c, self.c) {
+            (1, 3) => changes.push("gray → RGB (the channel replicated)".to_string()),
+            (3, 1) => changes.push("RGB → gray (ITU-R 601-2 luma, as PIL's convert(\"L\"))".into()),
+            _ => {}
+        }
+        if (raw.h, raw.w) != (self.h, self.w) {
+            changes.push(format!(
+                "{}×{} → {}×{} ({})",
+                raw.h, raw.w, self.h, self.w, self.resize
+            ));
+        }
         let raw = self.convert_channels(raw, path, &prefix)?;
         let raw = self.fit_size(raw, path, &prefix)?;
         let (lo, hi) = (self.lo, self.hi);
@@ -88,7 +101,7 @@ impl Target {
                 }
             }
         }
-        Ok(())
+        Ok(changes)
     }
 
     fn check_values(&self, raw: &Raw, path: &Path, prefix: &str) -> Result<()> {

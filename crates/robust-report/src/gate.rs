@@ -83,6 +83,59 @@ pub fn threshold_text(row: &GateRow) -> String {
     }
 }
 
+/// Why `run` cannot be compared with `baseline`: an empty list when it can. Runs are alike
+/// when they evaluated the same number of samples, the same samples (by
+/// [`crate::DatasetInfo::samples_sha256`], when both files record it), and every attack
+/// and ε of the baseline. A different model is what a baseline comparison is for, so the
+/// model may differ; extra attacks or ε in `run` are fine.
+pub fn unlike_baseline(baseline: &RunResults, run: &RunResults) -> Vec<String> {
+    let mut why = Vec::new();
+    if baseline.dataset.size != run.dataset.size {
+        why.push(format!(
+            "the baseline evaluated {} samples, this run {}",
+            baseline.dataset.size, run.dataset.size
+        ));
+    } else if let (Some(b), Some(r)) = (
+        &baseline.dataset.samples_sha256,
+        &run.dataset.samples_sha256,
+    ) {
+        if b != r {
+            why.push(format!(
+                "the samples differ (data set {} with digest {}… in the baseline, {} with \
+                 {}… here)",
+                baseline.dataset.source,
+                &b[..b.len().min(12)],
+                run.dataset.source,
+                &r[..r.len().min(12)]
+            ));
+        }
+    }
+    let mut missing = Vec::new();
+    for ba in &baseline.attacks {
+        match run.attack(&ba.label) {
+            None => missing.push(format!("{} (every ε)", ba.label)),
+            Some(a) => {
+                let eps: Vec<String> = ba
+                    .points
+                    .iter()
+                    .filter(|p| a.point(p.eps).is_none())
+                    .map(|p| fmt_eps(p.eps))
+                    .collect();
+                if !eps.is_empty() {
+                    missing.push(format!("{} at eps {}", ba.label, eps.join(", ")));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        why.push(format!(
+            "the baseline has points this run does not: {}",
+            missing.join("; ")
+        ));
+    }
+    why
+}
+
 /// Checks `run` against the thresholds and, for `max_drop`, against `baseline` (its path,
 /// for the report, and its results). Rows come in rule order, then baseline order; the
 /// report passes when every row passes. See the module documentation for missing points.

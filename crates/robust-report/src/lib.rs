@@ -58,6 +58,7 @@
 //! ```
 
 pub mod checks;
+mod components;
 mod error;
 mod format;
 pub mod gate;
@@ -69,15 +70,17 @@ pub mod schema;
 mod testing;
 
 pub use checks::{reliability_checks, stronger_attack_check, stronger_attack_checks, CheckOptions};
+pub use components::components_line;
 pub use error::{ReportError, Result};
-pub use gate::{evaluate_gate, threshold_text, MinRule, Thresholds};
+pub use gate::{evaluate_gate, threshold_text, unlike_baseline, MinRule, Thresholds};
 pub use history::{append_history, read_history, HistoryEntry, HistoryPoint};
 pub use images::{perturbation_to_unit, png_base64};
-pub use render::html::{render_html, HtmlOptions};
+pub use render::html::{render_html, HtmlOptions, REPORT_CSS};
 pub use render::junit::render_junit;
 pub use render::markdown::render_markdown;
+pub use render::{headlines, Headline};
 pub use schema::{
-    eps_eq, write_atomic, AttackResult, Check, CheckStatus, DatasetInfo, DeviceInfo, EpsPoint,
-    Example, GateReport, GateRow, ModelInfo, RunResults, ToolInfo, WorstCasePoint, EPS_TOLERANCE,
-    SCHEMA_VERSION,
+    eps_eq, write_atomic, AttackResult, Check, CheckStatus, DataConversion, DatasetInfo,
+    DeviceInfo, EpsPoint, Example, GateReport, GateRow, ModelInfo, RunResults, ToolInfo,
+    WorstCasePoint, EPS_TOLERANCE, SCHEMA_VERSION,
 };

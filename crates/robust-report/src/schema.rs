@@ -61,6 +61,10 @@ pub struct RunResults {
     pub checks: Vec<Check>,
     /// The regression gate's verdict, when thresholds were given.
     pub gate: Option<GateReport>,
+    /// The ε the report leads with (its headline robust accuracy); `None`: the report
+    /// chooses (see [`RunResults::headline_eps`]).
+    #[serde(default)]
+    pub primary_eps: Option<f64>,
 }
 
 /// The program that produced a results file.
@@ -125,6 +129,24 @@ pub struct DatasetInfo {
     pub num_classes: usize,
     /// Class names, indexed by class; may be empty when the data set has none.
     pub class_names: Vec<String>,
+    /// SHA-256 of the evaluated samples as the model received them: for each sample in
+    /// order, its label (u64, little-endian) then its pixels (f32, little-endian, C×H×W).
+    /// The gate refuses to compare runs whose digests differ. `None` in older files.
+    #[serde(default)]
+    pub samples_sha256: Option<String>,
+    /// How the samples were changed to fit the model (channels, size), with counts; empty
+    /// when every sample already fit.
+    #[serde(default)]
+    pub conversions: Vec<DataConversion>,
+}
+
+/// One way samples were changed to fit the model's input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataConversion {
+    /// What was done, e.g. `RGB → gray (...)` or `32×32 → 28×28 (resize)`.
+    pub what: String,
+    /// How many samples it was applied to.
+    pub samples: usize,
 }
 
 /// One attack configuration and its sweep over epsilons.
@@ -218,11 +240,17 @@ pub struct Check {
 }
 
 /// The status of a [`Check`], stored in lowercase.
+///
+/// The renderers count a run's checks with [`check_counts`].
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
+    /// The check could not be made on this run (e.g. no ε large enough); stored as
+    /// `not-applicable`. It neither passes nor counts toward "all passed".
+    #[serde(rename = "not-applicable")]
+    NotApplicable,
     /// Nothing suspicious.
     #[default]
     Pass,
@@ -233,13 +261,36 @@ pub enum CheckStatus {
 }
 
 impl CheckStatus {
-    /// `pass`, `warn` or `fail`.
+    /// `n/a`, `pass`, `warn` or `fail`.
     pub fn as_str(self) -> &'static str {
         match self {
+            CheckStatus::NotApplicable => "n/a",
             CheckStatus::Pass => "pass",
             CheckStatus::Warn => "warn",
             CheckStatus::Fail => "fail",
         }
+    }
+}
+
+/// How many of `checks` passed, warned, failed and did not apply, in that order.
+pub fn check_counts(checks: &[Check]) -> [usize; 4] {
+    let n = |s: CheckStatus| checks.iter().filter(|c| c.status == s).count();
+    [
+        n(CheckStatus::Pass),
+        n(CheckStatus::Warn),
+        n(CheckStatus::Fail),
+        n(CheckStatus::NotApplicable),
+    ]
+}
+
+/// One line summing up `checks` when none warned or failed: `all 4 passed`, or
+/// `all 3 applicable passed (1 not applicable)`.
+pub fn all_passed_text(checks: &[Check]) -> String {
+    let [pass, _, _, na] = check_counts(checks);
+    if na == 0 {
+        format!("all {pass} passed")
+    } else {
+        format!("all {pass} applicable passed ({na} not applicable)")
     }
 }
 

@@ -57,20 +57,31 @@ pub struct EvalArgs {
     /// Data format (default: detected).
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<DataFormat>,
-    /// How images reach the model's size: resize, center-crop or resize-crop.
+    /// How images of another size reach the model's size: resize (the whole image,
+    /// aspect ratio not kept), center-crop, or resize-crop (torchvision's Resize +
+    /// CenterCrop) [default: resize]. Every conversion is warned about and recorded.
     #[arg(long, value_name = "MODE")]
     pub resize: Option<ResizeMode>,
 
-    /// Attacks, comma-separated: fgsm, fgm, bim, pgd.
-    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    /// Attacks, comma-separated (`robust eval --attack list` is not needed: an unknown name
+    /// lists them). Settings for one attack follow its name after colons, e.g.
+    /// `fgsm,pgd:steps=20:restarts=2`; the keys are those of an `[[attack]]` table in
+    /// robust.toml. A per-attack setting beats the flag of the same name.
+    #[arg(long, value_delimiter = ',', value_name = "NAME[:KEY=VALUE...],...")]
     pub attack: Option<Vec<String>>,
     /// ε values, comma-separated; fractions such as 8/255 are accepted.
     #[arg(long, value_delimiter = ',', value_name = "EPS,...", value_parser = parse_eps)]
     pub eps: Option<Vec<f32>>,
+    /// The ε the report and summary lead with (one of --eps) [default: the gate's ε, else
+    /// the middle of the sweep].
+    #[arg(long, value_name = "EPS", value_parser = parse_eps)]
+    pub primary_eps: Option<f32>,
     /// Threat model: linf or l2.
     #[arg(long)]
     pub norm: Option<Norm>,
-    /// Steps of iterative attacks (default 10).
+    /// Steps of iterative attacks (default 10). This and the attack flags below apply to
+    /// the attacks that take them (`--attack fgsm,pgd --steps 20` sets PGD's steps);
+    /// a flag that no chosen attack takes is an error.
     #[arg(long)]
     pub steps: Option<usize>,
     /// Absolute step size.
@@ -115,9 +126,15 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
 
-    /// Baseline results.json to compare with.
+    /// Baseline results.json to compare with. It must come from a like run: the same
+    /// samples (count and content) and every attack and ε it holds; otherwise exit 2,
+    /// saying what differs.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// After a run whose gate passed (or that had no gate), also write its results.json
+    /// here, e.g. to start or move forward the baseline (`--baseline B --save-baseline B`).
+    #[arg(long, value_name = "FILE")]
+    pub save_baseline: Option<PathBuf>,
     /// Largest allowed drop of robust accuracy against the baseline (e.g. 0.02).
     #[arg(long)]
     pub max_drop: Option<f64>,
@@ -128,7 +145,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub check_convergence: bool,
 
-    /// Refuse to evaluate a model that does not verify against this signature file.
+    /// Refuse to evaluate a model that does not verify against this signature file (robust's
+    /// JSON, a raw SHA-256 openssl signature or an OpenSSF bundle, told apart by content).
     #[arg(long, value_name = "SIG", requires = "pubkey")]
     pub require_signature: Option<PathBuf>,
     /// Public key (PEM) for --require-signature.
@@ -200,6 +218,123 @@ fn parse_min_rule(s: &str) -> Result<report::MinRule, String> {
     }
 }
 
+/// Parses one `--attack` item, `NAME[:KEY=VALUE...]`, into a spec; also returns the keys
+/// it set. Values are TOML values (`20`, `0.01`, `true`), or else strings (`linf`).
+fn parse_attack_item(item: &str) -> Result<(AttackSpec, Vec<String>), String> {
+    let mut parts = item.split(':');
+    let name = parts.next().unwrap_or_default().trim();
+    if name.is_empty() {
+        return Err(format!(
+            "--attack '{item}': an attack name is missing (e.g. pgd:steps=20)"
+        ));
+    }
+    let mut table = toml::Table::new();
+    table.insert("name".into(), toml::Value::String(name.into()));
+    let mut keys = Vec::new();
+    for kv in parts {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            format!("--attack '{item}': '{kv}' is not KEY=VALUE (e.g. pgd:steps=20)")
+        })?;
+        let (k, v) = (k.trim().replace('-', "_"), v.trim());
+        if k == "name" || k == "eps" {
+            return Err(format!(
+                "--attack '{item}': '{k}' cannot be set here{}",
+                if k == "eps" {
+                    " (give an attack its own ε in a [[attack]] table of robust.toml)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(v.to_string()));
+        if table.insert(k.clone(), value).is_some() {
+            return Err(format!("--attack '{item}': '{k}' is given twice"));
+        }
+        keys.push(k);
+    }
+    let spec: AttackSpec = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            format!(
+                "--attack '{item}': {}",
+                e.message().lines().collect::<Vec<_>>().join(" ")
+            )
+        })?;
+    Ok((spec, keys))
+}
+
+/// Applies the attack flags (`--steps`, `--norm`, ...) to the attacks that take them: a flag
+/// an attack refuses (FGSM's steps) is skipped for it; a flag no attack takes is an error,
+/// with the reason the last attack gave. Keys in `explicit[i]` (set per attack on the
+/// command line) are left alone.
+fn apply_attack_flags(
+    args: &EvalArgs,
+    specs: &mut [AttackSpec],
+    explicit: &[Vec<String>],
+) -> anyhow::Result<()> {
+    type Setter<'a> = (&'a str, Box<dyn Fn(&mut AttackSpec) + 'a>);
+    let mut setters: Vec<Setter<'_>> = Vec::new();
+    macro_rules! flag {
+        ($f:ident, $name:literal) => {
+            if let Some(v) = &args.$f {
+                setters.push((
+                    $name,
+                    Box::new(move |s: &mut AttackSpec| s.$f = Some(v.clone())),
+                ));
+            }
+        };
+    }
+    flag!(norm, "norm");
+    flag!(steps, "steps");
+    flag!(step_size, "step_size");
+    flag!(rel_step_size, "rel_step_size");
+    flag!(random_start, "random_start");
+    flag!(restarts, "restarts");
+    flag!(loss, "loss");
+    if let Some(t) = args.targeted {
+        setters.push((
+            "target",
+            Box::new(move |s: &mut AttackSpec| s.target = Some(t)),
+        ));
+    }
+    let registry = AttackRegistry::builtin();
+    for (key, set) in &setters {
+        let mut taken = false;
+        let mut last_refusal = None;
+        for (spec, own) in specs.iter_mut().zip(explicit) {
+            if own.iter().any(|k| k == key) {
+                taken = true;
+                continue;
+            }
+            let mut candidate = spec.clone();
+            set(&mut candidate);
+            // An unknown attack name is reported later, once, by build_plans.
+            match registry.build(&candidate) {
+                Ok(_) => {
+                    *spec = candidate;
+                    taken = true;
+                }
+                Err(e) if registry.build(spec).is_ok() => last_refusal = Some(e),
+                Err(_) => {
+                    *spec = candidate;
+                    taken = true;
+                }
+            }
+        }
+        if !taken {
+            let flag = format!("--{}", key.replace('_', "-"));
+            return Err(bad_input(match last_refusal {
+                Some(e) => format!("{flag}: no chosen attack takes it: {e}"),
+                None => format!("{flag}: no chosen attack takes it"),
+            }));
+        }
+    }
+    Ok(())
+}
+
 /// Everything a run needs, validated.
 struct Plan {
     config_path: Option<PathBuf>,
@@ -207,6 +342,7 @@ struct Plan {
     data: DataSpec,
     specs: Vec<AttackSpec>,
     eps: Vec<f32>,
+    primary_eps: Option<f32>,
     device: DeviceChoice,
     /// `None`: chosen for the device once the model is loaded ([`batch_size_for`]).
     batch_size: Option<usize>,
@@ -216,6 +352,7 @@ struct Plan {
     examples: usize,
     history: Option<PathBuf>,
     baseline: Option<PathBuf>,
+    save_baseline: Option<PathBuf>,
     thresholds: report::Thresholds,
     check_convergence: bool,
     signature: Option<(PathBuf, PathBuf)>,
@@ -312,29 +449,45 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
             "epsilon {bad} must be a finite number ≥ 0"
         )));
     }
-    let mut specs: Vec<AttackSpec> = match (&args.attack, cfg.eval.attacks) {
-        (Some(names), _) => names.iter().map(AttackSpec::named).collect(),
-        (None, _) if !cfg.attack.is_empty() => cfg.attack,
-        (None, Some(names)) => names.iter().map(AttackSpec::named).collect(),
-        (None, None) => vec![AttackSpec::named("fgsm"), AttackSpec::named("pgd")],
-    };
-    for s in &mut specs {
-        macro_rules! flag {
-            ($f:ident) => {
-                if let Some(v) = &args.$f {
-                    s.$f = Some(v.clone());
-                }
-            };
-        }
-        flag!(norm);
-        flag!(steps);
-        flag!(step_size);
-        flag!(rel_step_size);
-        flag!(random_start);
-        flag!(restarts);
-        flag!(loss);
-        if let Some(t) = args.targeted {
-            s.target = Some(t);
+    // Per-attack settings written on the command line (`pgd:steps=20`) beat the flags.
+    let (mut specs, explicit): (Vec<AttackSpec>, Vec<Vec<String>>) =
+        match (&args.attack, cfg.eval.attacks) {
+            (Some(items), _) => items
+                .iter()
+                .map(|i| parse_attack_item(i).map_err(bad_input))
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .into_iter()
+                .unzip(),
+            (None, _) if !cfg.attack.is_empty() => {
+                let n = cfg.attack.len();
+                (cfg.attack, vec![Vec::new(); n])
+            }
+            (None, Some(names)) => (
+                names.iter().map(AttackSpec::named).collect(),
+                vec![Vec::new(); names.len()],
+            ),
+            (None, None) => (
+                vec![AttackSpec::named("fgsm"), AttackSpec::named("pgd")],
+                vec![Vec::new(); 2],
+            ),
+        };
+    apply_attack_flags(args, &mut specs, &explicit)?;
+    let primary_eps = args.primary_eps.or(cfg.eval.primary_eps);
+    if let Some(p) = primary_eps {
+        let in_grid = eps.iter().any(|&e| eps_f64(e) == eps_f64(p))
+            || specs
+                .iter()
+                .flat_map(|s| s.eps.iter().flatten())
+                .any(|&e| eps_f64(e) == eps_f64(p));
+        if !in_grid || p == 0.0 {
+            return Err(bad_input(format!(
+                "--primary-eps {p}: not one of the swept non-zero ε ({})",
+                eps.iter()
+                    .filter(|&&e| e > 0.0)
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
         }
     }
     let device = args
@@ -396,6 +549,7 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         data,
         specs,
         eps,
+        primary_eps,
         device,
         batch_size,
         limit,
@@ -404,6 +558,7 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         examples: args.examples.or(cfg.eval.examples).unwrap_or(3),
         history: args.history.clone().or(cfg.eval.history),
         baseline,
+        save_baseline: args.save_baseline.clone(),
         thresholds,
         check_convergence: args.check_convergence,
         signature: args.require_signature.clone().zip(args.pubkey.clone()),
@@ -438,13 +593,17 @@ fn refuse_overwriting_inputs(plan: &Plan) -> anyhow::Result<()> {
             inputs.push(p);
         }
     }
-    inputs.extend(plan.baseline.clone());
+    // Saving the new baseline over the one compared with is the usual way to move it on.
+    if plan.baseline != plan.save_baseline {
+        inputs.extend(plan.baseline.clone());
+    }
     inputs.extend(plan.config_path.clone());
     if let Some((sig, key)) = &plan.signature {
         inputs.extend([sig.clone(), key.clone()]);
     }
     let mut outputs: Vec<PathBuf> = OUTPUT_FILES.iter().map(|f| plan.out.join(f)).collect();
     outputs.extend(plan.history.clone());
+    outputs.extend(plan.save_baseline.clone());
     let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     let outputs: Vec<&Path> = outputs.iter().map(PathBuf::as_path).collect();
     super::refuse_overlap(&inputs, &outputs)
@@ -493,7 +652,10 @@ fn build_plans(specs: &[AttackSpec], eps: &[f32], double: bool) -> anyhow::Resul
                 continue;
             }
             spec.steps = Some(attack.steps() * 2);
-            spec.restarts = Some(spec.restarts.unwrap_or(1) * 2);
+            // Restarts only for attacks that have them (MI-FGSM and AutoAttack do not).
+            if attack.params().contains_key("restarts") {
+                spec.restarts = Some(spec.restarts.unwrap_or(1) * 2);
+            }
             attack = registry.build(&spec).map_err(bad_input)?;
         }
         plans.push(AttackPlan {
@@ -503,6 +665,30 @@ fn build_plans(specs: &[AttackSpec], eps: &[f32], double: bool) -> anyhow::Resul
         });
     }
     Ok(plans)
+}
+
+/// For an ensemble (AutoAttack): per ε, each component's robust accuracy after it ran and
+/// the samples (evaluation order) it broke.
+fn component_params(stats: &[robust_attacks::PointStats]) -> Option<serde_json::Value> {
+    let per_eps: Vec<serde_json::Value> = stats
+        .iter()
+        .filter(|s| !s.components.is_empty())
+        .map(|s| {
+            let after: Vec<serde_json::Value> = s
+                .component_results()
+                .into_iter()
+                .map(|(name, broken, acc)| {
+                    serde_json::json!({
+                        "component": name,
+                        "robust_accuracy_after": acc,
+                        "broken": broken,
+                    })
+                })
+                .collect();
+            serde_json::json!({"eps": eps_f64(s.eps), "components": after})
+        })
+        .collect();
+    (!per_eps.is_empty()).then(|| per_eps.into())
 }
 
 fn labels_of(plans: &[AttackPlan]) -> Vec<String> {
@@ -604,7 +790,9 @@ fn run_sweep(
     plan: &Plan,
     batch_size: usize,
     what: &str,
-) -> anyhow::Result<Sweep> {
+) -> anyhow::Result<(Sweep, String)> {
+    use sha2::Digest as _;
+    let mut digest = sha2::Sha256::new();
     let num_classes = model.info().num_classes;
     let [c, h, w] = <[usize; 3]>::try_from(model.info().input_shape.clone())
         .map_err(|_| anyhow::anyhow!("model input shape is not [C, H, W]"))?;
@@ -634,6 +822,13 @@ fn run_sweep(
             )));
         }
         let n = batch.labels.len();
+        let per = c * h * w;
+        for (k, &y) in batch.labels.iter().enumerate() {
+            digest.update((y as u64).to_le_bytes());
+            for v in &batch.pixels[k * per..(k + 1) * per] {
+                digest.update(v.to_le_bytes());
+            }
+        }
         let x = Tensor::<4>::from_data(TensorData::new(batch.pixels, [n, c, h, w]), model.device());
         check_logits(model, &x, &batch.indices, &dataset.info().source)?;
         sweep
@@ -646,7 +841,7 @@ fn run_sweep(
             })?;
     }
     bar.finish_and_clear();
-    Ok(sweep)
+    Ok((sweep, hex::encode(digest.finalize())))
 }
 
 /// An ε as the decimal the user wrote (0.05, not 0.05000000074505806): the shortest
@@ -687,6 +882,9 @@ fn attack_results(sweep: &Sweep, labels: &[String]) -> Vec<report::AttackResult>
                     .collect::<Vec<_>>()
                     .into(),
             );
+            if let Some(c) = component_params(&sweep.stats[p]) {
+                params.insert("components_by_eps".into(), c);
+            }
             report::AttackResult {
                 name: plan.attack.name().to_string(),
                 label: labels[p].clone(),
@@ -770,6 +968,19 @@ fn print_table(run: &report::RunResults) {
         pct(run.clean_accuracy),
         run.dataset.size
     );
+    for h in report::headlines(run) {
+        println!(
+            "robust accuracy: {}  (worst case, {} eps {}{})",
+            pct(h.robust_accuracy),
+            h.norm,
+            h.eps,
+            match h.chosen_by {
+                "primary" => ", the primary eps",
+                "gate" => ", the gate's eps",
+                _ => ", mid-sweep; set --primary-eps",
+            }
+        );
+    }
     let width = run
         .attacks
         .iter()
@@ -793,6 +1004,9 @@ fn print_table(run: &report::RunResults) {
                 p.max_perturbation
             );
         }
+        if let Some(line) = report::components_line(&a.params) {
+            println!("  {line}");
+        }
     }
     for w in &run.worst_case {
         println!(
@@ -805,10 +1019,18 @@ fn print_table(run: &report::RunResults) {
     let flagged: Vec<&report::Check> = run
         .checks
         .iter()
-        .filter(|c| c.status != report::CheckStatus::Pass)
+        .filter(|c| {
+            matches!(
+                c.status,
+                report::CheckStatus::Warn | report::CheckStatus::Fail
+            )
+        })
         .collect();
     if flagged.is_empty() {
-        println!("\nreliability checks: all {} passed", run.checks.len());
+        println!(
+            "\nreliability checks: {}",
+            report::schema::all_passed_text(&run.checks)
+        );
     } else {
         println!("\nreliability checks:");
         for c in flagged {
@@ -894,7 +1116,7 @@ fn write_outputs(run: &report::RunResults, plan: &Plan) -> anyhow::Result<PathBu
 /// Runs `robust eval`.
 pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let started_at = chrono::Utc::now().to_rfc3339();
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let plan = plan(args)?;
     refuse_overwriting_inputs(&plan)?;
     // Check cheap inputs before the model loads.
@@ -908,35 +1130,24 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let plans = build_plans(&plan.specs, &plan.eps, false)?;
 
     let signature_verified = match &plan.signature {
-        Some((sig, pubkey)) => {
-            let refuse = |e: robust_integrity::IntegrityError| {
-                let why = e.to_string().replace('\n', "; ");
+        // Any format robust verifies: its JSON, raw openssl bytes, an OpenSSF bundle.
+        Some((sig, pubkey)) => match super::signing::verify_for_eval(&plan.model.path, sig, pubkey)
+        {
+            Ok(_) => Some(true),
+            Err((true, why)) => {
                 eprintln!("error: refusing to evaluate an unverified model: {why}");
-                ExitCode::from(1)
-            };
-            let signature = match robust_integrity::SignatureFile::read(sig) {
-                Ok(s) => s,
-                Err(e) if e.is_verification_failure() => return Ok(refuse(e)),
-                Err(e) => return Err(bad_input(e)),
-            };
-            let pem = std::fs::read_to_string(pubkey)
-                .map_err(|e| bad_input(format!("{}: cannot read: {e}", pubkey.display())))?;
-            match robust_integrity::verify(&plan.model.path, &signature, &pem) {
-                Ok(_) => Some(true),
-                Err(e) if e.is_verification_failure() => return Ok(refuse(e)),
-                Err(
-                    e @ (robust_integrity::IntegrityError::Key { .. }
-                    | robust_integrity::IntegrityError::UnsupportedKeyType { .. }),
-                ) => return Err(bad_input(format!("{}: {e}", pubkey.display()))),
-                Err(e) => return Err(bad_input(e)),
+                return Ok(ExitCode::from(1));
             }
-        }
+            Err((false, why)) => return Err(bad_input(why)),
+        },
         None => None,
     };
 
     let device = select_device(plan.device).map_err(bad_input)?;
     if let Some(note) = &device.fallback_note {
-        eprintln!("warning: --device auto: {note}");
+        if !plan.quiet {
+            eprintln!("note: --device auto: {note}");
+        }
     }
     let model = Model::load(&plan.model, &device.device).map_err(bad_input)?;
     let info = model.info().clone();
@@ -1011,7 +1222,35 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
 
     let labels = labels_of(&plans);
-    let sweep = run_sweep(&model, &dataset, plans, &plan, batch_size, "attacking")?;
+    if let Some((path, base)) = &baseline {
+        // What can be compared before any attack runs: sample count, attacks and ε.
+        let planned = report::RunResults {
+            dataset: report::DatasetInfo {
+                size: dataset.len(),
+                ..Default::default()
+            },
+            attacks: plans
+                .iter()
+                .zip(&labels)
+                .map(|(p, l)| report::AttackResult {
+                    label: l.clone(),
+                    points: p
+                        .eps
+                        .iter()
+                        .map(|&e| report::EpsPoint {
+                            eps: eps_f64(e),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        refuse_unlike(path, &report::unlike_baseline(base, &planned), None)?;
+    }
+    let (sweep, samples_sha256) =
+        run_sweep(&model, &dataset, plans, &plan, batch_size, "attacking")?;
     if sweep.clean.n == 0 {
         return Err(bad_input(format!(
             "{}: no samples were evaluated",
@@ -1020,6 +1259,17 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     }
 
     let class_names = dataset.info().class_names.clone();
+    let conversions = dataset.conversions();
+    for c in &conversions {
+        eprintln!(
+            "warning: {}: {} of {} samples converted to fit the model ({}): {}",
+            plan.data.path.display(),
+            c.samples,
+            dataset.len(),
+            info.path.display(),
+            c.what
+        );
+    }
     let mut run = report::RunResults {
         schema_version: report::SCHEMA_VERSION,
         tool: report::ToolInfo {
@@ -1060,6 +1310,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             class_names: (0..info.num_classes)
                 .map(|c| class_names.get(c).cloned().unwrap_or_else(|| c.to_string()))
                 .collect(),
+            samples_sha256: Some(samples_sha256),
+            conversions: conversions
+                .iter()
+                .map(|c| report::DataConversion {
+                    what: c.what.clone(),
+                    samples: c.samples,
+                })
+                .collect(),
         },
         clean_accuracy: sweep.clean.correct as f64 / sweep.clean.n.max(1) as f64,
         clean_per_class: sweep
@@ -1082,6 +1340,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         examples: examples(&sweep, &labels)?,
         checks: Vec::new(),
         gate: None,
+        primary_eps: plan.primary_eps.map(eps_f64),
     };
     let check_opts = report::CheckOptions::default();
     run.checks = report::reliability_checks(&run, &check_opts);
@@ -1089,7 +1348,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         let doubled = build_plans(&plan.specs, &plan.eps, true)?;
         if !doubled.is_empty() {
             let dlabels = labels_of(&doubled);
-            let dsweep = run_sweep(
+            let (dsweep, _) = run_sweep(
                 &model,
                 &dataset,
                 doubled,
@@ -1111,7 +1370,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
-    if !plan.thresholds.min.is_empty() || baseline.is_some() {
+    let unlike = baseline
+        .as_ref()
+        .map(|(p, b)| (p.clone(), report::unlike_baseline(b, &run)))
+        .filter(|(_, why)| !why.is_empty());
+    if unlike.is_none() && (!plan.thresholds.min.is_empty() || baseline.is_some()) {
         run.gate = Some(report::evaluate_gate(
             &run,
             baseline.as_ref().map(|(p, r)| (p.as_str(), r)),
@@ -1121,6 +1384,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     run.duration_s = started.elapsed().as_secs_f64();
 
     let results_path = write_outputs(&run, &plan)?;
+    if let Some((path, why)) = &unlike {
+        // Only the samples' digest is left to differ here; the results stand on their own.
+        refuse_unlike(path, why, Some(&results_path))?;
+    }
 
     print_table(&run);
     println!(
@@ -1132,8 +1399,37 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             .map(|c| format!("; settings from {}", c.display()))
             .unwrap_or_default()
     );
-    Ok(match &run.gate {
-        Some(g) if !g.passed => ExitCode::from(1),
-        _ => ExitCode::SUCCESS,
+    let passed = run.gate.as_ref().is_none_or(|g| g.passed);
+    if let Some(save) = &plan.save_baseline {
+        if passed {
+            let json = run.to_json_string()?;
+            report::write_atomic(save, json.as_bytes()).map_err(bad_input)?;
+            println!("saved the baseline {}", save.display());
+        } else {
+            eprintln!(
+                "note: --save-baseline {}: not saved, because the gate failed",
+                save.display()
+            );
+        }
+    }
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
+}
+
+/// Refuses (exit 2) a baseline that cannot be compared with this run, saying what differs.
+fn refuse_unlike(baseline: &str, why: &[String], written: Option<&Path>) -> anyhow::Result<()> {
+    if why.is_empty() {
+        return Ok(());
+    }
+    Err(bad_input(format!(
+        "--baseline {baseline}: not comparable with this run: {}; run with the baseline's \
+         data, --limit, attacks and ε, or save a new baseline with --save-baseline{}",
+        why.join("; "),
+        written
+            .map(|p| format!(" (this run's results are in {}, with no gate)", p.display()))
+            .unwrap_or_default()
+    )))
 }

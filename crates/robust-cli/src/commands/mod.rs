@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
+pub mod backdoor;
 pub mod eval;
 pub mod integrity;
 pub mod predict;
 pub mod report;
 pub mod scan;
+pub mod signing;
 
 use std::path::{Path, PathBuf};
 
@@ -291,5 +293,32 @@ mod tests {
         let inside = d.join("sub/sig.json");
         assert!(super::refuse_inside_model(&d.join("sub"), &inside).is_err());
         assert!(super::refuse_inside_model(&input, &inside).is_ok());
+    }
+}
+
+/// A multi-line message on one line: lines trimmed and joined with `; `, or with a space
+/// after a line that ends in `:` (`… (2 differences): changed: a; missing: b`).
+pub fn join_lines(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod join_tests {
+    #[test]
+    fn joins_a_list_after_a_colon() {
+        assert_eq!(
+            super::join_lines(
+                "model m does not match (2 differences):\n  changed: a\n  missing: b"
+            ),
+            "model m does not match (2 differences): changed: a; missing: b"
+        );
+        assert_eq!(super::join_lines("one line"), "one line");
     }
 }

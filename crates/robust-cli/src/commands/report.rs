@@ -1,7 +1,7 @@
 //! `robust report`: renders a results file as HTML, Markdown and/or JUnit XML.
 //!
 //! ```text
-//! robust report results.json                          # results.html beside it
+//! robust report results.json                          # report.html beside it
 //! robust report results.json --format md --out -      # Markdown on stdout
 //! robust report results.json --format html,md,junit --out reports/
 //! robust report results.json --history history.jsonl  # append the run, chart the trend
@@ -35,11 +35,11 @@ pub enum Format {
 }
 
 impl Format {
-    /// The file name suffix used when the output name is derived.
-    fn suffix(self) -> &'static str {
+    /// The name `robust eval` gives this output in its `--out` folder.
+    fn file_name(self) -> &'static str {
         match self {
-            Format::Html => "html",
-            Format::Md => "md",
+            Format::Html => "report.html",
+            Format::Md => "summary.md",
             Format::Junit => "junit.xml",
         }
     }
@@ -48,7 +48,7 @@ impl Format {
 /// Arguments of `robust report`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Examples:
-  robust report reports/results.json                          # reports/results.html
+  robust report reports/results.json                          # reports/report.html
   robust report reports/results.json --format md --out -      # Markdown on stdout
   robust report reports/results.json --format html,md,junit --out out/
   robust report reports/results.json --history history.jsonl  # append, chart the trend
@@ -65,9 +65,9 @@ pub struct ReportArgs {
     pub formats: Vec<Format>,
 
     /// Where to write. With one format: the output file, or `-` for stdout. With several:
-    /// a directory (created if missing) that receives `report.html`, `report.md` and
-    /// `report.junit.xml`. Default: beside the results file, named after it
-    /// (`results.json` → `results.html`, ...).
+    /// a directory (created if missing) that receives `report.html`, `summary.md` and
+    /// `junit.xml`, the names `robust eval` uses. Default: beside the results file, with
+    /// those names (`x.summary.md` beside an `x.json` not called results.json).
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
 
@@ -87,14 +87,20 @@ fn destinations(args: &ReportArgs) -> anyhow::Result<Vec<(Format, Option<PathBuf
             formats.push(*f);
         }
     }
+    // eval's names (report.html, summary.md, junit.xml) beside a `results.json`; beside
+    // any other file, prefixed with its stem (`baseline.summary.md`).
     let beside = |f: Format| {
         let stem = args
             .results
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "report".into());
-        args.results
-            .with_file_name(format!("{stem}.{}", f.suffix()))
+            .unwrap_or_default();
+        if stem == "results" || stem.is_empty() {
+            args.results.with_file_name(f.file_name())
+        } else {
+            args.results
+                .with_file_name(format!("{stem}.{}", f.file_name()))
+        }
     };
     match (&args.out, formats.as_slice()) {
         (None, _) => Ok(formats.iter().map(|&f| (f, Some(beside(f)))).collect()),
@@ -114,7 +120,7 @@ fn destinations(args: &ReportArgs) -> anyhow::Result<Vec<(Format, Option<PathBuf
             }
             Ok(formats
                 .iter()
-                .map(|&f| (f, Some(out.join(format!("report.{}", f.suffix())))))
+                .map(|&f| (f, Some(out.join(f.file_name()))))
                 .collect())
         }
     }

@@ -65,7 +65,7 @@ fn chart_err(title: &str) -> impl Fn(String) -> ReportError + '_ {
 }
 
 /// Robust accuracy against epsilon for every attack of `norm`, each line starting at
-/// epsilon 0 with the clean accuracy, plus a dashed black worst-case line.
+/// epsilon 0 with the clean accuracy, over a wide grey worst-case band.
 pub(crate) fn accuracy_chart(run: &RunResults, norm: &str) -> Result<Chart> {
     let title = format!("Robust accuracy vs epsilon ({})", norm_display(norm));
     let err = chart_err(&title);
@@ -90,6 +90,7 @@ pub(crate) fn accuracy_chart(run: &RunResults, norm: &str) -> Result<Chart> {
             .collect(),
     );
 
+    let has_worst = worst.len() > 1;
     let mut svg = String::new();
     let mut legend = Vec::new();
     {
@@ -116,6 +117,16 @@ pub(crate) fn accuracy_chart(run: &RunResults, norm: &str) -> Result<Chart> {
             .bold_line_style(RGBColor(210, 210, 210))
             .draw()
             .map_err(|e| err(e.to_string()))?;
+        // The worst case goes under the attack lines as a wide translucent grey band, so
+        // the attack it coincides with (often PGD) stays visible on top of it.
+        if worst.len() > 1 {
+            chart
+                .draw_series(LineSeries::new(
+                    worst,
+                    WORST_CASE.mix(0.45).stroke_width(10),
+                ))
+                .map_err(|e| err(e.to_string()))?;
+        }
         for (i, a) in attacks.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let pts = with_clean(
@@ -139,26 +150,58 @@ pub(crate) fn accuracy_chart(run: &RunResults, norm: &str) -> Result<Chart> {
                 dashed: false,
             });
         }
-        if worst.len() > 1 {
+        if has_worst {
             legend.push(LegendItem {
-                label: "worst case".into(),
-                color: css(BLACK),
-                dashed: true,
+                label: "worst case (wide grey band)".into(),
+                color: css(WORST_CASE),
+                dashed: false,
             });
-            chart
-                .draw_series(DashedLineSeries::new(worst, 6, 4, BLACK.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?;
         }
         root.present().map_err(|e| err(e.to_string()))?;
     }
     Ok(Chart { svg, legend })
 }
 
-/// A short x-axis label for a run: `01-31 12:00` from its RFC 3339 start time.
-fn run_label(entry: &HistoryEntry) -> String {
+/// The worst-case band's colour.
+const WORST_CASE: RGBColor = RGBColor(120, 120, 120);
+
+/// A short x-axis label for a run, from its RFC 3339 start time in `format`.
+fn run_label(entry: &HistoryEntry, format: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(&entry.started_at)
-        .map(|t| t.format("%m-%d %H:%M").to_string())
-        .unwrap_or_else(|_| entry.started_at.chars().take(16).collect())
+        .map(|t| t.format(format).to_string())
+        .unwrap_or_else(|_| entry.started_at.chars().take(19).collect())
+}
+
+/// One x-axis label per run, all different: `01-31 12:00`; with seconds when two runs
+/// started in the same minute; and a `#k` suffix for runs that share even the second.
+pub(crate) fn run_labels(history: &[HistoryEntry]) -> Vec<String> {
+    let distinct = |v: &[String]| {
+        let set: std::collections::HashSet<&String> = v.iter().collect();
+        set.len() == v.len()
+    };
+    let mut labels: Vec<String> = history
+        .iter()
+        .map(|e| run_label(e, "%m-%d %H:%M"))
+        .collect();
+    if !distinct(&labels) {
+        labels = history
+            .iter()
+            .map(|e| run_label(e, "%m-%d %H:%M:%S"))
+            .collect();
+    }
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    labels
+        .into_iter()
+        .map(|l| {
+            let k = seen.entry(l.clone()).or_insert(0);
+            *k += 1;
+            if *k == 1 {
+                l
+            } else {
+                format!("{l} #{k}")
+            }
+        })
+        .collect()
 }
 
 /// Robust accuracy of one attack over the runs of a history, one line per epsilon plus a
@@ -181,7 +224,7 @@ pub(crate) fn history_chart(history: &[HistoryEntry], attack: &str) -> Result<Ch
     eps.sort_by(f64::total_cmp);
     let n = history.len();
     let x_max = (n.max(2) - 1) as f64;
-    let labels: Vec<String> = history.iter().map(run_label).collect();
+    let labels = run_labels(history);
 
     let mut svg = String::new();
     let mut legend = Vec::new();
@@ -261,4 +304,28 @@ pub(crate) fn history_chart(history: &[HistoryEntry], attack: &str) -> Result<Ch
         root.present().map_err(|e| err(e.to_string()))?;
     }
     Ok(Chart { svg, legend })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(t: &str) -> HistoryEntry {
+        HistoryEntry {
+            started_at: t.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn run_labels_are_distinct() {
+        let h = [entry("2026-01-31T12:00:05Z"), entry("2026-01-31T12:01:00Z")];
+        assert_eq!(run_labels(&h), ["01-31 12:00", "01-31 12:01"]);
+        // Two runs in one minute: seconds are shown for all.
+        let h = [entry("2026-01-31T12:00:05Z"), entry("2026-01-31T12:00:40Z")];
+        assert_eq!(run_labels(&h), ["01-31 12:00:05", "01-31 12:00:40"]);
+        // Even the same second: numbered.
+        let h = [entry("2026-01-31T12:00:05Z"), entry("2026-01-31T12:00:05Z")];
+        assert_eq!(run_labels(&h), ["01-31 12:00:05", "01-31 12:00:05 #2"]);
+    }
 }

@@ -17,9 +17,13 @@ use crate::format::{eps as fmt_eps, num, pct, pct_opt, sig3};
 use crate::gate::threshold_text;
 use crate::history::HistoryEntry;
 use crate::render::{charts, norm_display, norms, worst_case_norm};
-use crate::schema::{CheckStatus, RunResults};
+use crate::schema::RunResults;
 
 const TEMPLATE: &str = include_str!("../../templates/report.html");
+
+/// The report's style sheet, for other pages that should look like it (`robust scan
+/// --html`).
+pub const REPORT_CSS: &str = include_str!("../../templates/report.css");
 
 /// Options of [`render_html`].
 #[derive(Debug, Clone)]
@@ -52,7 +56,7 @@ struct View {
     class_names: Vec<String>,
     norms: Vec<NormView>,
     heatmaps: Vec<HeatmapView>,
-    examples: Vec<ExampleView>,
+    examples: Vec<ExampleGroup>,
     checks: Vec<CheckView>,
     gate: Option<GateView>,
     history: Vec<HistoryView>,
@@ -73,6 +77,8 @@ struct NormView {
     name: String,
     chart: charts::Chart,
     rows: Vec<TableRow>,
+    /// Lines on ensemble attacks (AutoAttack): accuracy after each component, parts left out.
+    notes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -124,9 +130,20 @@ struct ExampleView {
     pert_src: Option<String>,
 }
 
+/// The examples of one attack at one ε, shown as one collapsible group.
+#[derive(Serialize)]
+struct ExampleGroup {
+    attack: String,
+    eps: String,
+    fooled: usize,
+    open: bool,
+    items: Vec<ExampleView>,
+}
+
 #[derive(Serialize)]
 struct CheckView {
     status: &'static str,
+    css: &'static str,
     title: String,
     message: String,
 }
@@ -233,6 +250,16 @@ fn summary(run: &RunResults) -> (Rows, Rows, Rows) {
         ("Samples".into(), d.size.to_string()),
         ("Classes".into(), d.num_classes.to_string()),
     ];
+    let mut data_rows = data_rows;
+    if let Some(sha) = &d.samples_sha256 {
+        data_rows.push(("Samples SHA-256".into(), sha.clone()));
+    }
+    for c in &d.conversions {
+        data_rows.push((
+            "Converted".into(),
+            format!("{} ({} of {} samples)", c.what, c.samples, d.size),
+        ));
+    }
     let git = run
         .tool
         .git_commit
@@ -268,37 +295,28 @@ fn cards(run: &RunResults) -> Vec<Card> {
         detail: format!("{} samples", run.dataset.size),
         tone: "neutral",
     }];
-    for norm in norms(run) {
-        // Worst case at the largest epsilon of this norm, else the best attack there.
-        let worst = run
-            .worst_case
-            .iter()
-            .filter(|w| worst_case_norm(run, w).as_deref() == Some(norm.as_str()))
-            .max_by(|a, b| a.eps.total_cmp(&b.eps))
-            .map(|w| (w.eps, w.robust_accuracy));
-        let fallback = || {
-            run.attacks
-                .iter()
-                .filter(|a| a.norm == norm)
-                .flat_map(|a| a.points.iter())
-                .max_by(|a, b| {
-                    a.eps
-                        .total_cmp(&b.eps)
-                        .then(b.robust_accuracy.total_cmp(&a.robust_accuracy))
-                })
-                .map(|p| (p.eps, p.robust_accuracy))
+    for h in crate::render::headlines(run) {
+        let why = match h.chosen_by {
+            "primary" => "the primary eps",
+            "gate" => "the gate's eps",
+            _ => "the middle of the sweep",
         };
-        if let Some((eps, acc)) = worst.or_else(fallback) {
-            cards.push(Card {
-                label: format!("Robust accuracy, {}", norm_display(&norm)),
-                value: pct(acc),
-                detail: format!("worst case at eps {}", fmt_eps(eps)),
-                tone: "neutral",
-            });
-        }
+        let largest = h
+            .largest
+            .map(|(e, a)| format!("; at the largest eps {}: {}", fmt_eps(e), pct(a)))
+            .unwrap_or_default();
+        cards.push(Card {
+            label: format!(
+                "Robust accuracy, {} eps {}",
+                norm_display(&h.norm),
+                fmt_eps(h.eps)
+            ),
+            value: pct(h.robust_accuracy),
+            detail: format!("worst case at {why}{largest}"),
+            tone: "neutral",
+        });
     }
-    let count = |s: CheckStatus| run.checks.iter().filter(|c| c.status == s).count();
-    let (fail, warn) = (count(CheckStatus::Fail), count(CheckStatus::Warn));
+    let [pass, warn, fail, na] = crate::schema::check_counts(&run.checks);
     if !run.checks.is_empty() {
         cards.push(Card {
             label: "Reliability checks".into(),
@@ -309,7 +327,14 @@ fn cards(run: &RunResults) -> Vec<Card> {
             } else {
                 "all passed".into()
             },
-            detail: format!("{} checks", run.checks.len()),
+            detail: if na > 0 {
+                format!(
+                    "{pass} of {} applicable checks passed; {na} not applicable",
+                    pass + warn + fail
+                )
+            } else {
+                format!("{} checks", run.checks.len())
+            },
             tone: if fail > 0 {
                 "fail"
             } else if warn > 0 {
@@ -374,10 +399,17 @@ fn norm_views(run: &RunResults) -> Result<Vec<NormView>> {
                 span: worst.len(),
             });
         }
+        let notes = run
+            .attacks
+            .iter()
+            .filter(|a| a.norm == norm)
+            .filter_map(|a| crate::components_line(&a.params).map(|l| format!("{}: {l}", a.label)))
+            .collect();
         views.push(NormView {
             name: norm_display(&norm),
             chart: charts::accuracy_chart(run, &norm)?,
             rows,
+            notes,
         });
     }
     Ok(views)
@@ -448,10 +480,13 @@ fn heatmaps(run: &RunResults, max_classes: usize) -> Vec<HeatmapView> {
     views
 }
 
-fn examples(run: &RunResults) -> Vec<ExampleView> {
-    run.examples
-        .iter()
-        .map(|e| ExampleView {
+/// The examples grouped by attack and ε, in the run's order; only the groups at each
+/// norm's headline ε start open, so a sweep of many ε stays readable.
+fn examples(run: &RunResults) -> Vec<ExampleGroup> {
+    let heads = crate::render::headlines(run);
+    let mut groups: Vec<ExampleGroup> = Vec::new();
+    for e in &run.examples {
+        let view = ExampleView {
             attack: e.attack.clone(),
             eps: fmt_eps(e.eps),
             index: e.index,
@@ -464,8 +499,29 @@ fn examples(run: &RunResults) -> Vec<ExampleView> {
             clean_src: png_src(&e.clean_png),
             adv_src: png_src(&e.adv_png),
             pert_src: png_src(&e.perturbation_png),
-        })
-        .collect()
+        };
+        let fooled = usize::from(view.fooled);
+        if let Some(g) = groups
+            .iter_mut()
+            .find(|g| g.attack == view.attack && g.eps == view.eps)
+        {
+            g.fooled += fooled;
+            g.items.push(view);
+            continue;
+        }
+        let norm = run.attack(&e.attack).map(|a| a.norm.as_str());
+        let open = heads
+            .iter()
+            .any(|h| Some(h.norm.as_str()) == norm && crate::eps_eq(h.eps, e.eps));
+        groups.push(ExampleGroup {
+            attack: view.attack.clone(),
+            eps: view.eps.clone(),
+            fooled,
+            open,
+            items: vec![view],
+        });
+    }
+    groups
 }
 
 fn gate_view(run: &RunResults) -> Option<GateView> {
@@ -555,6 +611,10 @@ pub fn render_html(run: &RunResults, opts: &HtmlOptions<'_>) -> Result<String> {
             .iter()
             .map(|c| CheckView {
                 status: c.status.as_str(),
+                css: match c.status {
+                    crate::CheckStatus::NotApplicable => "na",
+                    other => other.as_str(),
+                },
                 title: c.title.clone(),
                 message: c.message.clone(),
             })
@@ -566,6 +626,7 @@ pub fn render_html(run: &RunResults, opts: &HtmlOptions<'_>) -> Result<String> {
     };
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.add_template("report.css", REPORT_CSS)?;
     env.add_template("report.html", TEMPLATE)?;
     let html = env.get_template("report.html")?.render(&view)?;
     Ok(html)

@@ -76,6 +76,32 @@ pub fn render_markdown(run: &RunResults) -> String {
         e(&run.tool.version),
         e(&run.device.backend),
     );
+    for h in crate::render::headlines(run) {
+        let largest = h
+            .largest
+            .map(|(eps, acc)| format!(" (at the largest eps {}: {})", fmt_eps(eps), pct(acc)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "Robust accuracy, {} eps {}: **{}**, worst case{largest}\n",
+            norm_display(&h.norm),
+            fmt_eps(h.eps),
+            pct(h.robust_accuracy)
+        );
+    }
+    if !run.dataset.conversions.is_empty() {
+        let what: Vec<String> = run
+            .dataset
+            .conversions
+            .iter()
+            .map(|c| format!("{} ({} samples)", e(&c.what), c.samples))
+            .collect();
+        let _ = writeln!(
+            md,
+            "⚠️ The data was converted to fit the model: {}\n",
+            what.join("; ")
+        );
+    }
 
     if let Some(g) = &run.gate {
         let failed = g.rows.iter().filter(|r| !r.passed).count();
@@ -126,17 +152,21 @@ pub fn render_markdown(run: &RunResults) -> String {
             );
         }
         md.push('\n');
+        if let Some(line) = crate::components_line(&a.params) {
+            let _ = writeln!(md, "{}\n", e(&line));
+        }
     }
 
     let flagged: Vec<_> = run
         .checks
         .iter()
-        .filter(|c| c.status != CheckStatus::Pass)
+        .filter(|c| matches!(c.status, CheckStatus::Warn | CheckStatus::Fail))
         .collect();
     if !run.checks.is_empty() {
         md.push_str("### Reliability checks\n\n");
         if flagged.is_empty() {
-            let _ = writeln!(md, "All {} checks passed.\n", run.checks.len());
+            let text = crate::schema::all_passed_text(&run.checks);
+            let _ = writeln!(md, "{}{}.\n", text[..1].to_uppercase(), &text[1..]);
         } else {
             for c in flagged {
                 let icon = if c.status == CheckStatus::Fail {
