@@ -162,8 +162,9 @@ fn the_gate_refuses_a_baseline_from_an_unlike_run() {
 
 #[test]
 fn the_digest_is_sha256_of_labels_and_pixels() {
-    // Independent computation from the npy files: label as u64 LE, then the pixels as f32
-    // LE (the demo's images are uint8, divided by 255 into [0, 1]).
+    // Independent computation from the npy files: per sample, the SHA-256 of its label as
+    // u64 LE, then its pixels as f32 LE (the demo's images are uint8, divided by 255 into
+    // [0, 1]); then the SHA-256 of those digests in order.
     let dir = tempfile::tempdir().unwrap();
     let o = eval(dir.path(), "5", &[]);
     assert!(o.status.success(), "{}", text(&o));
@@ -181,12 +182,15 @@ fn the_digest_is_sha256_of_labels_and_pixels() {
             .unwrap()
     };
     use sha2::Digest as _;
+    // SHA-256 of the per-sample SHA-256s, so that shards can combine theirs.
     let mut h = sha2::Sha256::new();
     for i in 0..5 {
-        h.update((labels[i] as u64).to_le_bytes());
+        let mut one = sha2::Sha256::new();
+        one.update((labels[i] as u64).to_le_bytes());
         for &v in &images[i * 784..(i + 1) * 784] {
-            h.update((f32::from(v) / 255.0).to_le_bytes());
+            one.update((f32::from(v) / 255.0).to_le_bytes());
         }
+        h.update(one.finalize());
     }
     assert_eq!(
         results(dir.path())["dataset"]["samples_sha256"],
@@ -279,7 +283,7 @@ fn the_report_leads_with_the_primary_eps() {
     };
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     let want = format!(
-        "robust accuracy: {:.2}%  (worst case, linf eps 0.1",
+        "robust accuracy: {:.2}% at linf eps 0.1  (worst case over the attacks; mid-sweep",
         at(0.1) * 100.0
     );
     assert!(stdout.contains(&want), "{stdout}");

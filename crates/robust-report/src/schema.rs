@@ -129,8 +129,9 @@ pub struct DatasetInfo {
     pub num_classes: usize,
     /// Class names, indexed by class; may be empty when the data set has none.
     pub class_names: Vec<String>,
-    /// SHA-256 of the evaluated samples as the model received them: for each sample in
-    /// order, its label (u64, little-endian) then its pixels (f32, little-endian, C×H×W).
+    /// SHA-256 of the evaluated samples as the model received them: the SHA-256 of the
+    /// concatenated per-sample SHA-256s (each over the label as u64 little-endian, then the
+    /// pixels as f32 little-endian, C×H×W), in sample order, so shards can combine theirs.
     /// The gate refuses to compare runs whose digests differ. `None` in older files.
     #[serde(default)]
     pub samples_sha256: Option<String>,

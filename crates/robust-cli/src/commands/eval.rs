@@ -16,6 +16,7 @@ use robust_data::{DataFormat, DataSpec, Dataset, ResizeMode};
 use robust_models::{select_device, ComputeDevice, DeviceChoice, Model, ModelInfo, ModelSpec};
 use robust_report as report;
 
+use super::shard::Shard;
 use crate::config::Config;
 use crate::exit::bad_input;
 use crate::model_flags::ModelFlags;
@@ -125,6 +126,9 @@ pub struct EvalArgs {
     /// Append this run to a history file (JSON lines) and chart it in the report.
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
+    /// MLflow tracking: --mlflow URI and its options.
+    #[command(flatten)]
+    pub mlflow: super::mlflow::MlflowArgs,
 
     /// Baseline results.json to compare with. It must come from a like run: the same
     /// samples (count and content) and every attack and ε it holds; otherwise exit 2,
@@ -152,6 +156,12 @@ pub struct EvalArgs {
     /// Public key (PEM) for --require-signature.
     #[arg(long, value_name = "PEM", requires = "require_signature")]
     pub pubkey: Option<PathBuf>,
+
+    /// Evaluate shard K of N (0 ≤ K < N): the batches b with b % N == K, into a partial
+    /// results file `shard-K-of-N.json` in --out, for `robust merge`. K may be `auto`: taken
+    /// from JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or SLURM_ARRAY_TASK_ID (Slurm).
+    #[arg(long, value_name = "K/N", value_parser = super::shard::parse_shard_arg)]
+    pub shard: Option<super::shard::ShardArg>,
 
     /// No progress bar.
     #[arg(long, short)]
@@ -356,6 +366,8 @@ struct Plan {
     thresholds: report::Thresholds,
     check_convergence: bool,
     signature: Option<(PathBuf, PathBuf)>,
+    /// `--shard K/N`, resolved.
+    shard: Option<Shard>,
     quiet: bool,
 }
 
@@ -562,6 +574,23 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         thresholds,
         check_convergence: args.check_convergence,
         signature: args.require_signature.clone().zip(args.pubkey.clone()),
+        shard: match args.shard {
+            Some(s) => {
+                if args.check_convergence {
+                    return Err(bad_input(
+                        "--check-convergence cannot run in a shard: run it on the merged \
+                         configuration on one machine",
+                    ));
+                }
+                if args.save_baseline.is_some() || args.history.is_some() {
+                    return Err(bad_input(
+                        "--save-baseline and --history belong to `robust merge`, not to a shard",
+                    ));
+                }
+                Some(s.resolve().map_err(bad_input)?)
+            }
+            None => None,
+        },
         quiet: args.quiet,
     })
 }
@@ -639,7 +668,11 @@ fn check_targets(plans: &[AttackPlan], info: &ModelInfo) -> anyhow::Result<()> {
 }
 
 /// Builds the attack plans, with unique labels.
-fn build_plans(specs: &[AttackSpec], eps: &[f32], double: bool) -> anyhow::Result<Vec<AttackPlan>> {
+pub(crate) fn build_plans(
+    specs: &[AttackSpec],
+    eps: &[f32],
+    double: bool,
+) -> anyhow::Result<Vec<AttackPlan>> {
     let registry = AttackRegistry::builtin();
     let mut plans: Vec<AttackPlan> = Vec::new();
     for spec in specs {
@@ -691,7 +724,7 @@ fn component_params(stats: &[robust_attacks::PointStats]) -> Option<serde_json::
     (!per_eps.is_empty()).then(|| per_eps.into())
 }
 
-fn labels_of(plans: &[AttackPlan]) -> Vec<String> {
+pub(crate) fn labels_of(plans: &[AttackPlan]) -> Vec<String> {
     let mut labels: Vec<String> = Vec::new();
     for p in plans {
         let mut l = p.attack.label();
@@ -783,6 +816,36 @@ fn check_logits(model: &Model, x: &Tensor<4>, indices: &[usize], data: &str) -> 
     Ok(())
 }
 
+/// What one pass over the data set produced: the sweep's statistics, and per evaluated
+/// sample (in index order) its global index and the SHA-256 of its label (u64, LE) and
+/// pixels (f32, LE, C×H×W) as the model received them.
+pub(crate) struct SweepRun {
+    pub sweep: Sweep,
+    pub indices: Vec<usize>,
+    pub digests: Vec<[u8; 32]>,
+}
+
+/// The data set's digest: SHA-256 of the per-sample digests, in index order. Being a digest
+/// of digests, it is the same whether one machine or several shards computed them.
+pub(crate) fn samples_digest(digests: &[[u8; 32]]) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for d in digests {
+        h.update(d);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The sample ranges `[start, end)` of the batches this run evaluates: every batch, or with
+/// `--shard K/N` the batches `b` with `b % N == K`. Shards are cut along the same batches a
+/// single run uses, so each sample is computed in the same batch, with the same numbers.
+fn batch_ranges(len: usize, batch_size: usize, shard: Option<Shard>) -> Vec<(usize, usize)> {
+    (0..len.div_ceil(batch_size))
+        .filter(|b| shard.is_none_or(|s| b % s.count == s.index))
+        .map(|b| (b * batch_size, ((b + 1) * batch_size).min(len)))
+        .collect()
+}
+
 fn run_sweep(
     model: &Model,
     dataset: &Dataset,
@@ -790,21 +853,20 @@ fn run_sweep(
     plan: &Plan,
     batch_size: usize,
     what: &str,
-) -> anyhow::Result<(Sweep, String)> {
+) -> anyhow::Result<SweepRun> {
     use sha2::Digest as _;
-    let mut digest = sha2::Sha256::new();
     let num_classes = model.info().num_classes;
     let [c, h, w] = <[usize; 3]>::try_from(model.info().input_shape.clone())
         .map_err(|_| anyhow::anyhow!("model input shape is not [C, H, W]"))?;
-    let units: u64 = plans.iter().map(|p| p.eps.len() as u64).sum::<u64>()
-        * dataset.len().div_ceil(batch_size) as u64;
+    let ranges = batch_ranges(dataset.len(), batch_size, plan.shard);
+    let units: u64 = plans.iter().map(|p| p.eps.len() as u64).sum::<u64>() * ranges.len() as u64;
     let bar = if plan.quiet {
         ProgressBar::hidden()
     } else {
         let b = ProgressBar::new(units);
         b.set_style(
             ProgressStyle::with_template(
-                "{msg} [{bar:30}] {pos}/{len} (attack × ε × batch) {elapsed}<{eta}",
+                "{msg} [{bar:30}] {pos}/{len} (attack × ε × batch) {per_sec} {elapsed}<{eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
@@ -813,35 +875,59 @@ fn run_sweep(
         b
     };
     let mut sweep = Sweep::new(plans, num_classes, plan.seed, plan.examples);
-    for batch in dataset.batches(batch_size) {
-        let batch = batch.map_err(bad_input)?;
-        if let Some(&bad) = batch.labels.iter().find(|&&y| y >= num_classes) {
-            return Err(bad_input(format!(
-                "{}: label {bad} is out of range for a model with {num_classes} outputs",
-                dataset.info().source
-            )));
-        }
-        let n = batch.labels.len();
-        let per = c * h * w;
-        for (k, &y) in batch.labels.iter().enumerate() {
-            digest.update((y as u64).to_le_bytes());
-            for v in &batch.pixels[k * per..(k + 1) * per] {
-                digest.update(v.to_le_bytes());
-            }
-        }
-        let x = Tensor::<4>::from_data(TensorData::new(batch.pixels, [n, c, h, w]), model.device());
-        check_logits(model, &x, &batch.indices, &dataset.info().source)?;
-        sweep
-            .run_batch(model, x, batch.labels, batch.indices, || bar.inc(1))
-            .map_err(|e| match e {
-                robust_attacks::AttackError::Model(m) => {
-                    bad_input(format!("{}: {m}", model.info().path.display()))
+    let mut indices = Vec::new();
+    let mut digests = Vec::new();
+    let per = c * h * w;
+    // One worker thread decodes the next batch while this one is attacked; the channel
+    // holds one batch, so memory stays at about two batches whatever the data set's size.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let ranges = &ranges;
+        scope.spawn(move || {
+            for &(start, end) in ranges {
+                if tx.send(dataset.batch(start, end - start)).is_err() {
+                    return;
                 }
-                other => anyhow::Error::new(other).context("attack sweep failed"),
-            })?;
-    }
+            }
+        });
+        for batch in rx {
+            let batch = batch.map_err(bad_input)?;
+            if let Some(&bad) = batch.labels.iter().find(|&&y| y >= num_classes) {
+                return Err(bad_input(format!(
+                    "{}: label {bad} is out of range for a model with {num_classes} outputs",
+                    dataset.info().source
+                )));
+            }
+            let n = batch.labels.len();
+            for (k, &y) in batch.labels.iter().enumerate() {
+                let mut d = sha2::Sha256::new();
+                d.update((y as u64).to_le_bytes());
+                for v in &batch.pixels[k * per..(k + 1) * per] {
+                    d.update(v.to_le_bytes());
+                }
+                digests.push(<[u8; 32]>::from(d.finalize()));
+            }
+            indices.extend_from_slice(&batch.indices);
+            let x =
+                Tensor::<4>::from_data(TensorData::new(batch.pixels, [n, c, h, w]), model.device());
+            check_logits(model, &x, &batch.indices, &dataset.info().source)?;
+            sweep
+                .run_batch(model, x, batch.labels, batch.indices, || bar.inc(1))
+                .map_err(|e| match e {
+                    robust_attacks::AttackError::Model(m) => {
+                        bad_input(format!("{}: {m}", model.info().path.display()))
+                    }
+                    other => anyhow::Error::new(other).context("attack sweep failed"),
+                })?;
+        }
+        Ok(())
+    })?;
     bar.finish_and_clear();
-    Ok((sweep, hex::encode(digest.finalize())))
+    Ok(SweepRun {
+        sweep,
+        indices,
+        digests,
+    })
 }
 
 /// An ε as the decimal the user wrote (0.05, not 0.05000000074505806): the shortest
@@ -962,7 +1048,7 @@ fn pct(v: f64) -> String {
     format!("{:.2}%", v * 100.0)
 }
 
-fn print_table(run: &report::RunResults) {
+pub(crate) fn print_table(run: &report::RunResults) {
     println!(
         "clean accuracy: {}  ({} samples)",
         pct(run.clean_accuracy),
@@ -970,14 +1056,14 @@ fn print_table(run: &report::RunResults) {
     );
     for h in report::headlines(run) {
         println!(
-            "robust accuracy: {}  (worst case, {} eps {}{})",
+            "robust accuracy: {} at {} eps {}  (worst case over the attacks; {})",
             pct(h.robust_accuracy),
             h.norm,
             h.eps,
             match h.chosen_by {
-                "primary" => ", the primary eps",
-                "gate" => ", the gate's eps",
-                _ => ", mid-sweep; set --primary-eps",
+                "primary" => "the primary eps",
+                "gate" => "the gate's eps",
+                _ => "mid-sweep, --primary-eps chooses",
             }
         );
     }
@@ -1063,8 +1149,12 @@ fn print_table(run: &report::RunResults) {
 /// Renders every output in memory, writes them all or none (see
 /// [`super::write_all_or_nothing`]), and only then appends the run to the history; returns
 /// the path of results.json. A failed write is bad input (exit 2) naming the file.
-fn write_outputs(run: &report::RunResults, plan: &Plan) -> anyhow::Result<PathBuf> {
-    let results_path = plan.out.join(OUTPUT_FILES[0]);
+fn write_outputs(
+    run: &report::RunResults,
+    out: &Path,
+    history: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
+    let results_path = out.join(OUTPUT_FILES[0]);
     let problems = run.problems();
     if !problems.is_empty() {
         return Err(report::ReportError::InvalidResults {
@@ -1075,7 +1165,7 @@ fn write_outputs(run: &report::RunResults, plan: &Plan) -> anyhow::Result<PathBu
     }
     // The chart shows the history as it will be once this run is appended; reading it now
     // refuses a malformed history before anything is written.
-    let history = match &plan.history {
+    let history_entries = match history {
         Some(h) if h.exists() => {
             let mut entries = report::read_history(h).map_err(bad_input)?;
             entries.push(report::HistoryEntry::from_run(run));
@@ -1087,7 +1177,7 @@ fn write_outputs(run: &report::RunResults, plan: &Plan) -> anyhow::Result<PathBu
     let html = report::render_html(
         run,
         &report::HtmlOptions {
-            history: history.as_deref(),
+            history: history_entries.as_deref(),
             ..Default::default()
         },
     )?;
@@ -1100,14 +1190,14 @@ fn write_outputs(run: &report::RunResults, plan: &Plan) -> anyhow::Result<PathBu
     let files: Vec<(PathBuf, Vec<u8>)> = OUTPUT_FILES
         .iter()
         .zip(texts)
-        .map(|(name, text)| (plan.out.join(name), text.into_bytes()))
+        .map(|(name, text)| (out.join(name), text.into_bytes()))
         .collect();
-    let created = super::create_dirs(&plan.out)?;
+    let created = super::create_dirs(out)?;
     if let Err(e) = super::write_all_or_nothing(&files) {
         super::remove_created(&created);
         return Err(e);
     }
-    if let Some(h) = &plan.history {
+    if let Some(h) = history {
         report::append_history(h, run).map_err(bad_input)?;
     }
     Ok(results_path)
@@ -1119,6 +1209,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let plan = plan(args)?;
     refuse_overwriting_inputs(&plan)?;
+    let mlflow = args.mlflow.target(plan.config_path.as_deref())?;
     // Check cheap inputs before the model loads.
     let baseline = match &plan.baseline {
         Some(p) => Some((
@@ -1249,8 +1340,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         };
         refuse_unlike(path, &report::unlike_baseline(base, &planned), None)?;
     }
-    let (sweep, samples_sha256) =
-        run_sweep(&model, &dataset, plans, &plan, batch_size, "attacking")?;
+    let swept = run_sweep(&model, &dataset, plans, &plan, batch_size, "attacking")?;
+    let samples_sha256 = samples_digest(&swept.digests);
+    let sweep = &swept.sweep;
     if sweep.clean.n == 0 {
         return Err(bad_input(format!(
             "{}: no samples were evaluated",
@@ -1319,36 +1411,23 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect(),
         },
-        clean_accuracy: sweep.clean.correct as f64 / sweep.clean.n.max(1) as f64,
-        clean_per_class: sweep
-            .clean
-            .per_class_n
-            .iter()
-            .zip(&sweep.clean.per_class_correct)
-            .map(|(&n, &c)| opt_ratio(c, n))
-            .collect(),
-        attacks: attack_results(&sweep, &labels),
-        worst_case: sweep
-            .worst_case()
-            .into_iter()
-            .map(|(_, eps, acc, members)| report::WorstCasePoint {
-                eps: eps_f64(eps),
-                robust_accuracy: acc,
-                attacks: members.iter().map(|&m| labels[m].clone()).collect(),
-            })
-            .collect(),
+        clean_accuracy: 0.0,
+        clean_per_class: Vec::new(),
+        attacks: Vec::new(),
+        worst_case: Vec::new(),
         examples: examples(&sweep, &labels)?,
         checks: Vec::new(),
         gate: None,
         primary_eps: plan.primary_eps.map(eps_f64),
     };
+    sweep_fields(&mut run, sweep, &labels);
     let check_opts = report::CheckOptions::default();
     run.checks = report::reliability_checks(&run, &check_opts);
     if plan.check_convergence {
         let doubled = build_plans(&plan.specs, &plan.eps, true)?;
         if !doubled.is_empty() {
             let dlabels = labels_of(&doubled);
-            let (dsweep, _) = run_sweep(
+            let dsweep = run_sweep(
                 &model,
                 &dataset,
                 doubled,
@@ -1357,7 +1436,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
                 "convergence check",
             )?;
             let mut drun = run.clone();
-            drun.attacks = attack_results(&dsweep, &dlabels);
+            drun.attacks = attack_results(&dsweep.sweep, &dlabels);
             // Only iterative attacks were rerun; single-step ones have nothing to converge.
             let mut iterative = run.clone();
             iterative
@@ -1370,20 +1449,97 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
+    if let Some(shard) = plan.shard {
+        run.duration_s = started.elapsed().as_secs_f64();
+        return super::shard::write_partial(
+            &run,
+            &swept,
+            &super::shard::PartialMeta {
+                shard,
+                batch_size,
+                total_samples: dataset.len(),
+                labels: dataset.labels(),
+                specs: &plan.specs,
+                eps: &plan.eps,
+                examples: plan.examples,
+                thresholds: &plan.thresholds,
+                baseline: plan.baseline.as_deref(),
+            },
+            &plan.out,
+        );
+    }
+    let code = finish(
+        run,
+        started,
+        &Finish {
+            out: &plan.out,
+            history: plan.history.as_deref(),
+            baseline,
+            thresholds: &plan.thresholds,
+            save_baseline: plan.save_baseline.as_deref(),
+            config_path: plan.config_path.as_deref(),
+        },
+    )?;
+    super::mlflow::after_eval(mlflow.as_ref(), &plan.out)?;
+    Ok(code)
+}
+
+/// Sets the fields of `run` that come from the sweep: clean accuracy, the attacks' points
+/// and the worst case. `robust merge` calls it on the sweep it rebuilds from shards, so a
+/// merged run is computed by the same code as a single one.
+pub(crate) fn sweep_fields(run: &mut report::RunResults, sweep: &Sweep, labels: &[String]) {
+    run.clean_accuracy = sweep.clean.correct as f64 / sweep.clean.n.max(1) as f64;
+    run.clean_per_class = sweep
+        .clean
+        .per_class_n
+        .iter()
+        .zip(&sweep.clean.per_class_correct)
+        .map(|(&n, &c)| opt_ratio(c, n))
+        .collect();
+    run.attacks = attack_results(sweep, labels);
+    run.worst_case = sweep
+        .worst_case()
+        .into_iter()
+        .map(|(_, eps, acc, members)| report::WorstCasePoint {
+            eps: eps_f64(eps),
+            robust_accuracy: acc,
+            attacks: members.iter().map(|&m| labels[m].clone()).collect(),
+        })
+        .collect();
+}
+
+/// What happens after the numbers are in, for `eval` and `merge` alike.
+pub(crate) struct Finish<'a> {
+    pub out: &'a Path,
+    pub history: Option<&'a Path>,
+    pub baseline: Option<(String, report::RunResults)>,
+    pub thresholds: &'a report::Thresholds,
+    pub save_baseline: Option<&'a Path>,
+    pub config_path: Option<&'a Path>,
+}
+
+/// The gate (unless the baseline is unlike the run), the outputs, the table, and the new
+/// baseline; returns the exit code.
+pub(crate) fn finish(
+    mut run: report::RunResults,
+    started: Instant,
+    fin: &Finish<'_>,
+) -> anyhow::Result<ExitCode> {
+    let baseline = &fin.baseline;
     let unlike = baseline
         .as_ref()
         .map(|(p, b)| (p.clone(), report::unlike_baseline(b, &run)))
         .filter(|(_, why)| !why.is_empty());
-    if unlike.is_none() && (!plan.thresholds.min.is_empty() || baseline.is_some()) {
+    if unlike.is_none() && (!fin.thresholds.min.is_empty() || baseline.is_some()) {
         run.gate = Some(report::evaluate_gate(
             &run,
             baseline.as_ref().map(|(p, r)| (p.as_str(), r)),
-            &plan.thresholds,
+            fin.thresholds,
         ));
     }
     run.duration_s = started.elapsed().as_secs_f64();
 
-    let results_path = write_outputs(&run, &plan)?;
+    let results_path = write_outputs(&run, fin.out, fin.history)?;
     if let Some((path, why)) = &unlike {
         // Only the samples' digest is left to differ here; the results stand on their own.
         refuse_unlike(path, why, Some(&results_path))?;
@@ -1394,13 +1550,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         "\nwrote {} (+ report.html, summary.md, junit.xml) in {:.1} s{}",
         results_path.display(),
         run.duration_s,
-        plan.config_path
-            .as_ref()
+        fin.config_path
             .map(|c| format!("; settings from {}", c.display()))
             .unwrap_or_default()
     );
     let passed = run.gate.as_ref().is_none_or(|g| g.passed);
-    if let Some(save) = &plan.save_baseline {
+    if let Some(save) = fin.save_baseline {
         if passed {
             let json = run.to_json_string()?;
             report::write_atomic(save, json.as_bytes()).map_err(bad_input)?;
