@@ -234,6 +234,15 @@ fn sign_and_verify_round_trip_and_catch_tampering() {
     };
     let signed = robust(&["sign", &p(&model), "--key", &key, "--out", &p(&sig)]).ok();
     assert!(signed.stdout.contains("signed"), "{}", signed.stdout);
+    // For one file, sign names the file's own SHA-256 (what `digest` and sha256sum print)
+    // as well as the root digest of the signed manifest, and says which is which.
+    let digest = robust(&["digest", &p(&model)]).ok();
+    let file_sha = digest.stdout.split_whitespace().next().unwrap().to_string();
+    assert!(
+        signed.stdout.contains(&format!("sha256 {file_sha}, manifest root sha256 ")),
+        "{}",
+        signed.stdout
+    );
     let verified = verify(&model, &sig, &public).ok();
     assert!(
         verified.stdout.starts_with("verified"),
@@ -338,6 +347,12 @@ fn eval_refuses_a_tampered_model_and_records_a_verified_one() {
         run.stderr
     );
     assert!(run.stderr.contains("changed: model.onnx"), "{}", run.stderr);
+    // The list of differences joins the message after its colon, not as ":;   changed".
+    assert!(
+        run.stderr.contains("difference): changed: model.onnx") && !run.stderr.contains(":;"),
+        "{}",
+        run.stderr
+    );
     assert!(
         !bad.join("results.json").exists(),
         "no results for a refused model"
