@@ -431,18 +431,22 @@ fn quiet_means_quiet_and_csv_headers_have_aliases() {
         .collect();
     let renamed = dir.path().join("data.csv");
     std::fs::write(&renamed, format!("filename,class\n{}\n", body.join("\n"))).unwrap();
-    let o = robust(&[
-        "eval",
-        "--attack",
-        "fgsm",
-        "--eps",
-        "0,0.1",
-        "--data",
-        renamed.to_str().unwrap(),
-        "--quiet",
-        "--out",
-        dir.path().join("o").to_str().unwrap(),
-    ]);
+    // FGSM on `renamed` with the default device (auto), quietly.
+    let eval_csv = |out: &str| {
+        robust(&[
+            "eval",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "0,0.1",
+            "--data",
+            renamed.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            dir.path().join(out).to_str().unwrap(),
+        ])
+    };
+    let o = eval_csv("o");
     assert!(o.status.success(), "{}", text(&o));
     // --quiet with --device auto: nothing on stderr, not even the adapter note.
     assert_eq!(stderr(&o), "");
@@ -457,18 +461,7 @@ fn quiet_means_quiet_and_csv_headers_have_aliases() {
         ),
     )
     .unwrap();
-    let o = robust(&[
-        "eval",
-        "--attack",
-        "fgsm",
-        "--eps",
-        "0,0.1",
-        "--data",
-        renamed.to_str().unwrap(),
-        "--quiet",
-        "--out",
-        dir.path().join("p").to_str().unwrap(),
-    ]);
+    let o = eval_csv("p");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--classes FILE"), "{}", stderr(&o));
 }
