@@ -14,18 +14,23 @@ robust=./target/release/robust
 [ -x "$robust" ] || { echo "build first: cargo build --release --workspace" >&2; exit 2; }
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1000 10000 50000)
 src=datasets/mnist-folder
-mapfile -t files < <(cd "$src" && find . -name '*.png' | sort)
 printf '| images | peak RSS (MiB) | wall (s) | images/s |\n|---:|---:|---:|---:|\n'
 for n in "${sizes[@]}"; do
   dir=/var/tmp/robust-stream/$n
-  if [ ! -d "$dir" ]; then
-    mkdir -p "$dir"
-    for ((i = 0; i < n; i++)); do
-      f=${files[$((i % ${#files[@]}))]}
-      class=$(dirname "$f")
-      mkdir -p "$dir/$class"
-      ln "$src/$f" "$dir/$class/$i.png"
-    done
+  if [ ! -f "$dir/.complete" ]; then
+    rm -rf "$dir"
+    python3 - "$src" "$dir" "$n" <<'PY'
+import os, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+files = sorted(os.path.relpath(os.path.join(r, f), src)
+               for r, _, fs in os.walk(src) for f in fs if f.endswith(".png"))
+for i in range(n):
+    f = files[i % len(files)]
+    d = os.path.join(dst, os.path.dirname(f))
+    os.makedirs(d, exist_ok=True)
+    os.link(os.path.join(src, f), os.path.join(d, f"{i}.png"))
+open(os.path.join(dst, ".complete"), "w").close()
+PY
   fi
   log=$(mktemp)
   /usr/bin/time -v "$robust" eval --model models/mnist-cnn/model.onnx --mean 0.1307 --std 0.3081 \
