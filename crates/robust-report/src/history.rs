@@ -119,6 +119,22 @@ pub fn read_history(path: impl AsRef<Path>) -> Result<Vec<HistoryEntry>> {
         .collect()
 }
 
+/// The chart the HTML report shows for `attack` over the runs of `history` (robust
+/// accuracy per ε, dashed clean accuracy) as an `<svg>` element, with its legend as
+/// (label, CSS colour, dashed) entries, which are drawn outside the SVG.
+pub fn history_chart_svg(
+    history: &[HistoryEntry],
+    attack: &str,
+) -> Result<(String, Vec<(String, String, bool)>)> {
+    let chart = crate::render::charts::history_chart(history, attack)?;
+    let legend = chart
+        .legend
+        .into_iter()
+        .map(|l| (l.label, l.color, l.dashed))
+        .collect();
+    Ok((chart.svg, legend))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,8 @@ pub(crate) fn sample_run() -> RunResults {
             size: 100,
             num_classes: 3,
             class_names: vec!["a".into(), "b".into(), "c".into()],
+            samples_sha256: None,
+            conversions: Vec::new(),
         },
         clean_accuracy: 0.9,
         clean_per_class: vec![Some(0.95), Some(0.85), None],
@@ -103,5 +105,6 @@ pub(crate) fn sample_run() -> RunResults {
         examples: vec![],
         checks: vec![],
         gate: None,
+        primary_eps: None,
     }
 }

@@ -231,6 +231,8 @@ pub fn realistic_run() -> RunResults {
             size: 500,
             num_classes: 10,
             class_names,
+            samples_sha256: None,
+            conversions: Vec::new(),
         },
         clean_accuracy: 0.92,
         clean_per_class: (0..10)
@@ -263,6 +265,7 @@ pub fn realistic_run() -> RunResults {
         ],
         checks: vec![],
         gate: None,
+        primary_eps: None,
     };
     // One gradient warning, so that every badge appears.
     run.attacks[2].points[2].zero_grad_samples = 40;
