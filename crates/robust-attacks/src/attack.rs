@@ -87,6 +87,16 @@ pub struct GradStats {
     pub nonfinite: usize,
 }
 
+/// Which component of an ensemble attack (e.g. AutoAttack) broke each sample of a batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Breakdown {
+    /// Component labels, in the order they ran.
+    pub components: Vec<String>,
+    /// Per sample of the batch: the component that broke it (`None`: misclassified when
+    /// clean, or robust to every component).
+    pub broken_by: Vec<Option<usize>>,
+}
+
 /// What an attack gets to work with: the model's gradients, the input bounds and seeded
 /// per-sample randomness. Created by the sweep, one per (attack, epsilon, batch).
 pub struct AttackCtx<'a> {
@@ -95,6 +105,7 @@ pub struct AttackCtx<'a> {
     seed: u64,
     stats: GradStats,
     recorded: bool,
+    breakdown: Option<Breakdown>,
 }
 
 impl<'a> AttackCtx<'a> {
@@ -106,7 +117,31 @@ impl<'a> AttackCtx<'a> {
             seed,
             stats: GradStats::default(),
             recorded: false,
+            breakdown: None,
         }
+    }
+
+    /// A context with the same model, bounds and seed, but its own gradient statistics
+    /// (for a component of an ensemble attack; merge them back with
+    /// [`AttackCtx::absorb`]).
+    pub fn child(&self) -> AttackCtx<'a> {
+        Self::new(self.model, self.seed)
+    }
+
+    /// Adds a component context's gradient statistics to this one's.
+    pub fn absorb(&mut self, child: &AttackCtx<'_>) {
+        self.stats.zero += child.stats.zero;
+        self.stats.nonfinite += child.stats.nonfinite;
+    }
+
+    /// Records which component of an ensemble broke each sample (read by the sweep).
+    pub fn set_breakdown(&mut self, breakdown: Breakdown) {
+        self.breakdown = Some(breakdown);
+    }
+
+    /// The breakdown an ensemble attack recorded, if any.
+    pub fn breakdown(&self) -> Option<&Breakdown> {
+        self.breakdown.as_ref()
     }
 
     /// The model under attack.
@@ -163,6 +198,38 @@ impl<'a> AttackCtx<'a> {
             .grad(&grads)
             .ok_or_else(|| AttackError::Internal("the input received no gradient".into()))?
             .without_autodiff();
+        self.record(&g);
+        Ok(g)
+    }
+
+    /// The gradient of a custom per-sample objective (to be increased) with respect to `x`,
+    /// with the logits and objective values of the same forward pass, on the host.
+    ///
+    /// `objective` gets the logits (on the autodiff device) and their values (`[N·K]`,
+    /// row-major), so that it can pick classes by value (sorted logits, targets) before
+    /// building the differentiable objective `[N]`. The first call of a run records zero and
+    /// non-finite gradients for the reports, as [`AttackCtx::gradient`] does.
+    pub fn gradient_of(
+        &mut self,
+        x: &Tensor<4>,
+        objective: impl FnOnce(Tensor<2>, &[f32]) -> Tensor<1>,
+    ) -> Result<(Tensor<4>, Vec<f32>, Vec<f32>), AttackError> {
+        let xg = x.clone().detach().autodiff().require_grad();
+        let logits = self.model.forward(xg.clone())?;
+        let values = to_host(logits.clone().without_autodiff());
+        let obj = objective(logits, &values);
+        let obj_values = to_host(obj.clone().without_autodiff());
+        let grads = obj.sum().backward();
+        let g = xg
+            .grad(&grads)
+            .ok_or_else(|| AttackError::Internal("the input received no gradient".into()))?
+            .without_autodiff();
+        self.record(&g);
+        Ok((g, values, obj_values))
+    }
+
+    /// Counts zero and non-finite per-sample gradients, once per run (the first gradient).
+    fn record(&mut self, g: &Tensor<4>) {
         if !self.recorded {
             self.recorded = true;
             let [n, c, h, w] = g.dims();
@@ -176,7 +243,6 @@ impl<'a> AttackCtx<'a> {
                 }
             }
         }
-        Ok(g)
     }
 
     /// Gradient statistics recorded so far.

@@ -33,14 +33,19 @@
 //! # Ok(()) }
 //! ```
 
+pub mod apgd;
 mod attack;
+pub mod autoattack;
+pub mod fab;
 mod gradient;
 mod loss;
+pub mod mifgsm;
 mod norm;
 mod registry;
+pub mod square;
 pub mod sweep;
 
-pub use attack::{predictions, Attack, AttackCtx, Batch, GradStats};
+pub use attack::{predictions, Attack, AttackCtx, Batch, Breakdown, GradStats};
 pub use gradient::{GradientDescent, StepSize};
 pub use loss::Loss;
 pub use norm::Norm;

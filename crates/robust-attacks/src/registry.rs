@@ -45,6 +45,23 @@ pub struct AttackSpec {
     /// Targeting (default untargeted).
     #[serde(default)]
     pub target: Option<TargetMode>,
+    /// Target classes of `apgd-t` (and of `autoattack`'s targeted components): the
+    /// highest non-true classes attacked in turn (default 9, capped at K − 1).
+    #[serde(default)]
+    pub n_target_classes: Option<usize>,
+    /// Gradient samples averaged per step by APGD (expectation over transformation; default
+    /// 1, and 20 in `autoattack`'s `rand` version).
+    #[serde(default)]
+    pub eot_iter: Option<usize>,
+    /// Query budget of `square` per point (default 5000), not counting its initial query.
+    #[serde(default)]
+    pub queries: Option<usize>,
+    /// `square`'s initial fraction of pixels changed per query (default 0.8).
+    #[serde(default)]
+    pub p_init: Option<f32>,
+    /// `autoattack`'s version: `standard` (default) or `rand`.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 impl AttackSpec {
@@ -108,7 +125,7 @@ fn gd_common(mut a: GradientDescent, s: &AttackSpec) -> Result<GradientDescent, 
     Ok(a)
 }
 
-fn steps_of(s: &AttackSpec, default: usize) -> Result<usize, AttackError> {
+pub(crate) fn steps_of(s: &AttackSpec, default: usize) -> Result<usize, AttackError> {
     match s.steps {
         Some(0) => Err(AttackError::Input(format!(
             "attack '{}': steps must be at least 1",
@@ -153,7 +170,8 @@ fn bim(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
 }
 
 impl AttackRegistry {
-    /// The built-in attacks: `fgsm`, `fgm`, `bim`, `pgd`.
+    /// The built-in attacks: `fgsm`, `fgm`, `bim`, `pgd`, and the AutoAttack family
+    /// (`apgd-ce`, `apgd-dlr`, `apgd-t`, `square`, `autoattack`; see [`crate::autoattack`]).
     pub fn builtin() -> Self {
         let mut r = Self {
             table: BTreeMap::new(),
@@ -162,6 +180,7 @@ impl AttackRegistry {
         r.register("fgm", fgm);
         r.register("bim", bim);
         r.register("pgd", pgd);
+        crate::autoattack::register(&mut r);
         r
     }
 

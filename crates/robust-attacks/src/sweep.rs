@@ -9,7 +9,7 @@
 use burn::tensor::Tensor;
 use rand::RngExt;
 
-use crate::attack::{mix, predictions, Attack, AttackCtx, Batch, GradStats};
+use crate::attack::{mix, predictions, Attack, AttackCtx, Batch, Breakdown, GradStats};
 use crate::AttackError;
 use robust_models::Model;
 
@@ -63,6 +63,8 @@ pub struct EpsOutcome {
     pub perturbation: Vec<f32>,
     /// Gradient statistics of the run.
     pub grad: GradStats,
+    /// For an ensemble attack: which component broke each sample.
+    pub breakdown: Option<Breakdown>,
 }
 
 /// Runs `attack` at `eps` on `batch`, then projects, clips and judges the result.
@@ -117,6 +119,7 @@ pub fn attack_at(
         success,
         perturbation,
         grad: ctx.grad_stats(),
+        breakdown: ctx.breakdown().cloned(),
     })
 }
 
@@ -147,6 +150,34 @@ pub struct PointStats {
     pub nonfinite_grad: usize,
     /// Per sample (in evaluation order): correct on clean and adversarial.
     pub robust: Vec<bool>,
+    /// Per sample (in evaluation order): the perturbation's size in the attack's norm
+    /// (what `perturbation_sum` adds up, in this order; `robust merge` re-adds them).
+    pub perturbations: Vec<f32>,
+    /// For an ensemble attack (AutoAttack): its components in the order they ran (empty for
+    /// a single attack).
+    pub components: Vec<String>,
+    /// For an ensemble attack, per sample (in evaluation order): the component that broke
+    /// it (`None`: misclassified when clean, or robust).
+    pub broken_by: Vec<Option<usize>>,
+}
+
+impl PointStats {
+    /// For an ensemble attack: per component, the samples it broke (evaluation order) and
+    /// the robust accuracy after it ran (the last equals [`PointStats::robust_accuracy`]).
+    pub fn component_results(&self) -> Vec<(String, Vec<usize>, f64)> {
+        let mut left = self.clean_correct;
+        self.components
+            .iter()
+            .enumerate()
+            .map(|(c, name)| {
+                let samples: Vec<usize> = (0..self.broken_by.len())
+                    .filter(|&i| self.broken_by[i] == Some(c))
+                    .collect();
+                left = left.saturating_sub(samples.len());
+                (name.clone(), samples, ratio(left, self.n))
+            })
+            .collect()
+    }
 }
 
 impl PointStats {
@@ -350,7 +381,18 @@ impl Sweep {
                         st.per_class_robust[y] += 1;
                     }
                     st.robust.push(robust);
+                    if let Some(b) = &out.breakdown {
+                        if st.components.is_empty() {
+                            st.components.clone_from(&b.components);
+                        }
+                        // The sweep's own judgement wins: a sample it finds robust was
+                        // broken by no component.
+                        let by = b.broken_by.get(i).copied().flatten();
+                        st.broken_by
+                            .push(if robust || !clean_ok[i] { None } else { by });
+                    }
                     let d = out.perturbation[i];
+                    st.perturbations.push(d);
                     st.perturbation_sum += d as f64;
                     st.perturbation_max = st.perturbation_max.max(d);
                     if eps > 0.0 && clean_ok[i] && out.success[i] && keep.len() < free {

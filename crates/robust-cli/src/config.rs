@@ -31,6 +31,10 @@
 //! max_drop = 0.02
 //! baseline = "reports/baseline.json"
 //! min = [{ attack = "PGD-10 Linf", eps = 0.1, min_robust_accuracy = 0.5 }]
+//!
+//! [mlflow]              # optional: log eval, drift and scan runs (see commands::mlflow)
+//! tracking_uri = "http://127.0.0.1:5000"
+//! experiment = "robust"
 //! ```
 //!
 //! Relative paths are resolved against the directory that holds the file.
@@ -59,6 +63,10 @@ pub struct Config {
     /// The regression gate.
     #[serde(default)]
     pub gate: GateConfig,
+    /// MLflow tracking. Parsed here so that a bad `[mlflow]` table is refused with the
+    /// rest of the file; `commands::mlflow` reads it (also for `drift` and `scan`).
+    #[allow(dead_code)]
+    pub mlflow: Option<robust_monitor::MlflowConfig>,
 }
 
 /// `[eval]`.

@@ -40,6 +40,8 @@ enum Command {
     Eval(Box<commands::eval::EvalArgs>),
     /// Write the logits (and optionally an input gradient) the model gives for a data set.
     Predict(Box<commands::predict::PredictArgs>),
+    /// Combine the partial results of `eval --shard K/N` runs into one evaluation.
+    Merge(Box<commands::shard::MergeArgs>),
     /// Re-render a results.json as HTML, Markdown or JUnit XML.
     Report(commands::report::ReportArgs),
     /// Print the SHA-256 of a model file, or the manifest of a model directory.
@@ -50,10 +52,16 @@ enum Command {
     Sign(commands::integrity::SignArgs),
     /// Verify a model against a signature; exit 1 when it was tampered with.
     Verify(commands::integrity::VerifyArgs),
-    /// Two-sample Kolmogorov–Smirnov drift test per feature; exit 1 on drift.
-    Drift(commands::integrity::DriftArgs),
+    /// Data drift: per-feature KS (SciPy's or alibi-detect's verdicts) or MMD; exit 1 on drift.
+    Drift(Box<commands::drift::DriftArgs>),
+    /// Robust accuracy over the runs of a history file; exit 1 on a drop beyond --max-drop.
+    History(commands::history::HistoryArgs),
     /// Screen a training set: statistics, duplicates, label disagreements, backdoor signatures.
     Scan(Box<commands::scan::ScanArgs>),
+    /// Find a backdoor in the model (Neural Cleanse) or inputs carrying its trigger (STRIP).
+    Backdoor(Box<commands::backdoor::BackdoorArgs>),
+    /// Audit model files for code that runs on load; exit 1 on findings.
+    Audit(commands::audit::AuditArgs),
     /// List the compute devices robust can use.
     Devices,
 }
@@ -104,7 +112,7 @@ fn one_line(e: &anyhow::Error) -> String {
         }
         line.push_str(&text);
     }
-    line.replace('\n', " ")
+    commands::join_lines(&line)
 }
 
 fn main() -> ExitCode {
@@ -139,13 +147,17 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Eval(a) => commands::eval::run(a),
         Command::Predict(a) => commands::predict::run(a),
+        Command::Merge(a) => commands::shard::run(a),
         Command::Report(a) => commands::report::run(a),
         Command::Digest(a) => commands::integrity::digest::run(a),
         Command::Keygen(a) => commands::integrity::keygen::run(a),
         Command::Sign(a) => commands::integrity::sign::run(a),
         Command::Verify(a) => commands::integrity::verify::run(a),
-        Command::Drift(a) => commands::integrity::drift::run(a),
+        Command::Drift(a) => commands::drift::run(a),
+        Command::History(a) => commands::history::run(a),
         Command::Scan(a) => commands::scan::run(a),
+        Command::Backdoor(a) => commands::backdoor::run(a),
+        Command::Audit(a) => commands::audit::run(a),
         Command::Devices => devices(),
     };
     match result {

@@ -71,10 +71,9 @@ use std::time::{Duration, Instant};
 
 use robust_data::{DataSpec, Dataset};
 use robust_integrity::sign::{parse_private_key, parse_public_key, verify_signature};
-use robust_integrity::{
-    detect_drift, manifest_for, sign_manifest, verify, DriftOptions, FeatureTable, SignatureFile,
-};
+use robust_integrity::{manifest_for, sign_manifest, verify, SignatureFile};
 use robust_models::{Model, ModelSpec};
+use robust_monitor::{detect_drift, DriftOptions, FeatureTable};
 use robust_report::{
     evaluate_gate, read_history, render_html, render_junit, render_markdown, HtmlOptions, MinRule,
     RunResults, Thresholds,

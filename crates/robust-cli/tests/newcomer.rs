@@ -486,3 +486,59 @@ fn report_uses_the_names_eval_uses() {
         assert!(stderr(&o).contains(f), "{}", stderr(&o));
     }
 }
+
+#[test]
+fn eval_audit_adds_a_section_and_a_check() {
+    let dir = tempfile::tempdir().unwrap();
+    // The demo model passes the audit.
+    let clean = dir.path().join("clean");
+    let o = eval(&clean, "20", &["--audit"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r = results(&clean);
+    assert_eq!(r["audit"]["files_scanned"], 1);
+    assert!(r["audit"]["findings"].as_array().unwrap().is_empty());
+    let check = |r: &serde_json::Value| {
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "model-audit")
+            .cloned()
+            .expect("an audit check")
+    };
+    assert_eq!(check(&r)["status"], "pass");
+    // The same model with an opset import of a custom domain appended (protobuf field 8 of
+    // ModelProto, OperatorSetIdProto { domain: "com.evil", version: 1 }): it still loads
+    // and evaluates, and the audit flags the native operator library it asks for.
+    let mut bytes = std::fs::read(root().join("models/mnist-cnn/model.onnx")).unwrap();
+    let mut opset = vec![0x0a, 8];
+    opset.extend_from_slice(b"com.evil");
+    opset.extend_from_slice(&[0x10, 0x01]);
+    bytes.push(0x42);
+    bytes.push(opset.len() as u8);
+    bytes.extend_from_slice(&opset);
+    let evil = dir.path().join("evil.onnx");
+    std::fs::write(&evil, bytes).unwrap();
+    let out = dir.path().join("evil");
+    let o = eval(
+        &out,
+        "20",
+        &[
+            "--audit",
+            "--model",
+            evil.to_str().unwrap(),
+            "--mean",
+            "0.1307",
+            "--std",
+            "0.3081",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r = results(&out);
+    let findings = r["audit"]["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["kind"], "custom-domain");
+    assert_eq!(check(&r)["status"], "fail");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Model file audit") && html.contains("com.evil"));
+}

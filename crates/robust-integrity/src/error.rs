@@ -154,70 +154,6 @@ pub enum IntegrityError {
         /// Every difference between the signed manifest and the model on disk.
         differences: Vec<Difference>,
     },
-
-    /// A `.npy` feature table could not be read.
-    #[error("cannot read feature table {}: {reason}", path.display())]
-    Npy {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-
-    /// A CSV feature table could not be read.
-    #[error("cannot read feature table {}{}: {reason}", path.display(),
-            line.map(|l| format!(" (line {l})")).unwrap_or_default())]
-    Csv {
-        /// The file.
-        path: PathBuf,
-        /// The 1-based line, where known.
-        line: Option<u64>,
-        /// What is wrong with it.
-        reason: String,
-    },
-
-    /// A feature table file has an extension other than `.npy` or `.csv`.
-    #[error("cannot read feature table {}: expected a .npy or .csv file", path.display())]
-    UnknownTableFormat {
-        /// The file.
-        path: PathBuf,
-    },
-
-    /// A table, matrix or list has the wrong shape.
-    #[error("shape mismatch: {reason}")]
-    Shape {
-        /// What does not fit.
-        reason: String,
-    },
-
-    /// A set of samples that must not be empty is empty.
-    #[error("{what} contains no samples")]
-    Empty {
-        /// Which input.
-        what: String,
-    },
-
-    /// A value that must be a number is NaN.
-    #[error("{what} holds NaN at sample {sample}, feature {feature}")]
-    NotANumber {
-        /// Which input.
-        what: String,
-        /// Row index (0-based).
-        sample: usize,
-        /// Column index (0-based).
-        feature: usize,
-    },
-
-    /// A parameter is outside its valid range.
-    #[error("invalid {name} {value}: {reason}")]
-    InvalidParameter {
-        /// The parameter's name (as the CLI spells it where there is a flag).
-        name: &'static str,
-        /// The value given.
-        value: String,
-        /// The valid range.
-        reason: String,
-    },
 }
 
 /// `"an RSA"`, `"an EC (P-256)"`, `"a DSA"`: the indefinite article for a key type (by
@@ -247,19 +183,6 @@ impl IntegrityError {
             action,
             path: path.into(),
             source,
-        }
-    }
-
-    /// Builds an [`IntegrityError::InvalidParameter`].
-    pub(crate) fn param(
-        name: &'static str,
-        value: impl std::fmt::Display,
-        reason: impl Into<String>,
-    ) -> Self {
-        IntegrityError::InvalidParameter {
-            name,
-            value: value.to_string(),
-            reason: reason.into(),
         }
     }
 

@@ -1,10 +1,8 @@
-//! MLSecOps checks for `robust`: is this the model that was signed, has the data drifted,
-//! and does the training set hold poisoned or anomalous samples?
+//! MLSecOps checks for `robust`: is this the model that was signed?
 //!
-//! The crate is a library of plain functions over files and `f64`/`f32` matrices; the
-//! `robust` binary wires them to the `digest`, `keygen`, `sign`, `verify`, `drift` and
-//! `scan` commands, and runs the model to obtain features when one is needed. Nothing
-//! here depends on a tensor library.
+//! The crate is a library of plain functions over files; the `robust` binary wires them
+//! to the `digest`, `keygen`, `sign` and `verify` commands. Drift tests and training-data
+//! screens live in the `robust-monitor` crate. Nothing here depends on a tensor library.
 //!
 //! # Integrity: digests and signatures
 //!
@@ -20,30 +18,10 @@
 //! renamed file ([`Manifest::diff`]). Because the whole file list is signed, adding a
 //! file is as detectable as changing one. Symbolic links inside a model are refused.
 //!
-//! # Drift
-//!
-//! [`detect_drift`] runs a two-sample Kolmogorov–Smirnov test per feature of two
-//! [`FeatureTable`]s (read from `.npy` or CSV, or built from a model's features) and
-//! corrects for the number of tests (Bonferroni or Benjamini–Hochberg). The KS p-values
-//! follow SciPy's `ks_2samp` algorithm by algorithm ([`ks`]): the exact distribution up
-//! to 10 000 samples, the asymptotic one beyond, and they are tested against SciPy's own
-//! output.
-//!
-//! # Poisoning and anomalies
-//!
-//! [`scan`] holds the training-set screens: [`describe`] (pandas-style summary
-//! statistics), [`find_duplicates`] (exact and perceptual-hash near-duplicates),
-//! [`label_disagreements`] (labels contradicting a confident model) and
-//! [`spectral_signatures`] (Tran et al. 2018: outliers along the top singular direction
-//! of each class's penultimate-layer features, the signature of a backdoor; a fixed
-//! fraction per class, or Tukey's fences with [`spectral_signatures_with`]).
-//!
 //! # Errors
 //!
 //! Every function returns [`Result`] with an [`IntegrityError`] that names the file,
-//! sample or feature concerned; no file or data content makes the library panic (only
-//! index accessors such as [`FeatureTable::row`] panic on an out-of-range index, as
-//! slice indexing does).
+//! key or signature concerned; no file content makes the library panic.
 //! [`IntegrityError::is_verification_failure`] tells a failed check (tampered model,
 //! wrong key) from unusable input.
 //!
@@ -71,43 +49,26 @@
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! Drift between two feature tables:
-//!
-//! ```
-//! use robust_integrity::{detect_drift, DriftOptions, FeatureTable};
-//!
-//! # fn main() -> Result<(), robust_integrity::IntegrityError> {
-//! let reference = FeatureTable::new(50, 1, (0..50).map(|i| i as f64).collect())?;
-//! let current = FeatureTable::new(50, 1, (0..50).map(|i| i as f64 + 30.0).collect())?;
-//! let report = detect_drift(&reference, &current, &DriftOptions::default())?;
-//! assert!(report.is_drift);
-//! assert_eq!(report.features[0].statistic, 0.6);
-//! # Ok(())
-//! # }
-//! ```
 
 pub mod atomic;
+pub mod audit;
 pub mod digest;
-pub mod drift;
 mod error;
-pub mod ks;
-pub mod scan;
+pub mod formats;
+pub mod keys;
+pub mod openssf;
+pub mod openssl;
 pub mod sign;
-pub mod table;
+pub mod signing_error;
 
 pub use atomic::{write_atomic, write_new_atomic, Permissions};
+pub use audit::{audit_path, AuditReport, Finding, Severity};
 pub use digest::{manifest_for, sha256_bytes, sha256_file, Difference, Manifest, ManifestEntry};
-pub use drift::{detect_drift, Correction, DriftOptions, DriftReport, FeatureDrift};
 pub use error::{IntegrityError, Result};
-pub use ks::{ks_2samp, ks_2samp_with, KsMethod, KsMethodUsed, KsResult};
-pub use scan::{
-    describe, find_duplicates, label_disagreements, spectral_signatures, spectral_signatures_with,
-    ClassSignature, DuplicateOptions, DuplicateReport, FeatureSummary, ImageGeometry,
-    LabelDisagreement, Layout, SpectralCut, SpectralReport,
-};
+pub use formats::{detect_kind, verify_any, SignatureKind, Verified};
+pub use keys::{PrivateKey, PublicKey};
+pub use signing_error::{SignatureError, SignatureResult};
 pub use sign::{
     generate_keypair, provenance, sign_manifest, verify, Provenance, SignatureFile,
     VerifiedManifest,
 };
-pub use table::{npy_shape, FeatureTable};

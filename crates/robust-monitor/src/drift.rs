@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{IntegrityError, Result};
+use crate::error::{MonitorError, Result};
 use crate::ks::{ks_sorted, KsMethod, KsMethodUsed};
 use crate::table::FeatureTable;
 
@@ -34,14 +34,14 @@ pub enum Correction {
 }
 
 impl FromStr for Correction {
-    type Err = IntegrityError;
+    type Err = MonitorError;
 
     /// Parses `bonferroni` or `fdr` (also `bh`, `benjamini-hochberg`), case-insensitively.
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "bonferroni" => Ok(Correction::Bonferroni),
             "fdr" | "bh" | "benjamini-hochberg" => Ok(Correction::Fdr),
-            _ => Err(IntegrityError::param(
+            _ => Err(MonitorError::param(
                 "correction",
                 s,
                 "expected bonferroni or fdr",
@@ -174,9 +174,9 @@ fn feature_label(f: &FeatureDrift) -> String {
 
 /// Tests every feature of `current` against the same feature of `reference`.
 ///
-/// Errors: a table without rows ([`IntegrityError::Empty`]), different feature counts or
-/// no features ([`IntegrityError::Shape`]), a NaN ([`IntegrityError::NotANumber`]), or
-/// `p_val` outside (0, 1) ([`IntegrityError::InvalidParameter`]).
+/// Errors: a table without rows ([`MonitorError::Empty`]), different feature counts or
+/// no features ([`MonitorError::Shape`]), a NaN ([`MonitorError::NotANumber`]), or
+/// `p_val` outside (0, 1) ([`MonitorError::InvalidParameter`]).
 pub fn detect_drift(
     reference: &FeatureTable,
     current: &FeatureTable,
@@ -184,40 +184,9 @@ pub fn detect_drift(
 ) -> Result<DriftReport> {
     let p_val = options.p_val;
     if !(p_val > 0.0 && p_val < 1.0) {
-        return Err(IntegrityError::param("p-val", p_val, "must lie in (0, 1)"));
+        return Err(MonitorError::param("p-val", p_val, "must lie in (0, 1)"));
     }
-    let ref_label = reference.label("reference");
-    let cur_label = current.label("current");
-    if reference.n_samples() == 0 {
-        return Err(IntegrityError::Empty { what: ref_label });
-    }
-    if current.n_samples() == 0 {
-        return Err(IntegrityError::Empty { what: cur_label });
-    }
-    if reference.n_features() != current.n_features() {
-        return Err(IntegrityError::Shape {
-            reason: format!(
-                "{ref_label} has {} features but {cur_label} has {}",
-                reference.n_features(),
-                current.n_features()
-            ),
-        });
-    }
-    let k = reference.n_features();
-    if k == 0 {
-        return Err(IntegrityError::Shape {
-            reason: format!("{ref_label} has no features"),
-        });
-    }
-    for (table, label) in [(reference, &ref_label), (current, &cur_label)] {
-        if let Some(pos) = table.values().iter().position(|v| v.is_nan()) {
-            return Err(IntegrityError::NotANumber {
-                what: label.clone(),
-                sample: pos / k,
-                feature: pos % k,
-            });
-        }
-    }
+    let k = check_pair(reference, current)?;
 
     let results = per_feature_tests(reference, current, options.method);
     let p_values: Vec<f64> = results.iter().map(|r| r.1).collect();
@@ -254,6 +223,44 @@ pub fn detect_drift(
     })
 }
 
+/// Checks two tables for a drift test and returns their feature count: both have rows,
+/// the same positive number of features, and no NaN.
+pub(crate) fn check_pair(reference: &FeatureTable, current: &FeatureTable) -> Result<usize> {
+    let ref_label = reference.label("reference");
+    let cur_label = current.label("current");
+    if reference.n_samples() == 0 {
+        return Err(MonitorError::Empty { what: ref_label });
+    }
+    if current.n_samples() == 0 {
+        return Err(MonitorError::Empty { what: cur_label });
+    }
+    if reference.n_features() != current.n_features() {
+        return Err(MonitorError::Shape {
+            reason: format!(
+                "{ref_label} has {} features but {cur_label} has {}",
+                reference.n_features(),
+                current.n_features()
+            ),
+        });
+    }
+    let k = reference.n_features();
+    if k == 0 {
+        return Err(MonitorError::Shape {
+            reason: format!("{ref_label} has no features"),
+        });
+    }
+    for (table, label) in [(reference, &ref_label), (current, &cur_label)] {
+        if let Some(pos) = table.values().iter().position(|v| v.is_nan()) {
+            return Err(MonitorError::NotANumber {
+                what: label.clone(),
+                sample: pos / k,
+                feature: pos % k,
+            });
+        }
+    }
+    Ok(k)
+}
+
 /// The Benjamini–Hochberg threshold described in the [module documentation](self).
 pub fn benjamini_hochberg_threshold(p_values: &[f64], q: f64) -> f64 {
     let k = p_values.len();
@@ -273,7 +280,7 @@ pub fn benjamini_hochberg_threshold(p_values: &[f64], q: f64) -> f64 {
 }
 
 /// (statistic, p-value, method) for every feature, computed on several threads.
-fn per_feature_tests(
+pub(crate) fn per_feature_tests(
     reference: &FeatureTable,
     current: &FeatureTable,
     method: KsMethod,

@@ -33,7 +33,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{IntegrityError, Result};
+use crate::error::{MonitorError, Result};
 
 /// Largest sample size for which `Auto` uses the exact distribution (SciPy's `MAX_AUTO_N`).
 pub const MAX_AUTO_N: usize = 10_000;
@@ -75,8 +75,8 @@ pub struct KsResult {
 
 /// Two-sided two-sample KS test with `method='auto'`, like `scipy.stats.ks_2samp(a, b)`.
 ///
-/// Errors: an empty sample ([`IntegrityError::Empty`]) or a NaN
-/// ([`IntegrityError::NotANumber`], with `feature` 0). Infinities are ordinary values.
+/// Errors: an empty sample ([`MonitorError::Empty`]) or a NaN
+/// ([`MonitorError::NotANumber`], with `feature` 0). Infinities are ordinary values.
 pub fn ks_2samp(a: &[f64], b: &[f64]) -> Result<KsResult> {
     ks_2samp_with(a, b, KsMethod::Auto)
 }
@@ -92,12 +92,12 @@ pub fn ks_2samp_with(a: &[f64], b: &[f64], method: KsMethod) -> Result<KsResult>
 /// Copies a sample, checks it and sorts it (`-0.0` is treated as `0.0`, as NumPy does).
 pub(crate) fn sorted_sample(x: &[f64], what: &str) -> Result<Vec<f64>> {
     if x.is_empty() {
-        return Err(IntegrityError::Empty {
+        return Err(MonitorError::Empty {
             what: what.to_string(),
         });
     }
     if let Some(i) = x.iter().position(|v| v.is_nan()) {
-        return Err(IntegrityError::NotANumber {
+        return Err(MonitorError::NotANumber {
             what: what.to_string(),
             sample: i,
             feature: 0,
@@ -1021,11 +1021,11 @@ mod tests {
     fn bad_samples_are_errors() {
         assert!(matches!(
             ks_2samp(&[], &[1.0]),
-            Err(IntegrityError::Empty { .. })
+            Err(MonitorError::Empty { .. })
         ));
         let err = ks_2samp(&[1.0], &[2.0, f64::NAN]).unwrap_err();
         assert!(
-            matches!(err, IntegrityError::NotANumber { sample: 1, .. }),
+            matches!(err, MonitorError::NotANumber { sample: 1, .. }),
             "{err}"
         );
     }

@@ -53,7 +53,7 @@ use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{IntegrityError, Result};
+use crate::error::{MonitorError, Result};
 use crate::table::FeatureTable;
 
 // ---------------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ where
     P: Copy + Into<f64>,
 {
     if geometry.is_empty() {
-        return Err(IntegrityError::param(
+        return Err(MonitorError::param(
             "image geometry",
             format!(
                 "{}×{}×{}",
@@ -275,14 +275,14 @@ where
         ));
     }
     if options.max_hamming > 63 {
-        return Err(IntegrityError::param(
+        return Err(MonitorError::param(
             "max-hamming",
             options.max_hamming,
             "must lie in 0..=63",
         ));
     }
     if !(0.0..=1.0).contains(&options.max_distance) {
-        return Err(IntegrityError::param(
+        return Err(MonitorError::param(
             "max-distance",
             options.max_distance,
             "must lie in [0, 1]",
@@ -291,7 +291,7 @@ where
     let d = geometry.len();
     for (i, img) in images.iter().enumerate() {
         if img.as_ref().len() != d {
-            return Err(IntegrityError::Shape {
+            return Err(MonitorError::Shape {
                 reason: format!(
                     "image {i} has {} values, the geometry {}×{}×{} needs {d}",
                     img.as_ref().len(),
@@ -539,14 +539,14 @@ pub fn label_disagreements<R: AsRef<[f32]>>(
     confidence: f32,
 ) -> Result<Vec<LabelDisagreement>> {
     if !(0.0..=1.0).contains(&confidence) {
-        return Err(IntegrityError::param(
+        return Err(MonitorError::param(
             "confidence",
             confidence,
             "must lie in [0, 1]",
         ));
     }
     if probs.len() != labels.len() {
-        return Err(IntegrityError::Shape {
+        return Err(MonitorError::Shape {
             reason: format!(
                 "{} probability rows but {} labels",
                 probs.len(),
@@ -559,7 +559,7 @@ pub fn label_disagreements<R: AsRef<[f32]>>(
     for (i, (row, &label)) in probs.iter().zip(labels).enumerate() {
         let row = row.as_ref();
         if row.len() != classes || classes == 0 {
-            return Err(IntegrityError::Shape {
+            return Err(MonitorError::Shape {
                 reason: format!(
                     "probability row {i} has {} classes, row 0 has {classes}",
                     row.len()
@@ -567,14 +567,14 @@ pub fn label_disagreements<R: AsRef<[f32]>>(
             });
         }
         if label >= classes {
-            return Err(IntegrityError::param(
+            return Err(MonitorError::param(
                 "label",
                 label,
                 format!("sample {i}: the model has {classes} classes"),
             ));
         }
         if let Some(p) = row.iter().find(|p| !(0.0..=1.0).contains(*p)) {
-            return Err(IntegrityError::param(
+            return Err(MonitorError::param(
                 "probability",
                 p,
                 format!("sample {i}: probabilities must lie in [0, 1] (pass softmax outputs, not logits)"),
@@ -685,14 +685,14 @@ pub fn spectral_signatures_with<R: AsRef<[f32]>>(
 ) -> Result<SpectralReport> {
     match cut {
         SpectralCut::Fraction(fraction) if !(fraction > 0.0 && fraction <= 1.0) => {
-            return Err(IntegrityError::param(
+            return Err(MonitorError::param(
                 "fraction",
                 fraction,
                 "must lie in (0, 1]",
             ));
         }
         SpectralCut::Fence(k) if !(k.is_finite() && k > 0.0) => {
-            return Err(IntegrityError::param(
+            return Err(MonitorError::param(
                 "fence multiplier",
                 k,
                 "must be finite and positive",
@@ -701,12 +701,12 @@ pub fn spectral_signatures_with<R: AsRef<[f32]>>(
         _ => {}
     }
     if features.is_empty() {
-        return Err(IntegrityError::Empty {
+        return Err(MonitorError::Empty {
             what: "feature matrix".into(),
         });
     }
     if features.len() != labels.len() {
-        return Err(IntegrityError::Shape {
+        return Err(MonitorError::Shape {
             reason: format!(
                 "{} feature rows but {} labels",
                 features.len(),
@@ -718,12 +718,12 @@ pub fn spectral_signatures_with<R: AsRef<[f32]>>(
     for (i, row) in features.iter().enumerate() {
         let row = row.as_ref();
         if row.len() != d || d == 0 {
-            return Err(IntegrityError::Shape {
+            return Err(MonitorError::Shape {
                 reason: format!("feature row {i} has {} values, row 0 has {d}", row.len()),
             });
         }
         if let Some(k) = row.iter().position(|v| !v.is_finite()) {
-            return Err(IntegrityError::param(
+            return Err(MonitorError::param(
                 "feature",
                 row[k],
                 format!("sample {i}, feature {k}: features must be finite"),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use npyz::{DType, NpyFile, Order, TypeChar};
 
-use crate::error::{IntegrityError, Result};
+use crate::error::{MonitorError, Result};
 
 /// A dense `n_samples × n_features` table, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +30,7 @@ impl FeatureTable {
     /// A table from row-major values; `values.len()` must be `n_samples * n_features`.
     pub fn new(n_samples: usize, n_features: usize, values: Vec<f64>) -> Result<Self> {
         if n_samples.checked_mul(n_features) != Some(values.len()) {
-            return Err(IntegrityError::Shape {
+            return Err(MonitorError::Shape {
                 reason: format!(
                     "{} values cannot form a {n_samples} × {n_features} table",
                     values.len()
@@ -57,7 +57,7 @@ impl FeatureTable {
         for (i, r) in rows.iter().enumerate() {
             let r = r.as_ref();
             if r.len() != n_features {
-                return Err(IntegrityError::Shape {
+                return Err(MonitorError::Shape {
                     reason: format!("row {i} has {} values, row 0 has {n_features}", r.len()),
                 });
             }
@@ -69,7 +69,7 @@ impl FeatureTable {
     /// Attaches column names (one per feature).
     pub fn with_names(mut self, names: Vec<String>) -> Result<Self> {
         if names.len() != self.n_features {
-            return Err(IntegrityError::Shape {
+            return Err(MonitorError::Shape {
                 reason: format!(
                     "{} column names for {} features",
                     names.len(),
@@ -91,7 +91,7 @@ impl FeatureTable {
         match ext.as_deref() {
             Some("npy") => Self::read_npy(path),
             Some("csv") => Self::read_csv(path),
-            _ => Err(IntegrityError::UnknownTableFormat {
+            _ => Err(MonitorError::UnknownTableFormat {
                 path: path.to_path_buf(),
             }),
         }
@@ -100,8 +100,8 @@ impl FeatureTable {
     /// Reads a `.npy` file (see the [module documentation](self) for what is accepted).
     pub fn read_npy(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = fs::read(path).map_err(|e| IntegrityError::io("read", path, e))?;
-        let bad = |reason: String| IntegrityError::Npy {
+        let bytes = fs::read(path).map_err(|e| MonitorError::io("read", path, e))?;
+        let bad = |reason: String| MonitorError::Npy {
             path: path.to_path_buf(),
             reason,
         };
@@ -182,12 +182,12 @@ impl FeatureTable {
     /// Reads a CSV file with a header row and numeric columns.
     pub fn read_csv(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bad = |line: Option<u64>, reason: String| IntegrityError::Csv {
+        let bad = |line: Option<u64>, reason: String| MonitorError::Csv {
             path: path.to_path_buf(),
             line,
             reason,
         };
-        let file = fs::File::open(path).map_err(|e| IntegrityError::io("read", path, e))?;
+        let file = fs::File::open(path).map_err(|e| MonitorError::io("read", path, e))?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
@@ -299,8 +299,8 @@ impl FeatureTable {
 /// (`[N, H, W]`, `[N, C, H, W]`, ...) before choosing how to read it.
 pub fn npy_shape(path: impl AsRef<Path>) -> Result<Vec<usize>> {
     let path = path.as_ref();
-    let file = fs::File::open(path).map_err(|e| IntegrityError::io("read", path, e))?;
-    let npy = NpyFile::new(std::io::BufReader::new(file)).map_err(|e| IntegrityError::Npy {
+    let file = fs::File::open(path).map_err(|e| MonitorError::io("read", path, e))?;
+    let npy = NpyFile::new(std::io::BufReader::new(file)).map_err(|e| MonitorError::Npy {
         path: path.to_path_buf(),
         reason: format!("not a .npy file ({})", robust_data::npy_error_line(&e)),
     })?;

@@ -4,8 +4,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use robust_integrity::{
-    detect_drift, ks_2samp, Correction, DriftOptions, FeatureTable, IntegrityError,
+use robust_monitor::{
+    detect_drift, ks_2samp, Correction, DriftOptions, FeatureTable, MonitorError,
 };
 
 struct Scratch(PathBuf);
@@ -13,7 +13,7 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new(name: &str) -> Self {
         let p = std::env::temp_dir().join(format!(
-            "robust-integrity-drift-{}-{name}",
+            "robust-monitor-drift-{}-{name}",
             std::process::id()
         ));
         let _ = fs::remove_dir_all(&p);
@@ -221,14 +221,14 @@ fn drift_errors() {
     );
     let err = detect_drift(&a, &b, &DriftOptions::default()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, IntegrityError::Shape { .. }), "{msg}");
+    assert!(matches!(err, MonitorError::Shape { .. }), "{msg}");
     assert!(msg.contains("ref.npy") && msg.contains("cur.npy"), "{msg}");
     assert!(msg.contains("4 features") && msg.contains("has 5"), "{msg}");
 
     // Empty samples.
     let empty = FeatureTable::new(0, 4, vec![]).unwrap();
     let err = detect_drift(&a, &empty, &DriftOptions::default()).unwrap_err();
-    assert!(matches!(err, IntegrityError::Empty { .. }), "{err}");
+    assert!(matches!(err, MonitorError::Empty { .. }), "{err}");
     let err = detect_drift(&empty, &a, &DriftOptions::default()).unwrap_err();
     assert!(err.to_string().contains("reference"), "{err}");
 
@@ -238,7 +238,7 @@ fn drift_errors() {
     assert!(
         matches!(
             err,
-            IntegrityError::NotANumber {
+            MonitorError::NotANumber {
                 sample: 2,
                 feature: 1,
                 ..
@@ -259,7 +259,7 @@ fn drift_errors() {
         };
         let err = detect_drift(&a, &a, &o).unwrap_err();
         assert!(
-            matches!(err, IntegrityError::InvalidParameter { .. }),
+            matches!(err, MonitorError::InvalidParameter { .. }),
             "{err}"
         );
     }

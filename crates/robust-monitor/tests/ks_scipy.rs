@@ -13,8 +13,8 @@
 
 use std::path::PathBuf;
 
-use robust_integrity::ks::{kolmogorov_sf, kstwo_cdf, kstwo_sf, smirnov_sf};
-use robust_integrity::{
+use robust_monitor::ks::{kolmogorov_sf, kstwo_cdf, kstwo_sf, smirnov_sf};
+use robust_monitor::{
     detect_drift, ks_2samp_with, DriftOptions, FeatureTable, KsMethod, KsMethodUsed,
 };
 use serde_json::Value;
@@ -259,7 +259,7 @@ fn large_two_sample_cases_match_scipy() {
                 // Documented deviation: a costly exact computation whose asymptotic p-value
                 // is below 1e-30 is reported as asymptotic.
                 let shortcut = r.method == KsMethodUsed::Asymptotic
-                    && r.p_value < robust_integrity::ks::EXACT_SHORTCUT_P
+                    && r.p_value < robust_monitor::ks::EXACT_SHORTCUT_P
                     && scipy_p.is_some_and(|p| p < 1e-20);
                 if !shortcut {
                     assert_eq!(

@@ -1,10 +1,10 @@
 //! Training-set screens checked against independent computations: closed forms,
 //! brute force over all pairs, and planted anomalies with a known answer.
 
-use robust_integrity::scan::describe_table;
-use robust_integrity::{
+use robust_monitor::scan::describe_table;
+use robust_monitor::{
     describe, find_duplicates, label_disagreements, spectral_signatures, spectral_signatures_with,
-    DuplicateOptions, FeatureTable, ImageGeometry, IntegrityError, Layout, SpectralCut,
+    DuplicateOptions, FeatureTable, ImageGeometry, Layout, MonitorError, SpectralCut,
 };
 
 /// SplitMix64 uniforms in [0, 1).
@@ -310,7 +310,7 @@ fn duplicate_bad_inputs() {
     };
     assert!(matches!(
         find_duplicates(&[vec![0u8; 16]], absurd, &opts),
-        Err(IntegrityError::Shape { .. })
+        Err(MonitorError::Shape { .. })
     ));
     for bad in [
         DuplicateOptions {
@@ -332,7 +332,7 @@ fn duplicate_bad_inputs() {
     ] {
         assert!(matches!(
             find_duplicates(&[vec![0u8; 16]], g, &bad),
-            Err(IntegrityError::InvalidParameter { .. })
+            Err(MonitorError::InvalidParameter { .. })
         ));
     }
     // No images: nothing to report.
@@ -542,7 +542,7 @@ fn fences_flag_the_planted_cluster_and_nothing_in_a_clean_class() {
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         assert!(matches!(
             spectral_signatures_with(&features, &labels, SpectralCut::Fence(bad)),
-            Err(IntegrityError::InvalidParameter { .. })
+            Err(MonitorError::InvalidParameter { .. })
         ));
     }
 }
@@ -608,7 +608,7 @@ fn spectral_degenerate_and_bad_inputs() {
     for bad in [0.0, -0.5, 1.5, f64::NAN] {
         assert!(matches!(
             spectral_signatures(&f, &[0, 0], bad),
-            Err(IntegrityError::InvalidParameter { .. })
+            Err(MonitorError::InvalidParameter { .. })
         ));
     }
     let err = spectral_signatures(&f, &[0], 0.1).unwrap_err();
@@ -619,7 +619,7 @@ fn spectral_degenerate_and_bad_inputs() {
     let ragged = vec![vec![0.0f32, 1.0], vec![1.0]];
     assert!(matches!(
         spectral_signatures(&ragged, &[0, 0], 0.1),
-        Err(IntegrityError::Shape { .. })
+        Err(MonitorError::Shape { .. })
     ));
     let nan = vec![vec![0.0f32, f32::NAN]];
     let err = spectral_signatures(&nan, &[0], 0.1).unwrap_err();
@@ -627,7 +627,7 @@ fn spectral_degenerate_and_bad_inputs() {
     let empty: Vec<Vec<f32>> = vec![];
     assert!(matches!(
         spectral_signatures(&empty, &[], 0.1),
-        Err(IntegrityError::Empty { .. })
+        Err(MonitorError::Empty { .. })
     ));
     let no_features = vec![Vec::<f32>::new()];
     assert!(spectral_signatures(&no_features, &[0], 0.1).is_err());

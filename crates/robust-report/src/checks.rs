@@ -89,7 +89,47 @@ pub fn reliability_checks(r: &RunResults, opts: &CheckOptions) -> Vec<Check> {
     if let Some(c) = conversion_check(r) {
         checks.push(c);
     }
+    if let Some(a) = &r.audit {
+        checks.push(audit_check(a));
+    }
     checks
+}
+
+/// (f) With `--audit`: the model file holds nothing that runs code or reads outside the
+/// model when loaded. Findings of severity medium or above fail it.
+fn audit_check(a: &crate::ModelAudit) -> Check {
+    let failing: Vec<String> = a
+        .findings
+        .iter()
+        .filter(|f| matches!(f.severity.as_str(), "medium" | "high" | "critical"))
+        .map(|f| format!("{} ({}, {}): {}", f.file, f.severity, f.kind, f.message))
+        .collect();
+    let title = "The model files hold nothing that runs code when loaded".to_string();
+    if failing.is_empty() {
+        Check {
+            id: "model-audit".into(),
+            status: CheckStatus::Pass,
+            title,
+            message: format!(
+                "{} file{} audited: no finding of severity medium or above.",
+                a.files_scanned,
+                if a.files_scanned == 1 { "" } else { "s" }
+            ),
+        }
+    } else {
+        Check {
+            id: "model-audit".into(),
+            status: CheckStatus::Fail,
+            title,
+            message: format!(
+                "{} finding{} of severity medium or above: {}. Do not load these files \
+                 outside a sandbox until they are explained (see the model audit section).",
+                failing.len(),
+                if failing.len() == 1 { "" } else { "s" },
+                failing.join("; ")
+            ),
+        }
+    }
 }
 
 /// (e) Inputs the model did not get as stored: channels converted or images resized to fit

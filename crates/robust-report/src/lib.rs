@@ -80,7 +80,7 @@ pub use render::junit::render_junit;
 pub use render::markdown::render_markdown;
 pub use render::{headlines, Headline};
 pub use schema::{
-    eps_eq, write_atomic, AttackResult, Check, CheckStatus, DataConversion, DatasetInfo,
-    DeviceInfo, EpsPoint, Example, GateReport, GateRow, ModelInfo, RunResults, ToolInfo,
-    WorstCasePoint, EPS_TOLERANCE, SCHEMA_VERSION,
+    eps_eq, write_atomic, AttackResult, AuditFinding, Check, CheckStatus, DataConversion,
+    DatasetInfo, DeviceInfo, EpsPoint, Example, GateReport, GateRow, ModelAudit, ModelInfo,
+    RunResults, ToolInfo, WorstCasePoint, EPS_TOLERANCE, SCHEMA_VERSION,
 };

@@ -62,9 +62,46 @@ pub struct RunResults {
     /// The regression gate's verdict, when thresholds were given.
     pub gate: Option<GateReport>,
     /// The ε the report leads with (its headline robust accuracy); `None`: the report
-    /// chooses (see [`RunResults::headline_eps`]).
+    /// chooses (see [`crate::headlines`]).
     #[serde(default)]
     pub primary_eps: Option<f64>,
+    /// The audit of the model file (`robust eval --audit`): what loading it would execute
+    /// or expose. `None` when the model was not audited.
+    #[serde(default)]
+    pub audit: Option<ModelAudit>,
+}
+
+/// What `robust audit` found in the evaluated model's files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelAudit {
+    /// Files scanned.
+    pub files_scanned: usize,
+    /// Every finding, most severe first within each file.
+    pub findings: Vec<AuditFinding>,
+}
+
+/// One finding of a model audit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFinding {
+    /// The file.
+    pub file: String,
+    /// `low`, `medium`, `high` or `critical`; medium and above fail the audit.
+    pub severity: String,
+    /// A stable identifier, e.g. `dangerous-import`, `custom-domain`.
+    pub kind: String,
+    /// Where in the file.
+    pub location: String,
+    /// What and why.
+    pub message: String,
+}
+
+impl ModelAudit {
+    /// Whether any finding is of severity medium or above.
+    pub fn failed(&self) -> bool {
+        self.findings
+            .iter()
+            .any(|f| matches!(f.severity.as_str(), "medium" | "high" | "critical"))
+    }
 }
 
 /// The program that produced a results file.

@@ -106,5 +106,6 @@ pub(crate) fn sample_run() -> RunResults {
         checks: vec![],
         gate: None,
         primary_eps: None,
+        audit: None,
     }
 }

@@ -149,6 +149,12 @@ pub struct EvalArgs {
     #[arg(long)]
     pub check_convergence: bool,
 
+    /// Audit the model's files as `robust audit` does (code that would run on load, paths
+    /// leaving the model folder, malformed headers) and add the findings to the report; a
+    /// finding of severity medium or above fails a reliability check.
+    #[arg(long)]
+    pub audit: bool,
+
     /// Refuse to evaluate a model that does not verify against this signature file (robust's
     /// JSON, a raw SHA-256 openssl signature or an OpenSSF bundle, told apart by content).
     #[arg(long, value_name = "SIG", requires = "pubkey")]
@@ -368,6 +374,7 @@ struct Plan {
     signature: Option<(PathBuf, PathBuf)>,
     /// `--shard K/N`, resolved.
     shard: Option<Shard>,
+    audit: bool,
     quiet: bool,
 }
 
@@ -591,6 +598,7 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
             }
             None => None,
         },
+        audit: args.audit,
         quiet: args.quiet,
     })
 }
@@ -1234,6 +1242,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
+    let audit = if plan.audit {
+        Some(audit_model(&plan.model)?)
+    } else {
+        None
+    };
     let device = select_device(plan.device).map_err(bad_input)?;
     if let Some(note) = &device.fallback_note {
         if !plan.quiet {
@@ -1419,6 +1432,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         checks: Vec::new(),
         gate: None,
         primary_eps: plan.primary_eps.map(eps_f64),
+        audit,
     };
     sweep_fields(&mut run, sweep, &labels);
     let check_opts = report::CheckOptions::default();
@@ -1482,6 +1496,29 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     )?;
     super::mlflow::after_eval(mlflow.as_ref(), &plan.out)?;
     Ok(code)
+}
+
+/// Audits the model file (and its architecture file, for safetensors) for `--audit`.
+fn audit_model(model: &ModelSpec) -> anyhow::Result<report::ModelAudit> {
+    let mut out = report::ModelAudit::default();
+    for path in std::iter::once(&model.path).chain(model.arch.as_ref()) {
+        let a = robust_integrity::audit_path(path).map_err(bad_input)?;
+        for f in &a.files {
+            if f.format != "not scanned" {
+                out.files_scanned += 1;
+            }
+            for x in &f.findings {
+                out.findings.push(report::AuditFinding {
+                    file: f.path.clone(),
+                    severity: x.severity.to_string(),
+                    kind: x.kind.clone(),
+                    location: x.location.clone(),
+                    message: x.message.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Sets the fields of `run` that come from the sweep: clean accuracy, the attacks' points

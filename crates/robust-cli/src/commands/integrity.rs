@@ -1,7 +1,8 @@
-//! `robust digest`, `keygen`, `sign`, `verify` and `drift`: thin wrappers around
+//! `robust digest`, `keygen`, `sign` and `verify`: thin wrappers around
 //! `robust_integrity`, one submodule per command, each with an `Args` struct and
 //! `pub fn run(args: &Args) -> anyhow::Result<ExitCode>`; [`inputs`] turns feature tables
-//! and data sets (through a model, if given) into features for `drift` and `scan`.
+//! and data sets (through a model, if given) into features for `drift` (in
+//! `commands::drift`) and `scan`.
 //!
 //! Exit codes (see `crate::exit`): 0 success; 1 a failed check (tampered model, wrong
 //! key, drift found); 2 unusable input (missing or malformed file, bad flag value).
@@ -13,7 +14,6 @@ use std::path::Path;
 use crate::exit::bad_input;
 
 pub use digest::DigestArgs;
-pub use drift::DriftArgs;
 pub use keygen::KeygenArgs;
 pub use sign::SignArgs;
 pub use verify::VerifyArgs;
@@ -37,6 +37,9 @@ pub mod digest {
       robust digest models/resnet/
           prints one `<sha256> <size> <path>` line per file (sorted) and the root digest
       robust digest models/resnet/ --json manifest.json
+
+    The root digest is the SHA-256 of the manifest text (the per-file lines), and it is what
+    `robust sign` signs and prints: for a single file it is not the file's own SHA-256.
 
     Exit code 0: digested; 2: bad input (a missing or unreadable model, a --json that would
     overwrite the model or land inside the model folder, or that cannot be written).")]
@@ -169,12 +172,20 @@ pub mod sign {
     use super::read_text;
     use crate::exit::bad_input;
 
-    /// Sign a model file or directory with an Ed25519 private key.
+    /// Sign a model file or directory: robust's JSON (Ed25519), raw openssl bytes (RSA, EC,
+    /// Ed25519) or an OpenSSF model-signing bundle (EC).
     #[derive(Debug, clap::Args)]
     #[command(after_help = "Examples:
       robust sign models/mnist.onnx --key keys/robust.key
           writes models/mnist.onnx.sig.json
       robust sign models/resnet/ --key keys/robust.key --out release/resnet.sig.json
+      robust sign model.h5 --key private_key.pem --format openssl --out model.sig
+          the bytes of `openssl dgst -sha256 -sign private_key.pem -out model.sig model.h5`
+      robust sign models/resnet/ --key ec.key --format openssf --out resnet.sig
+          a bundle `model_signing verify key` accepts
+
+    RSA signing uses the `rsa` crate (advisory RUSTSEC-2023-0071, a timing side channel):
+    sign with RSA keys on machines you trust; verifying is not affected.
 
     The signature covers every file's path, size and SHA-256, so a changed byte, a renamed,
     missing or added file all fail `robust verify`.
@@ -187,9 +198,12 @@ pub mod sign {
         /// Private key (PKCS#8 PEM, e.g. from `robust keygen` or `openssl genpkey -algorithm ed25519`).
         #[arg(long, value_name = "KEY")]
         pub key: PathBuf,
-        /// Signature file to write (default: `<MODEL>.sig.json` beside the model).
+        /// Signature file to write (default beside the model: `<MODEL>.sig.json`; with
+        /// --format openssl `<MODEL>.sig`, openssf `<MODEL>.sigstore.json`).
         #[arg(long, value_name = "SIG")]
         pub out: Option<PathBuf>,
+        #[command(flatten)]
+        pub formats: crate::commands::signing::SignFormatArgs,
     }
 
     /// `<model>.sig.json` beside the model (for a directory `m/`, the sibling `m.sig.json`).
@@ -202,6 +216,9 @@ pub mod sign {
 
     /// Runs `robust sign`.
     pub fn run(args: &SignArgs) -> Result<ExitCode> {
+        if args.formats.format != crate::commands::signing::SignFormat::Robust {
+            return crate::commands::signing::sign_other(args);
+        }
         let out = match &args.out {
             Some(p) => p.clone(),
             None => default_signature_path(&args.model).ok_or_else(|| {
@@ -215,11 +232,29 @@ pub mod sign {
         crate::commands::refuse_inside_model(&args.model, &out)?;
         let key = read_text(&args.key, "private key")?;
         let manifest = manifest_for(&args.model).map_err(bad_input)?;
-        let signature = sign_manifest(&manifest, &key)
-            .map_err(|e| bad_input(format!("{}: {e}", args.key.display())))?;
+        let signature = sign_manifest(&manifest, &key).map_err(|e| {
+            // robust's JSON is Ed25519 only; the other formats take RSA and EC keys.
+            match robust_integrity::PrivateKey::from_pem(&key).map(|k| k.public_key()) {
+                Ok(k) if !matches!(k, robust_integrity::PublicKey::Ed25519(_)) => {
+                    bad_input(format!(
+                        "{}: this is an {} key, and robust's JSON signatures are Ed25519: \
+                         use --format openssl (or openssf for an EC key)",
+                        args.key.display(),
+                        k.type_name()
+                    ))
+                }
+                _ => bad_input(format!("{}: {e}", args.key.display())),
+            }
+        })?;
         signature.write(&out).map_err(bad_input)?;
+        // A file's own SHA-256 (what `robust digest` and sha256sum print) is not the root
+        // digest: the root is the SHA-256 of the manifest text that is signed.
+        let file_digest = match manifest.entries() {
+            [one] if args.model.is_file() => format!("sha256 {}, ", one.sha256),
+            _ => String::new(),
+        };
         println!(
-            "signed {} ({} file{}, root sha256 {}) -> {}",
+            "signed {} ({} file{}, {file_digest}manifest root sha256 {}) -> {}",
             args.model.display(),
             manifest.entries().len(),
             if manifest.entries().len() == 1 {
@@ -251,22 +286,34 @@ pub mod verify {
     #[command(after_help = "Examples:
       robust verify models/mnist.onnx --signature models/mnist.onnx.sig.json --pubkey keys/robust.pub
       robust verify models/resnet/ --signature resnet.sig.json --pubkey keys/robust.pub
+      robust verify model.h5 --signature model.sig --pubkey public_key.pem
+          a raw signature from `openssl dgst -sha256 -sign` (RSA PKCS#1 v1.5 or PSS, ECDSA)
+          or `openssl pkeyutl -sign -rawin` (Ed25519)
+      robust verify models/resnet/ --signature model.sig --pubkey ec.pub
+          an OpenSSF bundle from `model_signing sign key`
+
+    The signature's format is told from its content (--signature-format overrides).
 
     Exit code 0: verified; 1: tampered model, altered signature file or wrong key
     (the message names what differs); 2: unreadable or malformed input.")]
     pub struct VerifyArgs {
         /// Model file or directory.
         pub model: PathBuf,
-        /// Signature file written by `robust sign`.
+        /// Signature file: robust's JSON, raw openssl bytes or an OpenSSF bundle.
         #[arg(long, value_name = "SIG")]
         pub signature: PathBuf,
-        /// Public key (SPKI PEM).
+        /// Public key (SPKI PEM; PKCS#1 PEM for RSA).
         #[arg(long, value_name = "PUB")]
         pub pubkey: PathBuf,
+        #[command(flatten)]
+        pub formats: crate::commands::signing::VerifyFormatArgs,
     }
 
     /// Runs `robust verify`.
     pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
+        if let Some(code) = crate::commands::signing::verify_other(args)? {
+            return Ok(code);
+        }
         let failed = |e: IntegrityError| {
             // One line: the differences of a tampered model joined with "; ".
             let line = e.to_string().replace(":\n  ", ": ").replace("\n  ", "; ");
@@ -280,7 +327,10 @@ pub mod verify {
                 ),
                 _ => line,
             };
-            eprintln!("error: verification FAILED: {}", line.replace('\n', " "));
+            eprintln!(
+                "error: verification FAILED: {}",
+                crate::commands::join_lines(&line)
+            );
             ExitCode::from(1)
         };
         let signature = match SignatureFile::read(&args.signature) {
@@ -314,219 +364,6 @@ pub mod verify {
     }
 }
 
-pub mod drift {
-    //! `robust drift --reference A --current B`.
-
-    use std::path::PathBuf;
-    use std::process::ExitCode;
-
-    use anyhow::Result;
-    use robust_integrity::{detect_drift, write_atomic, Correction, DriftOptions, IntegrityError};
-
-    use super::inputs::{features_of, resolve_kind, FeatureSpace, InputKind, ModelArgs};
-    use crate::exit::bad_input;
-
-    fn parse_correction(s: &str) -> std::result::Result<Correction, String> {
-        s.parse().map_err(|e: IntegrityError| e.to_string())
-    }
-
-    /// Drifted features printed without --all.
-    const PRINT_LIMIT: usize = 20;
-
-    /// Test every feature of two tables or data sets for drift (two-sample
-    /// Kolmogorov–Smirnov); exit 1 on drift.
-    #[derive(Debug, clap::Args)]
-    #[command(after_help = "Examples:
-      robust drift --reference train_features.npy --current prod_features.npy
-      robust drift --reference ref.csv --current today.csv --p-val 0.01 --correction fdr --json drift.json
-      robust drift --reference datasets/mnist-demo --current incoming/images.npy \\
-          --model models/mnist-cnn/model.onnx --mean 0.1307 --std 0.3081
-      robust drift --reference train/ --current prod/ --input-shape 3,32,32   # per pixel
-
-    Inputs (--input auto decides by the file; --input features|data overrides):
-      feature tables: .npy of rank 1 or 2 (f4/f8/u1/i4/i8; [samples, features]) or a CSV
-        with a header row of feature names;
-      data sets: an image folder (one subfolder per class), a CSV of path,label, an images
-        .npy of rank 3 or 4 (labels.npy beside it is optional here) or a folder holding
-        images.npy, MNIST IDX files.
-    Both inputs must be the same kind. A data set becomes features: per pixel without
-    --model (the image size comes from the .npy/IDX header, else --input-shape); with
-    --model, the model's penultimate features (default; --layer picks another value) or
-    logits (--feature-space), which are far more sensitive to a shift of image content
-    than single pixels. The inputs must have the same number of features.
-
-    p-values follow scipy.stats.ks_2samp (exact up to 10000 samples, asymptotic above),
-    then Bonferroni or Benjamini-Hochberg (fdr) across features.
-    Exit code 0: no drift; 1: drift; 2: bad input (missing file, mismatched feature
-    counts, bad flag value).")]
-    pub struct DriftArgs {
-        /// Reference: a feature table or a data set.
-        #[arg(long, value_name = "A")]
-        pub reference: PathBuf,
-        /// Current: a feature table or a data set, of the same kind and width as the reference.
-        #[arg(long, value_name = "B")]
-        pub current: PathBuf,
-        /// How to read the inputs: auto, features or data.
-        #[arg(long, value_enum, default_value = "auto", value_name = "KIND")]
-        pub input: InputKind,
-        /// Features of a data set: pixels, penultimate or logits (default: penultimate with
-        /// --model, pixels without).
-        #[arg(long, value_enum, value_name = "SPACE")]
-        pub feature_space: Option<FeatureSpace>,
-        /// Significance level, in (0, 1).
-        #[arg(long, value_name = "P", default_value_t = 0.05)]
-        pub p_val: f64,
-        /// Multiple-testing correction: `bonferroni` or `fdr` (Benjamini–Hochberg).
-        #[arg(long, value_name = "METHOD", default_value = "bonferroni", value_parser = parse_correction)]
-        pub correction: Correction,
-        /// Write the full report as JSON to this file.
-        #[arg(long, value_name = "OUT")]
-        pub json: Option<PathBuf>,
-        /// List every feature, not only the first drifted ones.
-        #[arg(long)]
-        pub all: bool,
-        #[command(flatten)]
-        pub model: ModelArgs,
-    }
-
-    /// Runs `robust drift`.
-    pub fn run(args: &DriftArgs) -> Result<ExitCode> {
-        // Cheap checks first: flags, files, kinds; then the model and the data.
-        if !(args.p_val > 0.0 && args.p_val < 1.0) {
-            return Err(bad_input(format!(
-                "--p-val {} must lie in (0, 1)",
-                args.p_val
-            )));
-        }
-        args.model.validate()?;
-        if let Some(out) = &args.json {
-            let mut inputs: Vec<&std::path::Path> = vec![&args.reference, &args.current];
-            inputs.extend(args.model.spec.model.as_deref());
-            inputs.extend(args.model.spec.arch.as_deref());
-            let inputs = crate::commands::with_folder_files(&inputs);
-            let inputs: Vec<&std::path::Path> = inputs.iter().map(|p| p.as_path()).collect();
-            crate::commands::refuse_overlap(&inputs, &[out])?;
-        }
-        let space = match (args.feature_space, &args.model.spec.model) {
-            (Some(s), _) => s,
-            (None, Some(_)) => FeatureSpace::Penultimate,
-            (None, None) => FeatureSpace::Pixels,
-        };
-        if space != FeatureSpace::Pixels && args.model.spec.model.is_none() {
-            return Err(bad_input(format!(
-                "--feature-space {} needs --model",
-                space.name()
-            )));
-        }
-        let ref_kind = resolve_kind(&args.reference, args.input)?;
-        let cur_kind = resolve_kind(&args.current, args.input)?;
-        if ref_kind != cur_kind {
-            let name = |k: InputKind| {
-                if k == InputKind::Data {
-                    "a data set"
-                } else {
-                    "a feature table"
-                }
-            };
-            return Err(bad_input(format!(
-                "{} is {} but {} is {}; compare two of the same kind (or set --input)",
-                args.reference.display(),
-                name(ref_kind),
-                args.current.display(),
-                name(cur_kind)
-            )));
-        }
-        if ref_kind == InputKind::Features && args.model.spec.model.is_some() {
-            return Err(bad_input(format!(
-                "{} is a feature table, and --model needs data sets (image folder, CSV of \
-                 path,label, images .npy, IDX); drop --model to compare the tables as they \
-                 are, or pass --input data",
-                args.reference.display()
-            )));
-        }
-        let model = args.model.load()?;
-        let (reference, ref_what) = features_of(
-            &args.reference,
-            ref_kind,
-            space,
-            model.as_ref(),
-            &args.model,
-        )?;
-        let (current, cur_what) =
-            features_of(&args.current, cur_kind, space, model.as_ref(), &args.model)?;
-        let options = DriftOptions {
-            p_val: args.p_val,
-            correction: args.correction,
-            ..DriftOptions::default()
-        };
-        let report = detect_drift(&reference, &current, &options).map_err(bad_input)?;
-        let mut json = serde_json::to_value(&report)?;
-        if let Some(obj) = json.as_object_mut() {
-            obj.insert("reference".into(), ref_what.clone().into());
-            obj.insert("current".into(), cur_what.clone().into());
-            let space_name = if ref_kind == InputKind::Data {
-                space.name()
-            } else {
-                "table"
-            };
-            obj.insert("feature_space".into(), space_name.into());
-            if let Some(m) = &model {
-                obj.insert(
-                    "model".into(),
-                    serde_json::json!({
-                        "path": m.info().path.display().to_string(),
-                        "sha256": m.info().sha256,
-                    }),
-                );
-            }
-        }
-        let mut text = serde_json::to_string_pretty(&json)?;
-        text.push('\n');
-        // Rendered in memory first; the file is written before anything is printed so a
-        // failed write is the only message.
-        if let Some(out) = &args.json {
-            write_atomic(out, text.as_bytes()).map_err(bad_input)?;
-        }
-        println!("reference: {ref_what}");
-        println!("current:   {cur_what}");
-        let table = report.to_table(!args.all);
-        let mut lines = table.lines();
-        let mut printed = 0;
-        for line in lines.by_ref() {
-            println!("{line}");
-            printed += 1;
-            if !args.all && printed > PRINT_LIMIT + 1 {
-                break;
-            }
-        }
-        let rest = lines.count();
-        if rest > 0 {
-            println!(
-                "... {rest} more drifted feature{} (--all lists them; --json writes every p-value)",
-                if rest == 1 { "" } else { "s" }
-            );
-        }
-        if let Some(f) = report
-            .features
-            .iter()
-            .min_by(|a, b| a.p_value.total_cmp(&b.p_value))
-        {
-            println!(
-                "smallest p-value: {:.3e} (feature {}, statistic {:.4}); threshold {:.3e}",
-                f.p_value,
-                f.name.clone().unwrap_or_else(|| f.index.to_string()),
-                f.statistic,
-                report.threshold
-            );
-        }
-        Ok(if report.is_drift {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        })
-    }
-}
-
 pub mod inputs {
     //! What `robust drift` and `robust scan` read: feature tables as they are, or data sets
     //! turned into features (pixels, or a model's penultimate features or logits).
@@ -544,8 +381,8 @@ pub mod inputs {
     use burn::tensor::{Tensor, TensorData};
     use indicatif::{ProgressBar, ProgressStyle};
     use robust_data::{DataSpec, Dataset};
-    use robust_integrity::{npy_shape, FeatureTable};
     use robust_models::{select_device, DeviceChoice, Model};
+    use robust_monitor::{npy_shape, FeatureTable};
 
     use crate::model_flags::ModelFlags;
 

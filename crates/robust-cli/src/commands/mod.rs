@@ -1,11 +1,16 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod backdoor;
+pub mod drift;
 pub mod eval;
+pub mod history;
 pub mod integrity;
+pub mod mlflow;
 pub mod predict;
 pub mod report;
 pub mod scan;
+pub mod shard;
 pub mod signing;
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! poisoned samples, and reports; it does not gate unless asked to.
 //!
 //! One pass over the data set keeps the pixels and, with a model, its logits and
-//! penultimate features; then the screens of `robust_integrity::scan` run on them:
+//! penultimate features; then the screens of `robust_monitor::scan` run on them:
 //! per-feature summary statistics (`describe`), exact and near-duplicate images, labels
 //! that contradict the model's confident prediction, and the spectral-signature backdoor
 //! screen per class. The result is printed as a compact table and, on request, written as
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
-use robust_integrity::{
+use robust_monitor::{
     describe, find_duplicates, label_disagreements, spectral_signatures_with, DuplicateOptions,
     DuplicateReport, FeatureSummary, FeatureTable, ImageGeometry, LabelDisagreement, Layout,
     SpectralCut, SpectralReport,
@@ -65,7 +65,7 @@ fn parse_fraction(s: &str) -> std::result::Result<Fraction, String> {
       robust scan --data datasets/mnist-poisoned --model models/poisoned-cnn/model.onnx \\
           --fraction 0.1 --json scan.json --html scan.html
       robust scan --data train/ --model net.onnx --mean 0.485,0.456,0.406 \\
-          --std 0.229,0.224,0.225 --fail-on-findings        # a CI gate
+          --std 0.229,0.224,0.225 --fraction auto --fail-on-findings   # a CI gate
 
     Screens:
       describe     per-pixel count/mean/std/min/quartiles/max (pandas describe()); the
@@ -124,6 +124,8 @@ pub struct ScanArgs {
     pub fail_on_findings: bool,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub mlflow: super::mlflow::MlflowArgs,
 }
 
 /// Aggregate of the per-feature statistics, for the terminal.
@@ -244,6 +246,9 @@ fn refuse_overwriting_inputs(args: &ScanArgs) -> Result<()> {
 /// Runs `robust scan`.
 pub fn run(args: &ScanArgs) -> Result<ExitCode> {
     args.model.validate()?;
+    let mlflow = args
+        .mlflow
+        .target(Some(super::mlflow::default_config()))?;
     if !(0.0..=1.0).contains(&args.confidence) {
         return Err(bad_input(format!(
             "--confidence {} must lie in [0, 1]",
@@ -423,10 +428,8 @@ pub fn run(args: &ScanArgs) -> Result<ExitCode> {
     };
 
     // Render everything, then write, then print.
-    let json = args
-        .json
-        .as_ref()
-        .map(|_| {
+    let json = (args.json.is_some() || mlflow.is_some())
+        .then(|| {
             serde_json::to_string_pretty(&report).map(|mut s| {
                 s.push('\n');
                 s
@@ -434,15 +437,24 @@ pub fn run(args: &ScanArgs) -> Result<ExitCode> {
         })
         .transpose()?;
     let html = match &args.html {
-        Some(_) => Some(render_html(&report, &pixels, shape, bounds)?),
+        Some(_) => Some(render_html(&report, &pixels, &ex.labels, shape, bounds)?),
         None => None,
     };
-    let files: Vec<(PathBuf, Vec<u8>)> = [(&args.json, json), (&args.html, html)]
+    let files: Vec<(PathBuf, Vec<u8>)> = [(&args.json, &json), (&args.html, &html)]
         .into_iter()
-        .filter_map(|(path, text)| Some((path.clone()?, text?.into_bytes())))
+        .filter_map(|(path, text)| Some((path.clone()?, text.clone()?.into_bytes())))
         .collect();
     super::write_all_or_nothing(&files)?;
     print!("{}", render_text(&report));
+    if let Some(json) = &json {
+        let record = super::mlflow::scan_record(
+            args,
+            &report,
+            json.as_bytes(),
+            html.as_deref().map(str::as_bytes),
+        );
+        super::mlflow::send(mlflow.as_ref(), "scan", record)?;
+    }
     Ok(if args.fail_on_findings && report.flagged_samples > 0 {
         ExitCode::from(1)
     } else {
@@ -609,12 +621,14 @@ fn render_text(r: &ScanReport) -> String {
 fn render_html(
     r: &ScanReport,
     pixels: &[f32],
+    labels: &[usize],
     shape: [usize; 3],
     bounds: [f32; 2],
 ) -> Result<String> {
     let [c, h, w] = shape;
     let chw = c * h * w;
     let span = bounds[1] - bounds[0];
+    // Every thumbnail shows the sample's index and its label in the data set.
     let thumb = |i: usize, caption: String| -> Result<String> {
         let img: Vec<f32> = pixels[i * chw..(i + 1) * chw]
             .iter()
@@ -624,22 +638,30 @@ fn render_html(
         let shown = if c == 3 { 3 } else { 1 };
         let png =
             robust_report::png_base64(w as u32, h as u32, shown as u32, &img[..shown * h * w])?;
+        let label = labels
+            .get(i)
+            .map(|l| format!("#{i}, label {l}"))
+            .unwrap_or_else(|| format!("#{i}"));
         Ok(format!(
-            "<figure><img alt=\"sample {i}\" src=\"data:image/png;base64,{png}\"><figcaption>{}</figcaption></figure>",
+            "<figure class=\"thumb\"><img alt=\"sample {i}\" src=\"data:image/png;base64,{png}\"><figcaption>{}<br>{}</figcaption></figure>",
+            escape(&label),
             escape(&caption)
         ))
     };
-    let mut s = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>robust scan</title>\n<style>\
-         body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}\
-         table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:right}\
-         figure{display:inline-block;margin:.3em;text-align:center;font-size:.8em}\
-         figure img{width:56px;height:56px;image-rendering:pixelated;border:1px solid #ccc}\
-         </style></head><body>\n<section id=\"data-scan\">\n",
-    );
     let d = &r.data;
+    let mut s = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Training-data scan: {}</title>\n<style>\n{}\n\
+         figure.thumb{{display:inline-block;margin:4px 6px;text-align:center;font-size:12px;color:var(--muted)}}\
+         figure.thumb img{{width:64px;height:64px;image-rendering:pixelated;border:1px solid var(--line);display:block;margin:0 auto 2px}}\
+         </style></head><body>\n<header><h1>Training-data scan: {}</h1><p>robust scan</p></header>\n<main>\n<section id=\"data-scan\">\n",
+        escape(&d.source),
+        robust_report::REPORT_CSS,
+        escape(&d.source)
+    );
     s.push_str(&format!(
-        "<h2>Training-data scan</h2>\n<p>{} ({}, {} samples, {}×{}×{}){}</p>\n",
+        "<h2>Data</h2>\n<p>{} ({}, {} samples, {}×{}×{}){}</p>\n",
         escape(&d.source),
         escape(&d.format),
         d.samples,
@@ -731,7 +753,7 @@ fn render_html(
         s.push_str("</div>\n");
     }
     s.push_str(&format!(
-        "<p><strong>{} samples flagged by some screen.</strong></p>\n</section>\n</body></html>\n",
+        "<p><strong>{} samples flagged by some screen.</strong></p>\n</section>\n</main>\n</body></html>\n",
         r.flagged_samples
     ));
     Ok(s)

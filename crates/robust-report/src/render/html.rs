@@ -58,6 +58,7 @@ struct View {
     heatmaps: Vec<HeatmapView>,
     examples: Vec<ExampleGroup>,
     checks: Vec<CheckView>,
+    audit: Option<crate::ModelAudit>,
     gate: Option<GateView>,
     history: Vec<HistoryView>,
     history_note: Option<String>,
@@ -619,6 +620,7 @@ pub fn render_html(run: &RunResults, opts: &HtmlOptions<'_>) -> Result<String> {
                 message: c.message.clone(),
             })
             .collect(),
+        audit: run.audit.clone(),
         gate: gate_view(run),
         history,
         history_note,

@@ -266,6 +266,7 @@ pub fn realistic_run() -> RunResults {
         checks: vec![],
         gate: None,
         primary_eps: None,
+        audit: None,
     };
     // One gradient warning, so that every badge appears.
     run.attacks[2].points[2].zero_grad_samples = 40;
