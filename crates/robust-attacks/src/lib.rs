@@ -12,6 +12,12 @@
 //! PGD several projected steps from a random start. A [`Norm`] supplies the three things that
 //! differ between threat models: a random start, the step direction and the projection.
 //!
+//! The AutoAttack family follows its reference implementation (github fra31/auto-attack)
+//! step for step, each attack in its own module: [`apgd`] (APGD-CE, APGD-DLR, APGD-T),
+//! [`fab`] (FAB-T), [`square`] (Square Attack, forward passes only), [`mifgsm`] (MI-FGSM) and
+//! [`autoattack`] (the ensemble, which runs each component only on the points still robust
+//! and records which one broke each point in a [`Breakdown`] the sweep keeps per ε).
+//!
 //! Gradients come from [`AttackCtx::gradient`], which differentiates the model's graph with
 //! burn's autodiff on whatever device the model lives on. Randomness comes from per-sample
 //! generators seeded by the run's seed and the sample's index, so a seed makes a run

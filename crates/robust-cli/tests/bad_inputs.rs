@@ -846,7 +846,7 @@ fn cases() -> Vec<Case> {
             "sign: EC private key",
             "sign m.onnx --key ec.key --out s.json",
             2,
-            &["ec.key", "EC (P-256)", "only Ed25519"],
+            &["ec.key", "EC P-256", "Ed25519", "--format openssl"],
             |d| write(d, "ec.key", EC_PRIVATE),
         ),
         with(

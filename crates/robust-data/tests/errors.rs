@@ -87,7 +87,7 @@ fn csv_label_out_of_range() {
 fn csv_missing_column_and_missing_image() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("data.csv");
-    std::fs::write(&csv, "path,class\na.png,1\n").unwrap();
+    std::fs::write(&csv, "path,kind\na.png,1\n").unwrap();
     let err = open_err(&DataSpec::new(&csv), GRAY28);
     assert!(matches!(err, DataError::Format { .. }), "{err:?}");
     assert_names(&err, &csv, &["missing column `label`"]);

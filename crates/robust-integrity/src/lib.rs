@@ -1,8 +1,24 @@
-//! MLSecOps checks for `robust`: is this the model that was signed?
+//! The model supply chain for `robust`: is this the model that was signed, and would
+//! loading its files run code?
 //!
 //! The crate is a library of plain functions over files; the `robust` binary wires them
-//! to the `digest`, `keygen`, `sign` and `verify` commands. Drift tests and training-data
-//! screens live in the `robust-monitor` crate. Nothing here depends on a tensor library.
+//! to the `digest`, `keygen`, `sign`, `verify` and `audit` commands. Drift tests and
+//! training-data screens live in the `robust-monitor` crate. Nothing here depends on a
+//! tensor library.
+//!
+//! Three signature formats are read and written, told apart by content
+//! ([`detect_kind`], [`verify_any`]):
+//! - robust's own JSON [`SignatureFile`] (Ed25519 over the manifest, below);
+//! - raw signatures as `openssl dgst -sha256 -sign` and `openssl pkeyutl -sign -rawin` make
+//!   them ([`openssl`]: RSA PKCS#1 v1.5 and PSS, ECDSA P-256/P-384, Ed25519; keys in
+//!   SPKI, PKCS#8, PKCS#1 and SEC1 PEM, [`keys`]);
+//! - OpenSSF model-signing bundles, key mode ([`openssf`]: a sigstore bundle v0.3 whose
+//!   DSSE envelope signs an in-toto statement listing every file's SHA-256).
+//!
+//! [`audit_path`] reports what loading a model file or folder would execute or expose
+//! (pickle imports found by walking the opcodes without running them, NumPy object
+//! arrays, Keras `Lambda` layers and custom objects, ONNX custom domains and external data
+//! leaving the folder, malformed safetensors headers), as [`Finding`]s by [`Severity`].
 //!
 //! # Integrity: digests and signatures
 //!

@@ -195,7 +195,7 @@ fn model_file(dir: &Path) -> PathBuf {
     let p = dir.join("model.h5");
     // Not a multiple of the hash block size, with every byte value.
     let bytes: Vec<u8> = (0..100_003u32)
-        .map(|i| (i * 2654435761u32 >> 13) as u8)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     fs::write(&p, bytes).unwrap();
     p

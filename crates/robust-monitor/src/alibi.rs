@@ -213,7 +213,9 @@ mod tests {
         assert!(!drift);
         match t {
             AlibiThreshold::PerRank(v) => {
-                assert_eq!(v, vec![0.05 / 3.0, 0.05 * 2.0 / 3.0, 0.05]);
+                // (p_val · i) / k, in that order: the last is 0.05000000000000001, as NumPy's.
+                assert_eq!(v, vec![0.05 / 3.0, 0.05 * 2.0 / 3.0, 0.05 * 3.0 / 3.0]);
+                assert_ne!(v[2], 0.05);
             }
             other => panic!("expected per-rank thresholds, got {other:?}"),
         }

@@ -28,7 +28,7 @@
 //! tracking server over its REST API ([`log_run`]), so robust's evaluations, drift tests
 //! and scans sit next to the training runs in `mlflow ui`.
 //!
-//! [`trend`] follows a metric over runs (robust accuracy from the history file) and flags
+//! [`trend`](mod@trend) follows a metric over runs (robust accuracy from the history file) and flags
 //! a drop from its best recent value: the slow decline no run-to-run comparison catches.
 //!
 //! # Poisoning and anomalies

@@ -119,13 +119,13 @@ pub fn read_history(path: impl AsRef<Path>) -> Result<Vec<HistoryEntry>> {
         .collect()
 }
 
+/// Legend entries of a chart: (label, CSS colour, dashed).
+pub type Legend = Vec<(String, String, bool)>;
+
 /// The chart the HTML report shows for `attack` over the runs of `history` (robust
-/// accuracy per ε, dashed clean accuracy) as an `<svg>` element, with its legend as
-/// (label, CSS colour, dashed) entries, which are drawn outside the SVG.
-pub fn history_chart_svg(
-    history: &[HistoryEntry],
-    attack: &str,
-) -> Result<(String, Vec<(String, String, bool)>)> {
+/// accuracy per ε, dashed clean accuracy) as an `<svg>` element, with its legend, which
+/// is drawn outside the SVG.
+pub fn history_chart_svg(history: &[HistoryEntry], attack: &str) -> Result<(String, Legend)> {
     let chart = crate::render::charts::history_chart(history, attack)?;
     let legend = chart
         .legend

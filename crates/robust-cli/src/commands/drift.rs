@@ -306,6 +306,20 @@ pub fn run(args: &DriftArgs) -> Result<ExitCode> {
         features_of(&args.current, cur_kind, base, model.as_ref(), &args.model)?;
     let reference = space.transform(reference).map_err(bad_input)?;
     let current = space.transform(current).map_err(bad_input)?;
+    let (ref_what, cur_what) = match space {
+        DriftSpace::Softmax | DriftSpace::Entropy => {
+            let then = |what: String| {
+                format!(
+                    "{what}, then their {} ({} feature{})",
+                    space.name(),
+                    reference.n_features(),
+                    if reference.n_features() == 1 { "" } else { "s" }
+                )
+            };
+            (then(ref_what), then(cur_what))
+        }
+        _ => (ref_what, cur_what),
+    };
 
     let outcome = match args.method {
         DriftMethod::Ks => Outcome::Ks(

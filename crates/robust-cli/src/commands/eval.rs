@@ -1428,7 +1428,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         clean_per_class: Vec::new(),
         attacks: Vec::new(),
         worst_case: Vec::new(),
-        examples: examples(&sweep, &labels)?,
+        examples: examples(sweep, &labels)?,
         checks: Vec::new(),
         gate: None,
         primary_eps: plan.primary_eps.map(eps_f64),

@@ -595,12 +595,12 @@ fn merge_point(
             ))
         })
     };
-    for k in 0..parts.len() {
+    for (k, (path, _)) in parts.iter().enumerate() {
         let p = point(k)?;
         if p.eps.to_bits() != st.eps.to_bits() {
             return Err(bad_input(format!(
                 "{}: eps {} where the configuration has {}",
-                parts[k].0.display(),
+                path.display(),
                 p.eps,
                 st.eps
             )));
@@ -659,7 +659,7 @@ fn merge_examples(
         })
         .collect();
     // First `examples` per (attack, ε) by index.
-    all.sort_by(|a, b| (a.1, a.2, a.3).cmp(&(b.1, b.2, b.3)));
+    all.sort_by_key(|a| (a.1, a.2, a.3));
     let mut kept: Vec<(usize, usize, usize, usize, report::Example)> = Vec::new();
     for item in all {
         let n = kept
@@ -670,7 +670,7 @@ fn merge_examples(
             kept.push(item);
         }
     }
-    kept.sort_by(|a, b| (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)));
+    kept.sort_by_key(|a| (a.0, a.1, a.2, a.3));
     kept.into_iter().map(|k| k.4).collect()
 }
 
