@@ -239,7 +239,9 @@ fn sign_and_verify_round_trip_and_catch_tampering() {
     let digest = robust(&["digest", &p(&model)]).ok();
     let file_sha = digest.stdout.split_whitespace().next().unwrap().to_string();
     assert!(
-        signed.stdout.contains(&format!("sha256 {file_sha}, manifest root sha256 ")),
+        signed
+            .stdout
+            .contains(&format!("sha256 {file_sha}, manifest root sha256 ")),
         "{}",
         signed.stdout
     );

@@ -83,8 +83,8 @@ pub use digest::{manifest_for, sha256_bytes, sha256_file, Difference, Manifest, 
 pub use error::{IntegrityError, Result};
 pub use formats::{detect_kind, verify_any, SignatureKind, Verified};
 pub use keys::{PrivateKey, PublicKey};
-pub use signing_error::{SignatureError, SignatureResult};
 pub use sign::{
     generate_keypair, provenance, sign_manifest, verify, Provenance, SignatureFile,
     VerifiedManifest,
 };
+pub use signing_error::{SignatureError, SignatureResult};

@@ -8,7 +8,7 @@
 //!
 //! 1. **Asymptotic p-values.** Each feature is tested with
 //!    `ks_2samp(x_ref[:, f], x[:, f], mode='asymp')`: `kstwo.sf(D, round(n₁n₂/(n₁+n₂)))`
-//!    for every sample size ([`KsMethod::Asymptotic`](crate::KsMethod::Asymptotic)).
+//!    for every sample size ([`crate::KsMethod::Asymptotic`]).
 //! 2. **Single precision.** The p-values and distances are stored in `float32` arrays,
 //!    so each is rounded to the nearest `f32`; the comparisons below use those rounded
 //!    values (widened back to `f64`, as NumPy does when it compares a `float32` array

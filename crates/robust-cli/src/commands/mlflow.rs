@@ -25,13 +25,13 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MlflowArgs {
     /// Log this run to the MLflow tracking server at URI (http://host:port), after the
-    /// local outputs are written [default: [mlflow] tracking_uri in robust.toml].
+    /// local outputs are written [default: tracking_uri of robust.toml's `[mlflow]`].
     #[arg(long, value_name = "URI")]
     pub mlflow: Option<String>,
-    /// MLflow experiment [default: [mlflow] experiment, else "robust"].
+    /// MLflow experiment [default: experiment of `[mlflow]`, else "robust"].
     #[arg(long, value_name = "NAME")]
     pub mlflow_experiment: Option<String>,
-    /// MLflow run name [default: [mlflow] run_name, else the command and the time].
+    /// MLflow run name [default: run_name of `[mlflow]`, else the command and the time].
     #[arg(long, value_name = "NAME")]
     pub mlflow_run_name: Option<String>,
     /// Extra MLflow tag, KEY=VALUE (repeatable).

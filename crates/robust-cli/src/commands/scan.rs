@@ -246,9 +246,7 @@ fn refuse_overwriting_inputs(args: &ScanArgs) -> Result<()> {
 /// Runs `robust scan`.
 pub fn run(args: &ScanArgs) -> Result<ExitCode> {
     args.model.validate()?;
-    let mlflow = args
-        .mlflow
-        .target(Some(super::mlflow::default_config()))?;
+    let mlflow = args.mlflow.target(Some(super::mlflow::default_config()))?;
     if !(0.0..=1.0).contains(&args.confidence) {
         return Err(bad_input(format!(
             "--confidence {} must lie in [0, 1]",
