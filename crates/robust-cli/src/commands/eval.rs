@@ -1071,6 +1071,7 @@ pub(crate) fn print_table(run: &report::RunResults) {
             match h.chosen_by {
                 "primary" => "the primary eps",
                 "gate" => "the gate's eps",
+                "only" => "the one eps swept",
                 _ => "mid-sweep, --primary-eps chooses",
             }
         );

@@ -300,6 +300,7 @@ fn cards(run: &RunResults) -> Vec<Card> {
         let why = match h.chosen_by {
             "primary" => "the primary eps",
             "gate" => "the gate's eps",
+            "only" => "the one eps swept",
             _ => "the middle of the sweep",
         };
         let largest = h

@@ -53,8 +53,8 @@ pub struct Headline {
     pub norm: String,
     /// The ε of the headline.
     pub eps: f64,
-    /// Why this ε: `primary` (set by the user), `gate` (the gate's threshold) or `middle`
-    /// (the middle of the sweep).
+    /// Why this ε: `primary` (set by the user), `gate` (the gate's threshold), `only` (the
+    /// sweep's one non-zero ε) or `middle` (the middle of the sweep).
     pub chosen_by: &'static str,
     /// Robust accuracy at `eps`: the worst case over this norm's attacks when there is one,
     /// else the lowest of the attacks there.
@@ -114,9 +114,11 @@ pub fn headlines(run: &crate::RunResults) -> Vec<Headline> {
                     .map(|r| (r.eps, "gate"))
             })
         };
-        let (eps, chosen_by) = primary
-            .or_else(gate)
-            .unwrap_or((grid[grid.len() / 2], "middle"));
+        let (eps, chosen_by) = primary.or_else(gate).unwrap_or(if grid.len() == 1 {
+            (grid[0], "only")
+        } else {
+            (grid[grid.len() / 2], "middle")
+        });
         let Some(robust_accuracy) = accuracy_at(run, &norm, eps) else {
             continue;
         };
