@@ -537,10 +537,7 @@ impl Attack for Apgd {
     }
 
     fn label(&self) -> String {
-        let norm = match self.norm {
-            Norm::Linf => "Linf",
-            Norm::L2 => "L2",
-        };
+        let norm = self.norm.label();
         let mut extras = Vec::new();
         if self.steps != 100 {
             extras.push(format!("{} steps", self.steps));

@@ -171,10 +171,7 @@ impl Attack for AutoAttack {
     }
 
     fn label(&self) -> String {
-        let norm = match self.norm {
-            Norm::Linf => "Linf",
-            Norm::L2 => "L2",
-        };
+        let norm = self.norm.label();
         format!("AutoAttack {} {norm}", self.version)
     }
 

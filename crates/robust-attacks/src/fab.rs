@@ -360,10 +360,7 @@ impl Attack for FabT {
     }
 
     fn label(&self) -> String {
-        let norm = match self.norm {
-            Norm::Linf => "Linf",
-            Norm::L2 => "L2",
-        };
+        let norm = self.norm.label();
         if self.steps == 100 && self.restarts == 1 {
             format!("FAB-T {norm}")
         } else {

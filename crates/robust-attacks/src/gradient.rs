@@ -153,10 +153,7 @@ impl Attack for GradientDescent {
     }
 
     fn label(&self) -> String {
-        let norm = match self.norm {
-            Norm::Linf => "Linf",
-            Norm::L2 => "L2",
-        };
+        let norm = self.norm.label();
         let base = if self.steps > 1 {
             format!("{}-{} {norm}", self.name.to_uppercase(), self.steps)
         } else {

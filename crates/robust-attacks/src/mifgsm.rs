@@ -76,10 +76,7 @@ impl Attack for MiFgsm {
     }
 
     fn label(&self) -> String {
-        let norm = match self.norm {
-            Norm::Linf => "Linf",
-            Norm::L2 => "L2",
-        };
+        let norm = self.norm.label();
         format!("MI-FGSM-{} {norm}", self.steps)
     }
 

@@ -49,6 +49,14 @@ pub(crate) fn l2_norms(t: Tensor<4>) -> Tensor<4> {
 }
 
 impl Norm {
+    /// The norm as attack labels write it: `Linf` or `L2` (`PGD-10 Linf`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Linf => "Linf",
+            Self::L2 => "L2",
+        }
+    }
+
     /// The steepest-ascent direction for a gradient: its sign (L-inf) or the gradient scaled
     /// to unit L2 norm per sample (with 1e-10 added to the norm, as torchattacks does).
     pub fn normalize(self, g: Tensor<4>) -> Tensor<4> {

@@ -530,10 +530,7 @@ impl Attack for Square {
     }
 
     fn label(&self) -> String {
-        let norm = match self.norm {
-            Norm::Linf => "Linf",
-            Norm::L2 => "L2",
-        };
+        let norm = self.norm.label();
         format!("Square-{} {norm}", self.queries)
     }
 

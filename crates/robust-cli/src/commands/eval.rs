@@ -940,7 +940,7 @@ fn run_sweep(
 
 /// An ε as the decimal the user wrote (0.05, not 0.05000000074505806): the shortest
 /// decimal that reads back as the same f32.
-fn eps_f64(eps: f32) -> f64 {
+pub(crate) fn eps_f64(eps: f32) -> f64 {
     eps.to_string().parse().unwrap_or(f64::from(eps))
 }
 

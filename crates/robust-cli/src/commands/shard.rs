@@ -507,20 +507,21 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<ExitCode> {
 
     let mut run = first.results.clone();
     run.dataset.size = total;
-    run.dataset.samples_sha256 = Some(hex::encode({
-        use sha2::Digest as _;
-        let mut h = sha2::Sha256::new();
-        for &(_, k, j) in &order {
-            let d = hex::decode(&parts[k].1.sample_sha256[j]).map_err(|_| {
-                bad_input(format!(
-                    "{}: a sample digest is not hex",
-                    parts[k].0.display()
-                ))
-            })?;
-            h.update(d);
-        }
-        h.finalize()
-    }));
+    let digests = order
+        .iter()
+        .map(|&(_, k, j)| {
+            hex::decode(&parts[k].1.sample_sha256[j])
+                .ok()
+                .and_then(|d| <[u8; 32]>::try_from(d).ok())
+                .ok_or_else(|| {
+                    bad_input(format!(
+                        "{}: a sample digest is not 64 hex digits",
+                        parts[k].0.display()
+                    ))
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    run.dataset.samples_sha256 = Some(eval::samples_digest(&digests));
     let mut conversions: BTreeMap<String, usize> = BTreeMap::new();
     for (_, p) in &parts {
         for c in &p.results.dataset.conversions {
@@ -538,7 +539,7 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let shards_time: f64 = parts.iter().map(|(_, p)| p.results.duration_s).sum();
     eval::sweep_fields(&mut run, &sweep, &labels);
-    run.examples = merge_examples(&parts, &labels, cfg);
+    run.examples = merge_examples(&parts, &labels, &sweep.plans, cfg.batch_size, cfg.examples);
     run.checks = report::reliability_checks(&run, &report::CheckOptions::default());
     run.gate = None;
     let thresholds: report::Thresholds =
@@ -637,16 +638,19 @@ fn merge_point(
 fn merge_examples(
     parts: &[(PathBuf, Partial)],
     labels: &[String],
-    cfg: &RunConfig,
+    plans: &[robust_attacks::AttackPlan],
+    batch_size: usize,
+    per_point: usize,
 ) -> Vec<report::Example> {
     let plan_of = |label: &str| labels.iter().position(|l| l == label).unwrap_or(usize::MAX);
     let eps_of = |p: usize, eps: f64| {
-        cfg.specs
+        plans
             .get(p)
-            .and_then(|s| s.eps.clone())
-            .unwrap_or_else(|| cfg.eps.clone())
-            .iter()
-            .position(|&e| report::eps_eq(eps_value(e), eps))
+            .and_then(|plan| {
+                plan.eps
+                    .iter()
+                    .position(|&e| report::eps_eq(eval::eps_f64(e), eps))
+            })
             .unwrap_or(usize::MAX)
     };
     let mut all: Vec<(usize, usize, usize, usize, report::Example)> = parts
@@ -655,7 +659,7 @@ fn merge_examples(
         .map(|ex| {
             let p = plan_of(&ex.attack);
             let e = eps_of(p, ex.eps);
-            (ex.index / cfg.batch_size.max(1), p, e, ex.index, ex)
+            (ex.index / batch_size.max(1), p, e, ex.index, ex)
         })
         .collect();
     // First `examples` per (attack, ε) by index.
@@ -666,17 +670,12 @@ fn merge_examples(
             .iter()
             .filter(|k| (k.1, k.2) == (item.1, item.2))
             .count();
-        if n < cfg.examples {
+        if n < per_point {
             kept.push(item);
         }
     }
     kept.sort_by_key(|a| (a.0, a.1, a.2, a.3));
     kept.into_iter().map(|k| k.4).collect()
-}
-
-/// An ε as results.json records it.
-fn eps_value(e: f32) -> f64 {
-    e.to_string().parse().unwrap_or(f64::from(e))
 }
 
 #[cfg(test)]
