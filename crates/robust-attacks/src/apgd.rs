@@ -346,7 +346,8 @@ impl Apgd {
         }
     }
 
-    /// Gradient (averaged over `eot_iter` passes), logits and loss of the last pass.
+    /// Gradient (averaged over `eot_iter` passes), logits and loss of the last pass; the
+    /// iterate is recorded for the indicators of attack failure ([`AttackCtx::trace`]).
     fn evaluate(
         &self,
         ctx: &mut AttackCtx<'_>,
@@ -374,6 +375,7 @@ impl Apgd {
             last = (logits, loss);
         }
         let g = total.ok_or_else(|| AttackError::Internal("no gradient pass".into()))?;
+        ctx.trace(sub, &last.0, &last.1);
         let g = if self.eot_iter > 1 {
             g.div_scalar(self.eot_iter as f32)
         } else {

@@ -1,5 +1,7 @@
 //! The extension point: the [`Attack`] trait, and the services an attack may use.
 
+use std::collections::BTreeMap;
+
 use burn::tensor::{activation, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -87,6 +89,21 @@ pub struct GradStats {
     pub nonfinite: usize,
 }
 
+/// What an attack's iterates showed for one sample: whether any of them was adversarial,
+/// and the objective the attack climbed at each (see [`AttackCtx::trace`]). The sweep reads
+/// it for two indicators of attack failure (Pintor et al., NeurIPS 2022): *silent success*
+/// (an adversarial iterate was found but not returned) and *incomplete optimisation* (the
+/// objective was still rising over the last steps).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SampleTrace {
+    /// Whether any traced iterate was adversarial (a wrong class; the target class for a
+    /// targeted batch).
+    pub adversarial: bool,
+    /// The objective at each traced iterate, in the order the attack evaluated them (over
+    /// all its restarts and target classes).
+    pub objective: Vec<f32>,
+}
+
 /// Which component of an ensemble attack (e.g. AutoAttack) broke each sample of a batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Breakdown {
@@ -106,6 +123,7 @@ pub struct AttackCtx<'a> {
     stats: GradStats,
     recorded: bool,
     breakdown: Option<Breakdown>,
+    traces: BTreeMap<usize, SampleTrace>,
 }
 
 impl<'a> AttackCtx<'a> {
@@ -118,6 +136,7 @@ impl<'a> AttackCtx<'a> {
             stats: GradStats::default(),
             recorded: false,
             breakdown: None,
+            traces: BTreeMap::new(),
         }
     }
 
@@ -128,10 +147,54 @@ impl<'a> AttackCtx<'a> {
         Self::new(self.model, self.seed)
     }
 
-    /// Adds a component context's gradient statistics to this one's.
+    /// Takes in a component context's gradient statistics and traces. The components of an
+    /// ensemble attack the same samples (each on those still robust), so a count is the
+    /// largest of any component's, never more than the batch; traces are appended.
     pub fn absorb(&mut self, child: &AttackCtx<'_>) {
-        self.stats.zero += child.stats.zero;
-        self.stats.nonfinite += child.stats.nonfinite;
+        self.stats.zero = self.stats.zero.max(child.stats.zero);
+        self.stats.nonfinite = self.stats.nonfinite.max(child.stats.nonfinite);
+        for (&i, t) in &child.traces {
+            let mine = self.traces.entry(i).or_default();
+            mine.adversarial |= t.adversarial;
+            mine.objective.extend_from_slice(&t.objective);
+        }
+    }
+
+    /// Records one iterate of the attack on `batch`: its logits (`[N·K]`, row-major) and the
+    /// per-sample objective the attack climbs (`[N]`), per sample by its global index.
+    /// [`AttackCtx::gradient`] calls it on every step; an attack that computes its
+    /// gradients with [`AttackCtx::gradient_of`] calls it itself, with the values that
+    /// method returns, so that the reports can tell an attack that found an adversarial
+    /// iterate but returned another point (silent success), or stopped while its objective
+    /// was still rising (incomplete optimisation). Only iterates inside the threat model
+    /// (projected and clipped) should be recorded.
+    pub fn trace(&mut self, batch: &Batch, logits: &[f32], objective: &[f32]) {
+        let n = batch.len();
+        if n == 0 || !logits.len().is_multiple_of(n) || objective.len() != n {
+            return;
+        }
+        let k = logits.len() / n;
+        for (row, &index) in batch.indices.iter().enumerate() {
+            let z = &logits[row * k..(row + 1) * k];
+            let mut best = 0;
+            for (j, &v) in z.iter().enumerate().skip(1) {
+                if v > z[best] {
+                    best = j;
+                }
+            }
+            let adversarial = match &batch.targets {
+                Some(t) => best == t[row] && t[row] != batch.labels[row],
+                None => best != batch.labels[row],
+            };
+            let t = self.traces.entry(index).or_default();
+            t.adversarial |= adversarial;
+            t.objective.push(objective[row]);
+        }
+    }
+
+    /// The traces recorded so far, by global sample index.
+    pub fn traces(&self) -> &BTreeMap<usize, SampleTrace> {
+        &self.traces
     }
 
     /// Records which component of an ensemble broke each sample (read by the sweep).
@@ -182,7 +245,8 @@ impl<'a> AttackCtx<'a> {
     }
 
     /// The gradient of the per-sample objective (to be increased) with respect to `x`.
-    /// The first call of a run also records zero and non-finite gradients for the reports.
+    /// The first call of a run also records zero and non-finite gradients for the reports;
+    /// every call records the iterate `x` ([`AttackCtx::trace`]).
     pub fn gradient(
         &mut self,
         x: &Tensor<4>,
@@ -191,8 +255,10 @@ impl<'a> AttackCtx<'a> {
     ) -> Result<Tensor<4>, AttackError> {
         let xg = x.clone().detach().autodiff().require_grad();
         let logits = self.model.forward(xg.clone())?;
+        let values = to_host(logits.clone().without_autodiff());
         let onehot = batch.onehot.clone().autodiff();
         let obj = loss.objective(logits, onehot, batch.targeted());
+        self.trace(batch, &values, &to_host(obj.clone().without_autodiff()));
         let grads = obj.sum().backward();
         let g = xg
             .grad(&grads)
@@ -343,5 +409,12 @@ pub trait Attack: Send + Sync {
     /// compare iterative and single-step attacks.
     fn steps(&self) -> usize {
         1
+    }
+
+    /// A minimum-norm attack (Carlini–Wagner, DeepFool) returns itself here, so that the
+    /// sweep runs it once per batch and judges what it found at every ε
+    /// ([`crate::minimum_norm`]); default: `None`.
+    fn minimum_norm(&self) -> Option<&dyn crate::minimum_norm::MinimumNorm> {
+        None
     }
 }

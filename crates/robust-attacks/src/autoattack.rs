@@ -1,5 +1,6 @@
 //! AutoAttack (Croce & Hein, ICML 2020) as one attack, and the AutoAttack family in the
-//! registry: `apgd-ce`, `apgd-dlr`, `apgd-t`, `fab-t`, `square`, `autoattack` (and `mifgsm`).
+//! registry: `apgd-ce`, `apgd-dlr`, `apgd-t`, `fab`, `fab-t`, `square`, `autoattack` (and
+//! `mifgsm`).
 //!
 //! [`AutoAttack`] runs its components in order, each only on the points still robust after
 //! the ones before it, exactly as `run_standard_evaluation` of the reference does, and
@@ -7,6 +8,8 @@
 //!
 //! * `standard`: APGD-CE, APGD-T (9 target classes), FAB-T (9 target classes), Square
 //!   (5000 queries), one restart each;
+//! * `plus`: APGD-CE and APGD-DLR (5 restarts each), the untargeted FAB (5 restarts), Square
+//!   (5000 queries), APGD-T and FAB-T (9 target classes each, one restart), in that order;
 //! * `rand` (for randomized models): APGD-CE and APGD-DLR with the gradient averaged over 20
 //!   forward passes (EOT).
 //!
@@ -38,13 +41,17 @@ pub(crate) fn register(registry: &mut AttackRegistry) {
     registry.register("autoattack", autoattack);
     registry.register("mifgsm", mifgsm);
     registry.register("fab-t", fab_t);
+    registry.register("fab", fab);
 }
 
 /// AutoAttack's versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
-    /// APGD-CE, APGD-T, FAB-T (not yet in robust: left out, and said so), Square.
+    /// APGD-CE, APGD-T, FAB-T, Square.
     Standard,
+    /// APGD-CE and APGD-DLR (5 restarts each), untargeted FAB (5 restarts), Square,
+    /// APGD-T and FAB-T (9 target classes each).
+    Plus,
     /// APGD-CE and APGD-DLR with EOT over 20 samples, for randomized models.
     Rand,
 }
@@ -55,13 +62,9 @@ impl std::str::FromStr for Version {
         match s.to_ascii_lowercase().as_str() {
             "standard" => Ok(Self::Standard),
             "rand" => Ok(Self::Rand),
-            "plus" => Err(
-                "autoattack version 'plus' needs the untargeted FAB, which robust \
-                           does not have yet (available: standard, rand)"
-                    .into(),
-            ),
+            "plus" => Ok(Self::Plus),
             other => Err(format!(
-                "unknown autoattack version '{other}' (available: standard, rand)"
+                "unknown autoattack version '{other}' (available: standard, plus, rand)"
             )),
         }
     }
@@ -71,6 +74,7 @@ impl std::fmt::Display for Version {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Standard => "standard",
+            Self::Plus => "plus",
             Self::Rand => "rand",
         })
     }
@@ -92,7 +96,9 @@ pub struct AutoAttackSettings {
     pub queries: usize,
     /// Target classes of APGD-T and FAB-T (9, capped at K − 1).
     pub target_classes: usize,
-    /// Restarts of every component (1), each only on points not yet broken.
+    /// Restarts of every component (1), each only on points not yet broken; in `plus`, of
+    /// APGD-CE, APGD-DLR and FAB only (the reference and `--attack autoattack:version=plus`
+    /// use 5).
     pub restarts: usize,
 }
 
@@ -133,6 +139,31 @@ impl AutoAttack {
                         .with_restarts(s.restarts),
                 ),
             ],
+            Version::Plus => {
+                // `restarts` is for APGD-CE, APGD-DLR and FAB only (the reference: 5, the
+                // registry's default for `plus`); the targeted ones and Square run once.
+                let many = s.restarts;
+                vec![
+                    Box::new(
+                        Apgd::new(norm, ApgdLoss::CrossEntropy)
+                            .with_steps(s.steps)
+                            .with_restarts(many),
+                    ),
+                    Box::new(
+                        Apgd::new(norm, ApgdLoss::Dlr)
+                            .with_steps(s.steps)
+                            .with_restarts(many),
+                    ),
+                    Box::new(
+                        FabT::untargeted(norm)
+                            .with_steps(s.steps)
+                            .with_restarts(many),
+                    ),
+                    Box::new(Square::new(norm).with_queries(s.queries)),
+                    Box::new(Apgd::targeted(norm, s.target_classes).with_steps(s.steps)),
+                    Box::new(FabT::new(norm, s.target_classes).with_steps(s.steps)),
+                ]
+            }
             Version::Rand => vec![
                 Box::new(
                     Apgd::new(norm, ApgdLoss::CrossEntropy)
@@ -259,8 +290,8 @@ fn refuse(s: &AttackSpec, field: &str, why: &str) -> AttackError {
 }
 
 /// Refuses fields that only other attacks read.
-fn only(s: &AttackSpec, allowed: &[&str]) -> Result<(), AttackError> {
-    let given: [(&str, bool); 9] = [
+pub(crate) fn only(s: &AttackSpec, allowed: &[&str]) -> Result<(), AttackError> {
+    let given: [(&str, bool); 15] = [
         ("step_size", s.step_size.is_some()),
         ("rel_step_size", s.rel_step_size.is_some()),
         ("random_start", s.random_start.is_some()),
@@ -270,6 +301,12 @@ fn only(s: &AttackSpec, allowed: &[&str]) -> Result<(), AttackError> {
         ("eot_iter", s.eot_iter.is_some()),
         ("queries", s.queries.is_some()),
         ("p_init", s.p_init.is_some()),
+        ("binary_search_steps", s.binary_search_steps.is_some()),
+        ("initial_const", s.initial_const.is_some()),
+        ("confidence", s.confidence.is_some()),
+        ("abort_early", s.abort_early.is_some()),
+        ("candidates", s.candidates.is_some()),
+        ("overshoot", s.overshoot.is_some()),
     ];
     for (field, set) in given {
         if set && !allowed.contains(&field) {
@@ -399,7 +436,8 @@ fn autoattack(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
         Some(q) => q,
         None => 5000,
     };
-    let restarts = positive(s, "restarts", s.restarts)?.unwrap_or(1);
+    let version_restarts = if version == Version::Plus { 5 } else { 1 };
+    let restarts = positive(s, "restarts", s.restarts)?.unwrap_or(version_restarts);
     let target_classes = positive(s, "n_target_classes", s.n_target_classes)?.unwrap_or(9);
     Ok(Box::new(AutoAttack::new(
         version,
@@ -450,6 +488,21 @@ fn fab_t(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
     }
     let n = positive(s, "n_target_classes", s.n_target_classes)?.unwrap_or(9);
     let mut a = FabT::new(s.norm.unwrap_or(Norm::Linf), n).with_steps(steps_of(s, 100)?);
+    if let Some(r) = positive(s, "restarts", s.restarts)? {
+        a = a.with_restarts(r);
+    }
+    Ok(Box::new(a))
+}
+
+fn fab(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
+    only(s, &["restarts"])?;
+    if s.target.is_some_and(|t| t != TargetMode::None) {
+        return Err(AttackError::Input(format!(
+            "attack '{}' is untargeted (fab-t is the targeted FAB); drop the target setting",
+            s.name
+        )));
+    }
+    let mut a = FabT::untargeted(s.norm.unwrap_or(Norm::Linf)).with_steps(steps_of(s, 100)?);
     if let Some(r) = positive(s, "restarts", s.restarts)? {
         a = a.with_restarts(r);
     }

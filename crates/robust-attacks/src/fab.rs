@@ -1,5 +1,5 @@
-//! FAB-T, the targeted Fast Adaptive Boundary attack (Croce & Hein, ICML 2020), as AutoAttack
-//! runs it.
+//! FAB, the Fast Adaptive Boundary attack (Croce & Hein, ICML 2020), targeted (FAB-T) and
+//! untargeted, as AutoAttack runs it.
 //!
 //! This follows `fab_base.py`, `fab_pt.py` and `fab_projections.py` of AutoAttack
 //! (github.com/fra31/auto-attack, `pyautoattack` 0.2.0). FAB is a minimum-norm attack: at
@@ -16,6 +16,13 @@
 //! from a random point at distance ε/2 (L-inf: uniform noise scaled to ε/2 in its largest
 //! entry; L2: a Gaussian direction of length ε/2).
 //!
+//! The untargeted FAB (`fab`, AutoAttack's `plus` version, 5 restarts there) linearises, at
+//! each step, the boundary between `y` and *every* other class `c` (`z_c − z_y` and its
+//! gradient: one backward pass per class, as `get_diff_logits_grads_batch` of `fab_pt.py`
+//! computes the full Jacobian) and takes the one whose linearised boundary is nearest,
+//! `|z_c − z_y| / ‖∇(z_c − z_y)‖_*` (the dual norm: L1 for L-inf, L2 for L2); the rest of the
+//! step is FAB-T's.
+//!
 //! Everything but the gradients and predictions runs on the host, one point at a time.
 
 use burn::tensor::{Tensor, TensorData};
@@ -27,9 +34,10 @@ use crate::attack::{mix, Attack, AttackCtx, Batch};
 use crate::norm::{gaussian, Norm};
 use crate::AttackError;
 
-/// FAB-T.
+/// FAB, targeted (FAB-T, [`FabT::new`]) or untargeted ([`FabT::untargeted`]).
 #[derive(Clone, Debug)]
 pub struct FabT {
+    targeted: bool,
     norm: Norm,
     steps: usize,
     restarts: usize,
@@ -44,6 +52,7 @@ impl FabT {
     /// η 1.05, β 0.9.
     pub fn new(norm: Norm, n_target_classes: usize) -> Self {
         Self {
+            targeted: true,
             norm,
             steps: 100,
             restarts: 1,
@@ -51,6 +60,15 @@ impl FabT {
             alpha_max: 0.1,
             eta: 1.05,
             beta: 0.9,
+        }
+    }
+
+    /// AutoAttack's untargeted FAB: 100 iterations, 1 restart (5 in AutoAttack's `plus`),
+    /// α_max 0.1, η 1.05, β 0.9; every other class is a candidate at each step.
+    pub fn untargeted(norm: Norm) -> Self {
+        Self {
+            targeted: false,
+            ..Self::new(norm, 1)
         }
     }
 
@@ -73,13 +91,13 @@ impl FabT {
         }
     }
 
-    /// One run towards `targets` on all points of `sub`: per point, the smallest adversarial
-    /// perturbation found (`None`: none found) as the adversarial pixels.
+    /// One run towards `targets` (untargeted: `None`) on all points of `sub`: per point, the
+    /// smallest adversarial perturbation found (`None`: none found) as the adversarial pixels.
     fn single_run(
         &self,
         ctx: &mut AttackCtx<'_>,
         sub: &Batch,
-        targets: &[usize],
+        targets: Option<&[usize]>,
         eps: f32,
         stream: Option<u64>,
     ) -> Result<Vec<Option<Vec<f32>>>, AttackError> {
@@ -106,28 +124,40 @@ impl FabT {
         }
         let mut best: Vec<Option<Vec<f32>>> = vec![None; m];
         let mut res2 = vec![1e10f32; m];
-        let weights = {
-            let k = ctx.model().info().num_classes;
-            let mut wt = vec![0f32; m * k];
-            for j in 0..m {
-                wt[j * k + targets[j]] += 1.0;
-                wt[j * k + sub.labels[j]] -= 1.0;
-            }
-            (wt, k)
+        let k = ctx.model().info().num_classes;
+        // The classes whose boundary with y each step linearises: the target, or every class.
+        let columns: Vec<Vec<usize>> = match targets {
+            Some(t) => vec![t.to_vec()],
+            None => (0..k).map(|c| vec![c; m]).collect(),
         };
         let mut d1 = vec![0f32; per];
         let mut d2 = vec![0f32; per];
         for _ in 0..self.steps {
             let x = Tensor::<4>::from_data(TensorData::new(x1.clone(), dims.to_vec()), &device);
-            let (g, _, df) = ctx.gradient_of(&x, |z, _| {
-                let (wt, k) = &weights;
-                let w = Tensor::<2>::from_data(TensorData::new(wt.clone(), [m, *k]), &device)
-                    .autodiff();
-                (z * w).sum_dim(1).reshape([m])
-            })?;
-            let g = robust_models::to_host(g);
+            // Per class column: z_c − z_y and its gradient, per point.
+            let mut dfs = Vec::with_capacity(columns.len());
+            let mut dgs = Vec::with_capacity(columns.len());
+            for col in &columns {
+                let mut wt = vec![0f32; m * k];
+                for j in 0..m {
+                    wt[j * k + col[j]] += 1.0;
+                    wt[j * k + sub.labels[j]] -= 1.0;
+                }
+                let (g, _, df) = ctx.gradient_of(&x, |z, _| {
+                    let w = Tensor::<2>::from_data(TensorData::new(wt, [m, k]), &device).autodiff();
+                    (z * w).sum_dim(1).reshape([m])
+                })?;
+                dfs.push(df);
+                dgs.push(robust_models::to_host(g));
+            }
             for j in 0..m {
-                let w = &g[j * per..(j + 1) * per];
+                let pick = if targets.is_some() {
+                    0
+                } else {
+                    self.nearest(&dfs, &dgs, j, per, sub.labels[j])
+                };
+                let df = &dfs[pick];
+                let w = &dgs[pick][j * per..(j + 1) * per];
                 let xr = &x1[j * per..(j + 1) * per];
                 let cr = &im2[j * per..(j + 1) * per];
                 let b = -df[j] + dot(w, xr);
@@ -164,6 +194,28 @@ impl FabT {
             }
         }
         Ok(best)
+    }
+
+    /// The class (index into `dfs`) whose linearised boundary with the true class `y` is
+    /// nearest to point `j`: argmin of `|df| / (1e-12 + ‖dg‖_*)`, with `y` itself excluded
+    /// (the reference sets its `df` to 1e10); the first on ties, as torch's `min`.
+    fn nearest(&self, dfs: &[Vec<f32>], dgs: &[Vec<f32>], j: usize, per: usize, y: usize) -> usize {
+        let mut best = (usize::MAX, f32::INFINITY);
+        for (c, (df, dg)) in dfs.iter().zip(dgs).enumerate() {
+            if c == y {
+                continue;
+            }
+            let g = &dg[j * per..(j + 1) * per];
+            let dual = match self.norm {
+                Norm::Linf => g.iter().map(|v| v.abs()).sum::<f32>(),
+                Norm::L2 => g.iter().map(|v| v * v).sum::<f32>().sqrt(),
+            };
+            let d = df[j].abs() / (1e-12 + dual);
+            if best.0 == usize::MAX || d < best.1 {
+                best = (c, d);
+            }
+        }
+        best.0
     }
 
     /// Projects `t` onto the hyperplane `w·x = b` within the box `[lo, hi]`: writes the step
@@ -348,7 +400,11 @@ pub fn project_l2(t: &[f32], w: &[f32], b: f32) -> Vec<f32> {
 
 impl Attack for FabT {
     fn name(&self) -> &str {
-        "fab-t"
+        if self.targeted {
+            "fab-t"
+        } else {
+            "fab"
+        }
     }
 
     fn norm(&self) -> Norm {
@@ -361,11 +417,12 @@ impl Attack for FabT {
 
     fn label(&self) -> String {
         let norm = self.norm.label();
+        let name = if self.targeted { "FAB-T" } else { "FAB" };
         if self.steps == 100 && self.restarts == 1 {
-            format!("FAB-T {norm}")
+            format!("{name} {norm}")
         } else {
             format!(
-                "FAB-T {norm} ({} steps, {} restarts)",
+                "{name} {norm} ({} steps, {} restarts)",
                 self.steps, self.restarts
             )
         }
@@ -375,7 +432,11 @@ impl Attack for FabT {
         let mut m = Map::new();
         m.insert("steps".into(), json!(self.steps));
         m.insert("restarts".into(), json!(self.restarts));
-        m.insert("n_target_classes".into(), json!(self.target_classes));
+        if self.targeted {
+            m.insert("n_target_classes".into(), json!(self.target_classes));
+        } else {
+            m.insert("targeted".into(), json!(false));
+        }
         m.insert("alpha_max".into(), json!(self.alpha_max));
         m.insert("eta".into(), json!(self.eta));
         m.insert("beta".into(), json!(self.beta));
@@ -392,7 +453,8 @@ impl Attack for FabT {
         let (logits, k) = clean_logits(ctx, batch)?;
         if k < 2 {
             return Err(AttackError::Input(format!(
-                "attack 'fab-t' needs a model with at least 2 classes (this one has {k})"
+                "attack '{}' needs a model with at least 2 classes (this one has {k})",
+                self.name()
             )));
         }
         let dims = batch.x.dims();
@@ -411,7 +473,12 @@ impl Attack for FabT {
                 idx
             })
             .collect();
-        for round in 0..self.target_classes.min(k - 1) {
+        let rounds = if self.targeted {
+            self.target_classes.min(k - 1)
+        } else {
+            1
+        };
+        for round in 0..rounds {
             for restart in 0..self.restarts {
                 let rows: Vec<usize> = (0..batch.len()).filter(|&i| alive[i]).collect();
                 if rows.is_empty() {
@@ -419,8 +486,15 @@ impl Attack for FabT {
                 }
                 let sub = sub_batch(batch, &rows, None, k)?;
                 let targets: Vec<usize> = rows.iter().map(|&r| order[r][round + 1]).collect();
-                let stream = (restart > 0).then(|| mix(&[0xFAB, round as u64, restart as u64]));
-                let found = self.single_run(ctx, &sub, &targets, eps, stream)?;
+                let stream = (restart > 0).then(|| {
+                    if self.targeted {
+                        mix(&[0xFAB, round as u64, restart as u64])
+                    } else {
+                        mix(&[0xFAB0, restart as u64])
+                    }
+                });
+                let targets = self.targeted.then_some(targets.as_slice());
+                let found = self.single_run(ctx, &sub, targets, eps, stream)?;
                 // Judged as the reference judges it: misclassified and within ε.
                 let mut adv = robust_models::to_host(sub.x.clone());
                 let mut take = vec![false; rows.len()];

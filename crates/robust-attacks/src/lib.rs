@@ -17,6 +17,17 @@
 //! [`fab`] (FAB-T), [`square`] (Square Attack, forward passes only), [`mifgsm`] (MI-FGSM) and
 //! [`autoattack`] (the ensemble, which runs each component only on the points still robust
 //! and records which one broke each point in a [`Breakdown`] the sweep keeps per ε).
+//! [`fab`] also has the untargeted FAB of AutoAttack's `plus` version.
+//!
+//! Minimum-norm attacks, [`cw`] (Carlini–Wagner L2) and [`deepfool`], look for each point's
+//! smallest adversarial perturbation whatever ε ([`minimum_norm::MinimumNorm`]): the sweep
+//! runs them once per batch, counts a point as broken at ε when that perturbation is within
+//! ε, and keeps the sizes for the median the reports show.
+//!
+//! Every iterate an attack evaluates is recorded ([`AttackCtx::trace`]), so that the reports
+//! can tell a weak attack from a robust model ([`indicators`]: silent success, incomplete
+//! optimisation, unstable predictions, unconstrained attack failure, after Pintor et al.,
+//! NeurIPS 2022, and AutoAttack's own checks).
 //!
 //! Gradients come from [`AttackCtx::gradient`], which differentiates the model's graph with
 //! burn's autodiff on whatever device the model lives on. Randomness comes from per-sample
@@ -42,16 +53,20 @@
 pub mod apgd;
 mod attack;
 pub mod autoattack;
+pub mod cw;
+pub mod deepfool;
 pub mod fab;
 mod gradient;
+pub mod indicators;
 mod loss;
 pub mod mifgsm;
+pub mod minimum_norm;
 mod norm;
 mod registry;
 pub mod square;
 pub mod sweep;
 
-pub use attack::{predictions, Attack, AttackCtx, Batch, Breakdown, GradStats};
+pub use attack::{predictions, Attack, AttackCtx, Batch, Breakdown, GradStats, SampleTrace};
 pub use gradient::{GradientDescent, StepSize};
 pub use loss::Loss;
 pub use norm::Norm;

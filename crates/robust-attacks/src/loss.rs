@@ -10,7 +10,9 @@ pub enum Loss {
     #[default]
     #[serde(alias = "ce")]
     CrossEntropy,
-    /// The margin (Carlini–Wagner / DLR-style numerator): max_{j≠y} z_j − z_y.
+    /// The margin (Carlini–Wagner / DLR-style numerator): max_{j≠y} z_j − z_y (DeepFool's
+    /// `logits` loss; `logits` is accepted as another name).
+    #[serde(alias = "logits")]
     Margin,
 }
 
@@ -19,7 +21,7 @@ impl std::str::FromStr for Loss {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().replace('_', "-").as_str() {
             "ce" | "cross-entropy" | "crossentropy" => Ok(Self::CrossEntropy),
-            "margin" | "cw" | "dlr" => Ok(Self::Margin),
+            "margin" | "cw" | "dlr" | "logits" => Ok(Self::Margin),
             other => Err(format!(
                 "unknown loss '{other}' (expected cross-entropy or margin)"
             )),

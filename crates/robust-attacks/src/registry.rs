@@ -59,9 +59,27 @@ pub struct AttackSpec {
     /// `square`'s initial fraction of pixels changed per query (default 0.8).
     #[serde(default)]
     pub p_init: Option<f32>,
-    /// `autoattack`'s version: `standard` (default) or `rand`.
+    /// `autoattack`'s version: `standard` (default), `plus` or `rand`.
     #[serde(default)]
     pub version: Option<String>,
+    /// `cw-l2`: rounds of the binary search over the constant c (default 9).
+    #[serde(default)]
+    pub binary_search_steps: Option<usize>,
+    /// `cw-l2`: the constant c the binary search starts from (default 0.001).
+    #[serde(default)]
+    pub initial_const: Option<f32>,
+    /// `cw-l2`: the logit margin κ an adversarial point must have (default 0).
+    #[serde(default)]
+    pub confidence: Option<f32>,
+    /// `cw-l2`: stop a point's optimisation when its loss stalls (default true).
+    #[serde(default)]
+    pub abort_early: Option<bool>,
+    /// `deepfool`: candidate classes, the predicted one included (default 10).
+    #[serde(default)]
+    pub candidates: Option<usize>,
+    /// `deepfool`: how far past the linearised boundary to step (default 0.02).
+    #[serde(default)]
+    pub overshoot: Option<f32>,
 }
 
 impl AttackSpec {
@@ -170,8 +188,10 @@ fn bim(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
 }
 
 impl AttackRegistry {
-    /// The built-in attacks: `fgsm`, `fgm`, `bim`, `pgd`, and the AutoAttack family
-    /// (`apgd-ce`, `apgd-dlr`, `apgd-t`, `square`, `autoattack`; see [`crate::autoattack`]).
+    /// The built-in attacks: `fgsm`, `fgm`, `bim`, `pgd`, the AutoAttack family
+    /// (`apgd-ce`, `apgd-dlr`, `apgd-t`, `fab`, `fab-t`, `square`, `autoattack`, `mifgsm`; see
+    /// [`crate::autoattack`]) and the minimum-norm `cw-l2` (alias `cw`) and `deepfool`
+    /// ([`crate::minimum_norm`]).
     pub fn builtin() -> Self {
         let mut r = Self {
             table: BTreeMap::new(),
@@ -181,6 +201,9 @@ impl AttackRegistry {
         r.register("bim", bim);
         r.register("pgd", pgd);
         crate::autoattack::register(&mut r);
+        r.register("cw-l2", cw_l2);
+        r.register("cw", cw_l2);
+        r.register("deepfool", deepfool);
         r
     }
 
@@ -208,4 +231,103 @@ impl AttackRegistry {
             })?;
         ctor(spec)
     }
+}
+
+/// A finite, positive number or a one-line error naming the attack and field.
+fn positive_f32(s: &AttackSpec, field: &str, v: Option<f32>) -> Result<Option<f32>, AttackError> {
+    match v {
+        Some(x) if !(x > 0.0 && x.is_finite()) => Err(AttackError::Input(format!(
+            "attack '{}': {field} must be a positive number, got {x}",
+            s.name
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn untargeted_only(s: &AttackSpec) -> Result<(), AttackError> {
+    if s.target.is_some_and(|t| t != TargetMode::None) {
+        return Err(AttackError::Input(format!(
+            "attack '{}' is untargeted; drop the target setting",
+            s.name
+        )));
+    }
+    Ok(())
+}
+
+fn cw_l2(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
+    crate::autoattack::only(
+        s,
+        &[
+            "step_size",
+            "binary_search_steps",
+            "initial_const",
+            "confidence",
+            "abort_early",
+        ],
+    )?;
+    if s.norm.is_some_and(|n| n != Norm::L2) {
+        return Err(AttackError::Input(format!(
+            "attack '{}' is an L2 attack; drop norm = linf (deepfool and fab have L-inf)",
+            s.name
+        )));
+    }
+    let mut a = crate::cw::CarliniWagner::new().with_steps(steps_of(s, 1000)?);
+    if let Some(n) = s.binary_search_steps {
+        if n == 0 {
+            return Err(AttackError::Input(format!(
+                "attack '{}': binary_search_steps must be at least 1",
+                s.name
+            )));
+        }
+        a = a.with_binary_search_steps(n);
+    }
+    if let Some(v) = positive_f32(s, "step_size", s.step_size)? {
+        a = a.with_stepsize(v);
+    }
+    if let Some(v) = positive_f32(s, "initial_const", s.initial_const)? {
+        a = a.with_initial_const(v);
+    }
+    if let Some(k) = s.confidence {
+        if !(k >= 0.0 && k.is_finite()) {
+            return Err(AttackError::Input(format!(
+                "attack '{}': confidence must be a finite number ≥ 0, got {k}",
+                s.name
+            )));
+        }
+        a = a.with_confidence(k);
+    }
+    if let Some(on) = s.abort_early {
+        a = a.with_abort_early(on);
+    }
+    Ok(Box::new(a))
+}
+
+fn deepfool(s: &AttackSpec) -> Result<Box<dyn Attack>, AttackError> {
+    crate::autoattack::only(s, &["candidates", "overshoot", "loss"])?;
+    untargeted_only(s)?;
+    let mut a =
+        crate::deepfool::DeepFool::new(s.norm.unwrap_or(Norm::L2)).with_steps(steps_of(s, 50)?);
+    if let Some(c) = s.candidates {
+        if c < 2 {
+            return Err(AttackError::Input(format!(
+                "attack '{}': candidates must be at least 2 (the predicted class and one \
+                 other)",
+                s.name
+            )));
+        }
+        a = a.with_candidates(c);
+    }
+    if let Some(o) = s.overshoot {
+        if !(o >= 0.0 && o.is_finite()) {
+            return Err(AttackError::Input(format!(
+                "attack '{}': overshoot must be a finite number ≥ 0, got {o}",
+                s.name
+            )));
+        }
+        a = a.with_overshoot(o);
+    }
+    if let Some(l) = s.loss {
+        a = a.with_loss(l);
+    }
+    Ok(Box::new(a))
 }

@@ -10,6 +10,7 @@ use burn::tensor::Tensor;
 use rand::RngExt;
 
 use crate::attack::{mix, predictions, Attack, AttackCtx, Batch, Breakdown, GradStats};
+use crate::minimum_norm::{Cached, Found};
 use crate::AttackError;
 use robust_models::Model;
 
@@ -65,6 +66,14 @@ pub struct EpsOutcome {
     pub grad: GradStats,
     /// For an ensemble attack: which component broke each sample.
     pub breakdown: Option<Breakdown>,
+    /// Per sample: the number of iterates the attack recorded ([`AttackCtx::trace`]).
+    pub iterates: Vec<usize>,
+    /// Per sample: whether any iterate the attack recorded was adversarial
+    /// ([`AttackCtx::trace`]; false when it recorded none).
+    pub iterate_adversarial: Vec<bool>,
+    /// Per sample: whether the attack's objective was still rising when it stopped
+    /// ([`crate::indicators::still_improving`]); `None` with fewer than two recorded steps.
+    pub still_improving: Vec<Option<bool>>,
 }
 
 /// Runs `attack` at `eps` on `batch`, then projects, clips and judges the result.
@@ -112,6 +121,17 @@ pub fn attack_at(
             .collect(),
     };
     let perturbation = norm.measure(adv.clone() - batch.x.clone());
+    let traces = ctx.traces();
+    let trace = |i: usize| traces.get(&batch.indices[i]);
+    let iterates = (0..batch.len())
+        .map(|i| trace(i).map_or(0, |t| t.objective.len()))
+        .collect();
+    let iterate_adversarial = (0..batch.len())
+        .map(|i| trace(i).is_some_and(|t| t.adversarial))
+        .collect();
+    let still_improving = (0..batch.len())
+        .map(|i| trace(i).and_then(|t| crate::indicators::still_improving(&t.objective)))
+        .collect();
     Ok(EpsOutcome {
         adv,
         pred,
@@ -120,7 +140,17 @@ pub fn attack_at(
         perturbation,
         grad: ctx.grad_stats(),
         breakdown: ctx.breakdown().cloned(),
+        iterates,
+        iterate_adversarial,
+        still_improving,
     })
+}
+
+impl EpsOutcome {
+    /// Whether the attack recorded any iterate of sample `i` of the batch.
+    pub fn traced(&self, i: usize) -> bool {
+        self.iterates.get(i).is_some_and(|&n| n > 0)
+    }
 }
 
 /// Aggregated results of one attack at one ε.
@@ -153,12 +183,27 @@ pub struct PointStats {
     /// Per sample (in evaluation order): the perturbation's size in the attack's norm
     /// (what `perturbation_sum` adds up, in this order; `robust merge` re-adds them).
     pub perturbations: Vec<f32>,
+    /// For a minimum-norm attack ([`crate::minimum_norm`]), per sample (in evaluation
+    /// order): the smallest adversarial perturbation it found, the same at every ε (0 for a
+    /// sample misclassified when clean, +∞ where none was found); empty for other attacks.
+    pub minimum_norms: Vec<f32>,
     /// For an ensemble attack (AutoAttack): its components in the order they ran (empty for
     /// a single attack).
     pub components: Vec<String>,
     /// For an ensemble attack, per sample (in evaluation order): the component that broke
     /// it (`None`: misclassified when clean, or robust).
     pub broken_by: Vec<Option<usize>>,
+    /// Clean-correct samples of which the attack recorded at least one iterate
+    /// ([`AttackCtx::trace`]): those the silent-success indicator can judge.
+    pub traced: usize,
+    /// Clean-correct samples the attack failed on although one of its iterates was
+    /// adversarial (silent success).
+    pub silent_success: usize,
+    /// Clean-correct samples the attack failed on with at least two recorded steps: those
+    /// the incomplete-optimisation indicator can judge.
+    pub traced_failures: usize,
+    /// Of those, the samples whose objective was still rising when the attack stopped.
+    pub incomplete: usize,
 }
 
 impl PointStats {
@@ -189,6 +234,16 @@ impl PointStats {
     /// Attack success rate among clean-correct samples.
     pub fn success_rate(&self) -> f64 {
         ratio(self.fooled, self.clean_correct)
+    }
+
+    /// For a minimum-norm attack: the median of the smallest adversarial perturbations
+    /// found, over the samples classified correctly when clean, unbroken ones counted as +∞
+    /// ([`crate::minimum_norm::median_minimum_norm`]); `None` for other attacks.
+    pub fn median_minimum_norm(&self) -> Option<f64> {
+        if self.minimum_norms.is_empty() {
+            return None;
+        }
+        crate::minimum_norm::median_minimum_norm(&self.minimum_norms, self.clean_correct)
     }
 
     /// Mean perturbation size.
@@ -326,34 +381,34 @@ impl Sweep {
         let mut host_x: Option<Vec<f32>> = None;
         let [_, c, h, w] = x.dims();
         for p in 0..self.plans.len() {
-            let targets = match self.plans[p].target {
-                TargetMode::None => None,
-                TargetMode::Class(t) => Some(vec![t; labels.len()]),
-                TargetMode::LeastLikely => Some(least_likely(clean_logits.clone())),
-                TargetMode::Random => Some(
-                    indices
-                        .iter()
-                        .zip(&labels)
-                        .map(|(&i, &y)| {
-                            let mut rng =
-                                <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(mix(
-                                    &[self.seed, 0x7A46_4E54, p as u64, i as u64],
-                                ));
-                            let t = rng.random_range(0..k - 1);
-                            if t >= y {
-                                t + 1
-                            } else {
-                                t
-                            }
-                        })
-                        .collect(),
-                ),
-            };
+            let targets = self.targets_for(p, &clean_logits, &labels, &indices);
             let batch = Batch::new(x.clone(), labels.clone(), targets, indices.clone(), k)?;
+            // A minimum-norm attack runs once per batch, whatever ε; each ε judges its result.
+            let found = match self.plans[p].attack.minimum_norm() {
+                Some(mn) if self.plans[p].eps.iter().any(|&e| e > 0.0) => {
+                    let seed = mix(&[self.seed, p as u64, 0x4D49_4E5F_4E4F_524D]);
+                    let norm = self.plans[p].attack.norm();
+                    Some(Found::run(model, mn, norm, &batch, seed)?)
+                }
+                _ => None,
+            };
             for e in 0..self.plans[p].eps.len() {
                 let eps = self.plans[p].eps[e];
                 let seed = mix(&[self.seed, p as u64, eps.to_bits() as u64]);
-                let out = attack_at(model, self.plans[p].attack.as_ref(), &batch, eps, seed)?;
+                let out = match &found {
+                    Some(found) => {
+                        let cached = Cached {
+                            attack: self.plans[p].attack.as_ref(),
+                            found,
+                        };
+                        let mut out = attack_at(model, &cached, &batch, eps, seed)?;
+                        if eps > 0.0 {
+                            out.grad = found.grad_stats();
+                        }
+                        out
+                    }
+                    None => attack_at(model, self.plans[p].attack.as_ref(), &batch, eps, seed)?,
+                };
                 let st = &mut self.stats[p][e];
                 st.zero_grad += out.grad.zero;
                 st.nonfinite_grad += out.grad.nonfinite;
@@ -381,6 +436,18 @@ impl Sweep {
                         st.per_class_robust[y] += 1;
                     }
                     st.robust.push(robust);
+                    if clean_ok[i] && out.traced(i) {
+                        st.traced += 1;
+                        if !out.success[i] && out.iterate_adversarial[i] {
+                            st.silent_success += 1;
+                        }
+                    }
+                    if let (true, false, Some(rising)) =
+                        (clean_ok[i], out.success[i], out.still_improving[i])
+                    {
+                        st.traced_failures += 1;
+                        st.incomplete += usize::from(rising);
+                    }
                     if let Some(b) = &out.breakdown {
                         if st.components.is_empty() {
                             st.components.clone_from(&b.components);
@@ -393,6 +460,10 @@ impl Sweep {
                     }
                     let d = out.perturbation[i];
                     st.perturbations.push(d);
+                    if let Some(found) = &found {
+                        st.minimum_norms
+                            .push(if clean_ok[i] { found.sizes()[i] } else { 0.0 });
+                    }
                     st.perturbation_sum += d as f64;
                     st.perturbation_max = st.perturbation_max.max(d);
                     if eps > 0.0 && clean_ok[i] && out.success[i] && keep.len() < free {
@@ -421,6 +492,86 @@ impl Sweep {
             }
         }
         Ok(())
+    }
+
+    /// The target of each sample for plan `p` (`None`: untargeted).
+    fn targets_for(
+        &self,
+        p: usize,
+        clean_logits: &Tensor<2>,
+        labels: &[usize],
+        indices: &[usize],
+    ) -> Option<Vec<usize>> {
+        let k = self.num_classes;
+        match self.plans[p].target {
+            TargetMode::None => None,
+            TargetMode::Class(t) => Some(vec![t; labels.len()]),
+            TargetMode::LeastLikely => Some(least_likely(clean_logits.clone())),
+            TargetMode::Random => {
+                Some(
+                    indices
+                        .iter()
+                        .zip(labels)
+                        .map(|(&i, &y)| {
+                            let mut rng =
+                                <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(mix(
+                                    &[self.seed, 0x7A46_4E54, p as u64, i as u64],
+                                ));
+                            let t = rng.random_range(0..k - 1);
+                            if t >= y {
+                                t + 1
+                            } else {
+                                t
+                            }
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// Pintor et al.'s unconstrained-attack-failure indicator: runs every plan's attack
+    /// once more on these samples (the first few of the data set, see
+    /// [`crate::indicators::PROBE_SAMPLES`]) at an ε that covers the whole input box (L∞:
+    /// the input range; L2: the box's diagonal), with its own targets and a seed of its own.
+    /// With that budget a working attack breaks every clean-correct sample; one it cannot
+    /// break points to masked gradients or a broken attack. Returns, per plan, the ε used,
+    /// the clean-correct samples attacked and those on which the attack failed.
+    pub fn unbounded(
+        &self,
+        model: &Model,
+        x: Tensor<4>,
+        labels: Vec<usize>,
+        indices: Vec<usize>,
+    ) -> Result<Vec<(f32, usize, usize)>, AttackError> {
+        let k = self.num_classes;
+        let clean_logits = model.forward(x.clone())?;
+        let (clean_pred, _) = predictions(clean_logits.clone());
+        let [_, c, h, w] = x.dims();
+        let [lo, hi] = model.info().bounds;
+        let mut out = Vec::with_capacity(self.plans.len());
+        for p in 0..self.plans.len() {
+            let attack = self.plans[p].attack.as_ref();
+            let eps = match attack.norm() {
+                crate::Norm::Linf => hi - lo,
+                crate::Norm::L2 => (hi - lo) * ((c * h * w) as f32).sqrt(),
+            };
+            let targets = self.targets_for(p, &clean_logits, &labels, &indices);
+            let batch = Batch::new(x.clone(), labels.clone(), targets, indices.clone(), k)?;
+            let seed = mix(&[self.seed, p as u64, 0x0055_4E42_4F55_4E44]);
+            let outcome = attack_at(model, attack, &batch, eps, seed)?;
+            let correct: Vec<bool> = clean_pred
+                .iter()
+                .zip(&labels)
+                .map(|(p, y)| p == y)
+                .collect();
+            let attacked = correct.iter().filter(|&&ok| ok).count();
+            let failed = (0..labels.len())
+                .filter(|&i| correct[i] && !outcome.success[i])
+                .count();
+            out.push((eps, attacked, failed));
+        }
+        Ok(out)
     }
 
     /// Per ε common to several plans of one norm: the robust accuracy when each sample counts

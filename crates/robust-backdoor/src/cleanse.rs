@@ -35,6 +35,8 @@ pub struct CleanseConfig {
     pub steps: usize,
     /// Samples per mini-batch.
     pub batch_size: usize,
+    /// Samples per forward pass when a recovered trigger's attack success is measured.
+    pub measure_batch_size: usize,
     /// Mini-batches per step; `None`: one pass over the samples of the other classes.
     pub batches_per_step: Option<usize>,
     /// Adam's learning rate on the mask and pattern logits.
@@ -62,6 +64,7 @@ impl Default for CleanseConfig {
         Self {
             steps: 100,
             batch_size: 32,
+            measure_batch_size: 256,
             batches_per_step: None,
             learning_rate: 0.1,
             init_cost: 1e-3,
@@ -83,7 +86,7 @@ impl CleanseConfig {
         if self.steps == 0 {
             return bad("steps must be at least 1");
         }
-        if self.batch_size == 0 {
+        if self.batch_size == 0 || self.measure_batch_size == 0 {
             return bad("the batch size must be at least 1");
         }
         if self.batches_per_step == Some(0) {
@@ -116,8 +119,12 @@ impl CleanseConfig {
 pub struct StepEvent {
     /// The target class.
     pub class: usize,
-    /// Steps done for this class (1-based).
+    /// The source class of a pair search; `None` when every other class is a source.
+    pub source: Option<usize>,
+    /// Steps done in this search (1-based).
     pub step: usize,
+    /// The step budget of this search (a screened pair gets fewer steps than a finalist).
+    pub budget: usize,
     /// λ after the step.
     pub cost: f64,
     /// Mean attack success rate over the step's mini-batches.
@@ -133,13 +140,16 @@ pub struct StepEvent {
 pub struct Trigger {
     /// The target class.
     pub class: usize,
+    /// The only source class whose samples the trigger had to move (a pair search);
+    /// `None`: the samples of every other class.
+    pub source: Option<usize>,
     /// L1 norm of the mask (the number of fully masked pixels it amounts to).
     pub norm: f64,
     /// Whether some step reached the success threshold; if not, the last mask is kept and
     /// its norm says little.
     pub reached: bool,
-    /// Fraction of the clean samples of other classes that the trigger sends to the class
-    /// (measured after the search, on every such sample).
+    /// Fraction of the clean samples it had to move (every other class, or the source) that
+    /// the trigger sends to the class (measured after the search, on every such sample).
     pub attack_success: f64,
     /// Samples that measurement used.
     pub attack_samples: usize,
@@ -155,12 +165,40 @@ pub struct Trigger {
     pub pattern: Vec<f32>,
 }
 
+/// Which samples a class's trigger must move.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Per target, the samples of every other class at once: the paper's main method
+    /// ([`neural_cleanse`]).
+    #[default]
+    AllSources,
+    /// Per target and source class, the samples of that source only; per target the
+    /// smallest trigger over its sources is analysed ([`crate::pair_cleanse`]).
+    PerSource,
+}
+
+impl Scope {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::PerSource => "per-source",
+            Scope::AllSources => "all-sources",
+        }
+    }
+}
+
 /// Per-class triggers and the anomaly analysis of their norms.
 #[derive(Clone, Debug, Serialize)]
 pub struct CleanseReport {
-    /// The settings used.
+    /// Which samples each trigger had to move.
+    pub scope: Scope,
+    /// The settings used (for [`Scope::PerSource`], `steps` is the finalists' budget).
     pub config: CleanseConfig,
-    /// One trigger per class, in class order.
+    /// The pair budget ([`Scope::PerSource`] only).
+    pub pairs: Option<crate::pairs::PairConfig>,
+    /// One trigger per class, in class order: for [`Scope::PerSource`] the smallest final
+    /// trigger of the class over its sources (its `source` says which).
     pub triggers: Vec<Trigger>,
     /// MAD statistics of the norms.
     pub anomaly: AnomalyStats,
@@ -168,6 +206,22 @@ pub struct CleanseReport {
     pub threshold: f64,
     /// The flagged classes, in class order.
     pub flagged: Vec<usize>,
+    /// [`Scope::PerSource`]: every pair's screen, by target then source (empty when every
+    /// pair was a finalist).
+    pub screen: Vec<crate::pairs::PairScreen>,
+    /// [`Scope::PerSource`]: the fully optimised pairs, by target then source.
+    pub finals: Vec<Trigger>,
+}
+
+impl CleanseReport {
+    /// The flagged `(source, target)` pairs of a [`Scope::PerSource`] run: each flagged
+    /// target with its smallest trigger's source (empty for [`Scope::AllSources`]).
+    pub fn flagged_pairs(&self) -> Vec<(usize, usize)> {
+        self.flagged
+            .iter()
+            .filter_map(|&t| self.triggers[t].source.map(|s| (s, t)))
+            .collect()
+    }
 }
 
 /// Adam's state for one tensor.
@@ -259,8 +313,8 @@ pub(crate) fn argmax_rows(logits: Tensor<2>) -> Vec<usize> {
         .collect()
 }
 
-/// Searches the smallest trigger for `class` (see the module docs). `on_step` sees every
-/// step.
+/// Searches the smallest trigger that sends clean samples of every other class to `class`
+/// (see the module docs). `on_step` sees every step.
 pub fn reverse_engineer(
     model: &Model,
     set: &CleanSet,
@@ -269,23 +323,104 @@ pub fn reverse_engineer(
     on_step: &mut dyn FnMut(StepEvent),
 ) -> Result<Trigger> {
     cfg.validate()?;
-    let k = model.info().num_classes;
-    if class >= k {
-        return Err(BackdoorError::Input(format!(
-            "class {class} is out of range for a model with {k} classes"
-        )));
-    }
-    let [c, h, w] = set.shape;
+    check_class(model, class)?;
     let pool = others(set, class);
     if pool.is_empty() {
         return Err(BackdoorError::Input(format!(
             "no clean sample of a class other than {class}: a trigger for it cannot be measured"
         )));
     }
+    let job = Job {
+        class,
+        source: None,
+        pool: &pool,
+        steps: cfg.steps,
+        seed: mix(&[cfg.seed, class as u64]),
+    };
+    search(model, set, &job, cfg, on_step)
+}
+
+/// Searches the smallest trigger that sends the clean samples of `source` (only those) to
+/// `target`, for at most `steps` steps: the source-specific trigger of Neural Cleanse's
+/// section VII. Its attack success is measured on the samples of `source`.
+pub fn reverse_engineer_pair(
+    model: &Model,
+    set: &CleanSet,
+    source: usize,
+    target: usize,
+    steps: usize,
+    cfg: &CleanseConfig,
+    on_step: &mut dyn FnMut(StepEvent),
+) -> Result<Trigger> {
+    cfg.validate()?;
+    check_class(model, source)?;
+    check_class(model, target)?;
+    if source == target || steps == 0 {
+        return Err(BackdoorError::Input(format!(
+            "a pair search needs two different classes and at least one step (got {source} → \
+             {target}, {steps} steps)"
+        )));
+    }
+    let pool: Vec<usize> = (0..set.len())
+        .filter(|&i| set.labels[i] == source)
+        .collect();
+    if pool.is_empty() {
+        return Err(BackdoorError::Input(format!(
+            "no clean sample of class {source}: its triggers cannot be measured"
+        )));
+    }
+    // A word of its own keeps pair streams apart from the all-source ones.
+    let job = Job {
+        class: target,
+        source: Some(source),
+        pool: &pool,
+        steps,
+        seed: mix(&[cfg.seed, target as u64, source as u64, 0x5041_4952]),
+    };
+    search(model, set, &job, cfg, on_step)
+}
+
+fn check_class(model: &Model, class: usize) -> Result<()> {
+    let k = model.info().num_classes;
+    if class >= k {
+        return Err(BackdoorError::Input(format!(
+            "class {class} is out of range for a model with {k} classes"
+        )));
+    }
+    Ok(())
+}
+
+/// One trigger search: send the samples `pool` (of `source`, or of every class but `class`)
+/// to `class` within `steps` steps, from the random stream `seed`.
+struct Job<'a> {
+    class: usize,
+    source: Option<usize>,
+    pool: &'a [usize],
+    steps: usize,
+    seed: u64,
+}
+
+/// The optimisation shared by both scopes (see the module docs).
+fn search(
+    model: &Model,
+    set: &CleanSet,
+    job: &Job,
+    cfg: &CleanseConfig,
+    on_step: &mut dyn FnMut(StepEvent),
+) -> Result<Trigger> {
+    let Job {
+        class,
+        source,
+        pool,
+        steps,
+        seed,
+    } = *job;
+    let k = model.info().num_classes;
+    let [c, h, w] = set.shape;
     let device = model.device().clone();
     let ad = device.clone().autodiff();
     let bounds = model.info().bounds;
-    let mut rng = ChaCha8Rng::seed_from_u64(mix(&[cfg.seed, class as u64]));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let init = |n: usize, rng: &mut ChaCha8Rng| -> Vec<f32> {
         (0..n)
             .map(|_| unit_logit(rng.random_range(0.0f32..1.0)))
@@ -306,7 +441,7 @@ pub fn reverse_engineer(
     let per_step = cfg
         .batches_per_step
         .unwrap_or_else(|| pool.len().div_ceil(cfg.batch_size));
-    let mut order = pool.clone();
+    let mut order = pool.to_vec();
     let mut cursor = order.len();
     let mut cost = cfg.init_cost;
     let mut best: Option<(f64, Vec<f32>, Vec<f32>)> = None;
@@ -316,7 +451,7 @@ pub fn reverse_engineer(
     let mut early_best = f64::INFINITY;
     let mut t = 0i32;
     let mut steps_run = 0;
-    for step in 1..=cfg.steps {
+    for step in 1..=steps {
         steps_run = step;
         let (mut hits, mut seen, mut norm_sum) = (0usize, 0usize, 0f64);
         for _ in 0..per_step {
@@ -406,10 +541,12 @@ pub fn reverse_engineer(
             cost /= cfg.cost_multiplier.powf(1.5);
             down_flag = true;
         }
-        let last = stop || step == cfg.steps;
+        let last = stop || step == steps;
         on_step(StepEvent {
             class,
+            source,
             step,
+            budget: steps,
             cost,
             success,
             norm,
@@ -428,9 +565,18 @@ pub fn reverse_engineer(
         }
     };
     let norm = mask.iter().map(|&v| f64::from(v)).sum();
-    let (hits, n) = attack_success(model, set, class, &mask, &pattern, 256)?;
+    let (hits, n) = success_on(
+        model,
+        set,
+        pool,
+        class,
+        &mask,
+        &pattern,
+        cfg.measure_batch_size,
+    )?;
     Ok(Trigger {
         class,
+        source,
         norm,
         reached,
         attack_success: hits as f64 / n as f64,
@@ -461,10 +607,31 @@ pub fn attack_success(
             set.shape
         )));
     }
+    success_on(
+        model,
+        set,
+        &others(set, class),
+        class,
+        mask,
+        pattern,
+        batch_size,
+    )
+}
+
+/// How many of the samples `pool` the trigger sends to `class`, out of how many.
+fn success_on(
+    model: &Model,
+    set: &CleanSet,
+    pool: &[usize],
+    class: usize,
+    mask: &[f32],
+    pattern: &[f32],
+    batch_size: usize,
+) -> Result<(usize, usize)> {
+    let [c, h, w] = set.shape;
     let device = model.device();
     let m = Tensor::<4>::from_data(TensorData::new(mask.to_vec(), [1, 1, h, w]), device);
     let p = Tensor::<4>::from_data(TensorData::new(pattern.to_vec(), [1, c, h, w]), device);
-    let pool = others(set, class);
     let mut hits = 0;
     for idx in pool.chunks(batch_size.max(1)) {
         let x = batch_tensor(set, idx, device);
@@ -498,11 +665,15 @@ pub fn neural_cleanse(
         .ok_or_else(|| BackdoorError::Internal("a trigger norm is NaN".into()))?;
     let flagged = low_outliers(&norms, &anomaly, threshold);
     Ok(CleanseReport {
+        scope: Scope::AllSources,
         config: cfg.clone(),
+        pairs: None,
         triggers,
         anomaly,
         threshold,
         flagged,
+        screen: Vec::new(),
+        finals: Vec::new(),
     })
 }
 

@@ -12,11 +12,17 @@
 //!   classes to it, by Adam on the trigger's logits through the model's input gradients.
 //!   A backdoor's target class needs a much smaller trigger than the others; the
 //!   median-absolute-deviation anomaly index ([`anomaly_index`]) turns "much smaller" into a
-//!   test (index > 2 below the median).
+//!   test (index > 2 below the median). With a per-source scope ([`pair_cleanse`], module
+//!   [`pairs`]) every (source, target) pair gets its own trigger, K-Arm-style (a short screen
+//!   of all pairs, then the full budget for the smallest), for backdoors planted on one
+//!   source class.
 //! * **STRIP** ([`strip_screen`], module [`strip`]) screens individual inputs at run time:
 //!   an input that still gets confident predictions when blended with random clean images
 //!   carries something that overrides the image content. The threshold is set on clean
 //!   inputs at a chosen false-positive rate.
+//! * **In an evaluation's report** ([`scan_section`], module [`section`]): a Neural Cleanse
+//!   run as the backdoor section of `robust eval --backdoor`'s results
+//!   ([`robust_report::BackdoorScan`]), with the triggers as PNG images.
 //!
 //! Both are seeded (initial triggers, mini-batch order, overlay draws) and run on whatever
 //! device the model was loaded on. The closed-form pieces ([`anomaly_index`],
@@ -46,17 +52,21 @@ pub mod anomaly;
 pub mod cleanse;
 mod data;
 mod error;
+pub mod pairs;
 mod render;
+pub mod section;
 pub mod strip;
 
 pub use anomaly::{anomaly_index, low_outliers, median, AnomalyStats};
 pub use cleanse::{
-    attack_success, neural_cleanse, reverse_engineer, CleanseConfig, CleanseReport, StepEvent,
-    Trigger,
+    attack_success, neural_cleanse, reverse_engineer, reverse_engineer_pair, CleanseConfig,
+    CleanseReport, Scope, StepEvent, Trigger,
 };
 pub use data::CleanSet;
 pub use error::{BackdoorError, Result};
+pub use pairs::{pair_cleanse, planned_steps, search_triggers, PairConfig, PairScreen};
 pub use render::{render_cleanse_html, render_strip_html, PageInfo};
+pub use section::{scan_section, trigger_images};
 pub use strip::{
     entropy_bits, strip_entropies, strip_screen, superimpose, threshold_at_fpr, Exclude,
     ScreenedInput, StripConfig, StripReport,

@@ -32,6 +32,11 @@
 //! baseline = "reports/baseline.json"
 //! min = [{ attack = "PGD-10 Linf", eps = 0.1, min_robust_accuracy = 0.5 }]
 //!
+//! [backdoor]            # optional: Neural Cleanse after the attacks (see eval --backdoor)
+//! scope = "all-sources" # or "per-source"
+//! steps = 100
+//! samples = 1000
+//!
 //! [mlflow]              # optional: log eval, drift and scan runs (see commands::mlflow)
 //! tracking_uri = "http://127.0.0.1:5000"
 //! experiment = "robust"
@@ -67,6 +72,48 @@ pub struct Config {
     /// rest of the file; `commands::mlflow` reads it (also for `drift` and `scan`).
     #[allow(dead_code)]
     pub mlflow: Option<robust_monitor::MlflowConfig>,
+    /// The backdoor scan of `robust eval` (its presence turns the scan on).
+    pub backdoor: Option<BackdoorConfig>,
+}
+
+/// `[backdoor]`: Neural Cleanse on the evaluated samples after the attacks, as `robust eval
+/// --backdoor` (whose flags override these). The section's presence turns the scan on,
+/// unless `enabled = false`. The keys are `robust backdoor`'s flags; the seed is eval's.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackdoorConfig {
+    /// `false` keeps the section but runs no scan (unless `--backdoor` is given).
+    pub enabled: Option<bool>,
+    /// `all-sources` or `per-source`.
+    pub scope: Option<String>,
+    /// Most optimisation steps per class (per finalist pair with `per-source`).
+    pub steps: Option<usize>,
+    /// Clean samples to search on, drawn (seeded) from the evaluated ones when there are more.
+    pub samples: Option<usize>,
+    /// `per-source`: steps every (source, target) pair gets in the screen.
+    pub pair_screen_steps: Option<usize>,
+    /// `per-source`: sources per target that get the full budget.
+    pub pair_finalists: Option<usize>,
+    /// Samples per mini-batch.
+    pub batch_size: Option<usize>,
+    /// Mini-batches per step (default: one pass).
+    pub batches_per_step: Option<usize>,
+    /// Adam's learning rate.
+    pub lr: Option<f64>,
+    /// The first weight λ of the mask's L1 norm.
+    pub init_cost: Option<f64>,
+    /// λ's multiplier.
+    pub cost_multiplier: Option<f64>,
+    /// Steps in a row before λ changes.
+    pub patience: Option<usize>,
+    /// The attack success rate a trigger must reach.
+    pub success_threshold: Option<f64>,
+    /// Whether a class stops once its norm stopped improving.
+    pub early_stop: Option<bool>,
+    /// Steps without improvement before an early stop.
+    pub early_stop_patience: Option<usize>,
+    /// The anomaly index above which a low norm is flagged.
+    pub anomaly_threshold: Option<f64>,
 }
 
 /// `[eval]`.

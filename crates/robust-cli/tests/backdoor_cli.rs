@@ -292,6 +292,101 @@ fn neural_cleanse_finds_the_patch_of_the_poisoned_model() {
     );
 }
 
+/// The per-source scope (`--scope per-source`): every (source, target) pair is screened,
+/// the two smallest sources per target are optimised in full, and per target the smallest
+/// pair trigger is analysed. Budget: 300 samples (about 30 per source), 5 screen steps per
+/// pair and 30 steps per finalist, of 4 mini-batches each (about 4-5 s per model here).
+///
+/// Checked against the files written: the screen holds all 90 pairs with the two smallest
+/// per target marked as finalists (recomputed from the screen rows); each class's norm is
+/// the smallest of its finalists and equals its mask's L1 norm; the indices and flags
+/// follow from the norms. Measured, not hoped for: the clean demo model flags no class (its
+/// all-source false positive, class 2, is gone), and on the poisoned model the way into
+/// class 1 is at least 2.5 times cheaper than on the clean model; class 1 is not flagged
+/// (natural pair triggers on this MNIST net are as small: 1 → 2 and 9 → 3 need 6-9 pixels),
+/// which is asserted too, so that a change in the verdict shows.
+#[test]
+fn per_source_scope_screens_every_pair_and_keeps_the_clean_model_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = [
+        "--scope",
+        "per-source",
+        "--batches-per-step",
+        "4",
+        "--pair-screen-steps",
+        "5",
+    ];
+    let mut class1 = Vec::new();
+    for (name, model) in [("poisoned", POISONED), ("clean", CLEAN)] {
+        let out = dir.path().join(name);
+        let (o, json, masks) = cleanse(model, &out, &extra);
+        assert_eq!(json["scope"], "per-source");
+        check_consistent(&o, &json, &masks, 2.0);
+        let screen = json["pair_screen"].as_array().unwrap();
+        assert_eq!(screen.len(), 90, "{name}");
+        let pairs = json["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), 20, "{name}");
+        let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+        for t in 0..10u64 {
+            // The finalists are the two smallest screened sources (reached ones first).
+            let mut rows: Vec<&serde_json::Value> =
+                screen.iter().filter(|r| r["target"] == t).collect();
+            assert_eq!(rows.len(), 9);
+            rows.sort_by(|a, b| {
+                let key = |r: &serde_json::Value| {
+                    if r["reached"].as_bool().unwrap() {
+                        (0, f(r, "norm"))
+                    } else {
+                        (1, -f(r, "attack_success"))
+                    }
+                };
+                let (ka, kb) = (key(a), key(b));
+                ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+            });
+            let finalists: Vec<u64> = rows
+                .iter()
+                .filter(|r| r["finalist"] == true)
+                .map(|r| r["source"].as_u64().unwrap())
+                .collect();
+            let want: Vec<u64> = rows[..2]
+                .iter()
+                .map(|r| r["source"].as_u64().unwrap())
+                .collect();
+            let (mut a, mut b) = (finalists.clone(), want);
+            a.sort_unstable();
+            b.sort_unstable();
+            assert_eq!(a, b, "{name}: finalists of target {t}");
+            // The class's trigger is its smallest final pair.
+            let finals: Vec<&serde_json::Value> =
+                pairs.iter().filter(|p| p["target"] == t).collect();
+            let mut srcs: Vec<u64> = finals
+                .iter()
+                .map(|p| p["source"].as_u64().unwrap())
+                .collect();
+            srcs.sort_unstable();
+            assert_eq!(srcs, a, "{name}: finals of target {t}");
+            let best = finals
+                .iter()
+                .filter(|p| p["reached_threshold"] == true)
+                .min_by(|x, y| f(x, "norm").total_cmp(&f(y, "norm")))
+                .copied()
+                .unwrap_or(finals[0]);
+            let row = &json["classes"][t as usize];
+            assert_eq!(row["source"], best["source"], "{name}: target {t}");
+            assert_eq!(f(row, "norm"), f(best, "norm"), "{name}: target {t}");
+        }
+        class1.push(f(&json["classes"][1], "norm"));
+        let flagged = json["flagged"].as_array().unwrap().len();
+        assert_eq!(flagged, 0, "{name}: {}", json["flagged"]);
+    }
+    assert!(
+        class1[1] >= 2.5 * class1[0],
+        "class 1: poisoned {} vs clean {}",
+        class1[0],
+        class1[1]
+    );
+}
+
 #[test]
 fn strip_flags_patched_sevens_and_keeps_the_false_positive_rate() {
     let dir = tempfile::tempdir().unwrap();

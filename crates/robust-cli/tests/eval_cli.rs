@@ -185,7 +185,7 @@ fn bad_input_is_one_line_and_exit_2() {
         (vec!["--model", junk.to_str().unwrap()], "junk.onnx"),
         (vec!["--data", "/nonexistent/images"], "/nonexistent/images"),
         (vec!["--eps", "abc"], "abc"),
-        (vec!["--attack", "deepfool"], "unknown attack 'deepfool'"),
+        (vec!["--attack", "boundary"], "unknown attack 'boundary'"),
         (vec!["--batch-size", "0"], "batch-size"),
         (vec!["--device", "tpu"], "unknown device 'tpu'"),
         (vec!["--max-drop", "0.1"], "--baseline"),

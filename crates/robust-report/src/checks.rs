@@ -12,6 +12,12 @@
 //! | `iterative-vs-single-step/<label>` | an iterative attack does worse than a single-step one | fail |
 //! | `gradients/<label>` | many samples had zero (warn) or NaN/infinite (fail) gradients | warn / fail |
 //!
+//! Then the indicators of attack failure (Pintor et al. 2022, and AutoAttack's own checks;
+//! see [`crate::indicators`]): silent success, incomplete optimisation, unconstrained
+//! attack failure, unstable predictions, randomness, probabilities instead of logits, and
+//! Square against the white-box attacks. The gradients check is their *unavailable
+//! gradients* indicator.
+//!
 //! A fifth check needs a second run: [`stronger_attack_checks`] compares a run with one whose
 //! attacks had twice the steps or restarts; if robust accuracy moves, the first attacks had
 //! not converged.
@@ -43,6 +49,21 @@ pub struct CheckOptions {
     /// For [`stronger_attack_checks`]: a change of robust accuracy larger than this (plus the
     /// sampling noise) means the weaker attack had not converged. Default `0.01`.
     pub convergence_tolerance: f64,
+    /// Silent success ([`crate::indicators`]): the fraction of samples, at one ε, that
+    /// may have had an adversarial iterate the attack then lost. Default `0.01`.
+    pub max_silent_success_fraction: f64,
+    /// Incomplete optimisation: the fraction of the samples an attack failed on, at one
+    /// ε, whose objective may still be rising at the end. Default `0.1`.
+    pub max_incomplete_fraction: f64,
+    /// Unstable predictions: the largest mean relative change of the margin under tiny
+    /// noise that still counts as stable. Default `0.1`.
+    pub max_unstable_change: f64,
+    /// Randomness: the largest change of the unit-normalised outputs between forward
+    /// passes that still counts as deterministic (AutoAttack's `1e-4`).
+    pub max_output_change: f64,
+    /// Square against the white-box attacks: the largest fraction of samples Square may
+    /// break beyond them (AutoAttack's `0.002`, 0.2 points).
+    pub max_square_gain: f64,
 }
 
 impl Default for CheckOptions {
@@ -54,6 +75,11 @@ impl Default for CheckOptions {
             chance_margin: 0.05,
             max_bad_gradient_fraction: 0.05,
             convergence_tolerance: 0.01,
+            max_silent_success_fraction: 0.01,
+            max_incomplete_fraction: 0.1,
+            max_unstable_change: 0.1,
+            max_output_change: 1e-4,
+            max_square_gain: 0.002,
         }
     }
 }
@@ -70,7 +96,9 @@ impl CheckOptions {
 
 /// Runs every check that needs only one run, in a stable order: monotonicity per attack,
 /// large epsilon per norm, iterative versus single-step per iterative attack, gradients per
-/// attack. A check that does not apply (no single-step attack to compare with) is left out;
+/// attack, then the indicators of attack failure ([`crate::indicators::indicator_checks`]),
+/// then the backdoor scan's check when the run has one ([`crate::backdoor_check`]). A check
+/// that does not apply (no single-step attack to compare with) is left out;
 /// the large-epsilon check passes with a note when no epsilon is large.
 pub fn reliability_checks(r: &RunResults, opts: &CheckOptions) -> Vec<Check> {
     let mut checks = Vec::new();
@@ -92,6 +120,8 @@ pub fn reliability_checks(r: &RunResults, opts: &CheckOptions) -> Vec<Check> {
     if let Some(a) = &r.audit {
         checks.push(audit_check(a));
     }
+    checks.extend(crate::indicators::indicator_checks(r, opts));
+    checks.extend(crate::backdoor::backdoor_check(r));
     checks
 }
 
@@ -390,7 +420,8 @@ fn iterative_vs_single_step_check(
     })
 }
 
-/// (d) Zero or non-finite gradients leave an attack blind.
+/// (d) Zero or non-finite gradients leave an attack blind: Pintor et al.'s *unavailable
+/// gradients* indicator, and AutoAttack's `check_zero_gradients`.
 fn gradient_check(a: &AttackResult, opts: &CheckOptions) -> Check {
     let frac = |count: usize, n: usize| {
         if n == 0 {
@@ -451,14 +482,24 @@ fn gradient_check(a: &AttackResult, opts: &CheckOptions) -> Check {
             };
         }
     }
+    let most = a
+        .points
+        .iter()
+        .map(|p| p.zero_grad_samples + p.nonfinite_grad_samples)
+        .max()
+        .unwrap_or(0);
     Check {
         id,
         status: CheckStatus::Pass,
         title,
-        message: format!(
-            "At most {} of samples had zero or non-finite gradients at any epsilon.",
-            pct(opts.max_bad_gradient_fraction)
-        ),
+        message: if most == 0 {
+            "No sample had a zero or non-finite gradient: gradients are available.".into()
+        } else {
+            format!(
+                "At most {most} samples at one epsilon had a zero or non-finite gradient,                  within the {} tolerated; they are robust only to this gradient attack.",
+                pct(opts.max_bad_gradient_fraction)
+            )
+        },
     }
 }
 
@@ -592,9 +633,16 @@ mod tests {
                 "iterative-vs-single-step/PGD-10 Linf",
                 "gradients/FGSM Linf",
                 "gradients/PGD-10 Linf",
+                "silent-success/FGSM Linf",
+                "silent-success/PGD-10 Linf",
+                "incomplete-optimization/PGD-10 Linf",
             ]
         );
-        for c in checks.iter().filter(|c| c.id != "large-eps/linf") {
+        // sample_run records no iterates: the indicators do not apply.
+        for c in checks
+            .iter()
+            .filter(|c| c.id != "large-eps/linf" && c.status != CheckStatus::NotApplicable)
+        {
             assert_eq!(c.status, CheckStatus::Pass, "{c:#?}");
         }
         // eps 0.1 < 0.5: the large-eps check does not apply, and says why.

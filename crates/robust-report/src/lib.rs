@@ -17,6 +17,10 @@
 //! * **The gate** ([`evaluate_gate`]): minimum robust accuracies and a maximum drop against
 //!   a baseline run, for CI. A point that disappeared from the run fails the gate rather
 //!   than passing silently.
+//! * **Backdoor scan** ([`BackdoorScan`], module [`backdoor`]): with `robust eval
+//!   --backdoor`, Neural Cleanse's per-class trigger norms, stored with their images so the
+//!   section re-renders from the file; a flagged class adds a warning check
+//!   ([`backdoor_check`]), not a gate failure.
 //! * **History** ([`append_history`], [`read_history`]): one JSON line per run, charted
 //!   over time in the HTML report.
 //! * **Renderings** ([`render_html`], [`render_markdown`], [`render_junit`]): a
@@ -57,6 +61,7 @@
 //! assert!(render_junit(&run).contains("<failure"));
 //! ```
 
+pub mod backdoor;
 pub mod checks;
 mod components;
 mod error;
@@ -64,17 +69,24 @@ mod format;
 pub mod gate;
 pub mod history;
 mod images;
+pub mod indicators;
+mod minimum_norm;
 pub mod render;
 pub mod schema;
 #[cfg(test)]
 mod testing;
 
+pub use backdoor::{
+    backdoor_check, backdoor_verdict, BackdoorClass, BackdoorScan, BackdoorSettings, TriggerImages,
+    BACKDOOR_CHECK_ID,
+};
 pub use checks::{reliability_checks, stronger_attack_check, stronger_attack_checks, CheckOptions};
 pub use components::components_line;
 pub use error::{ReportError, Result};
 pub use gate::{evaluate_gate, threshold_text, unlike_baseline, MinRule, Thresholds};
 pub use history::{append_history, read_history, HistoryEntry, HistoryPoint};
 pub use images::{perturbation_to_unit, png_base64};
+pub use minimum_norm::median_perturbation_line;
 pub use render::html::{render_html, HtmlOptions, REPORT_CSS};
 pub use render::junit::render_junit;
 pub use render::markdown::render_markdown;
@@ -82,5 +94,6 @@ pub use render::{headlines, Headline};
 pub use schema::{
     eps_eq, write_atomic, AttackResult, AuditFinding, Check, CheckStatus, DataConversion,
     DatasetInfo, DeviceInfo, EpsPoint, Example, GateReport, GateRow, ModelAudit, ModelInfo,
-    RunResults, ToolInfo, WorstCasePoint, EPS_TOLERANCE, SCHEMA_VERSION,
+    OutputProbe, Probes, RandomnessProbe, RunResults, ToolInfo, UnconstrainedProbe, UnstableProbe,
+    WorstCasePoint, EPS_TOLERANCE, SCHEMA_VERSION,
 };

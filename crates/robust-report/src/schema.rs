@@ -69,6 +69,90 @@ pub struct RunResults {
     /// or expose. `None` when the model was not audited.
     #[serde(default)]
     pub audit: Option<ModelAudit>,
+    /// The indicators of attack failure measured with extra passes on a few samples
+    /// (unstable predictions, unconstrained attacks, randomness, output range). `None` in
+    /// older files.
+    #[serde(default)]
+    pub probes: Option<Probes>,
+    /// The backdoor scan (`robust eval --backdoor`): Neural Cleanse's smallest trigger per
+    /// class and its anomaly analysis, with the trigger images. `None` when no scan was
+    /// asked for, and in older files (the field is then left out of the JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backdoor: Option<crate::backdoor::BackdoorScan>,
+}
+
+/// What the extra passes behind some indicators of attack failure measured, on the first
+/// [`Probes::samples`] samples (see `robust_attacks::indicators`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Probes {
+    /// Samples probed: the first this many of the evaluation.
+    pub samples: usize,
+    /// Unstable predictions (Pintor et al. 2022): how much the margin moves under tiny noise.
+    pub unstable: UnstableProbe,
+    /// AutoAttack's randomness check: repeated forward passes of the same inputs.
+    pub randomness: RandomnessProbe,
+    /// AutoAttack's output-range check: do the outputs look like probabilities?
+    pub outputs: OutputProbe,
+    /// Unconstrained attack failure (Pintor et al. 2022), per attack.
+    pub unconstrained: Vec<UnconstrainedProbe>,
+}
+
+/// The unstable-predictions measurement.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnstableProbe {
+    /// Random perturbations per sample.
+    pub draws: usize,
+    /// Width of the uniform noise, as a fraction of the input range.
+    pub radius: f64,
+    /// Per sample: the mean relative change of the margin `z_y − max_{j≠y} z_j`.
+    pub relative_change: Vec<f64>,
+}
+
+impl UnstableProbe {
+    /// The indicator's value: the mean relative change over samples, capped at 1 (as in
+    /// the reference).
+    pub fn value(&self) -> f64 {
+        if self.relative_change.is_empty() {
+            return 0.0;
+        }
+        let mean = self.relative_change.iter().sum::<f64>() / self.relative_change.len() as f64;
+        mean.min(1.0)
+    }
+}
+
+/// The randomness measurement.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RandomnessProbe {
+    /// Forward passes compared.
+    pub passes: usize,
+    /// Largest L2 distance between two passes' unit-normalised outputs of one sample.
+    pub max_output_change: f64,
+    /// Samples whose prediction changed between passes.
+    pub prediction_changes: usize,
+}
+
+/// The range of the model's outputs on the probed samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputProbe {
+    /// Smallest output.
+    pub min: f64,
+    /// Largest output.
+    pub max: f64,
+    /// Largest distance of a row's sum from 1.
+    pub max_row_sum_error: f64,
+}
+
+/// One attack run with an ε that covers the whole input box.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnconstrainedProbe {
+    /// The attack's label.
+    pub attack: String,
+    /// The ε used.
+    pub eps: f64,
+    /// Clean-correct samples attacked.
+    pub attacked: usize,
+    /// Of those, the samples the attack did not break.
+    pub failed: usize,
 }
 
 /// What `robust audit` found in the evaluated model's files.
@@ -224,6 +308,24 @@ pub struct EpsPoint {
     pub nonfinite_grad_samples: usize,
     /// Number of samples attacked.
     pub n: usize,
+    /// Clean-correct samples of which the attack recorded its iterates (gradient attacks
+    /// do; gradient-free and minimum-norm ones may not): those the silent-success check
+    /// can judge. 0 in older files.
+    #[serde(default)]
+    pub traced_samples: usize,
+    /// Clean-correct samples the attack failed on although one of its iterates was
+    /// adversarial: it found an adversarial example and returned another point (silent
+    /// success, Pintor et al. 2022).
+    #[serde(default)]
+    pub silent_success_samples: usize,
+    /// Clean-correct samples the attack failed on with at least two recorded steps: those
+    /// the incomplete-optimisation check can judge.
+    #[serde(default)]
+    pub traced_failed_samples: usize,
+    /// Of those, the samples whose objective was still rising over the attack's last
+    /// steps (incomplete optimisation, Pintor et al. 2022).
+    #[serde(default)]
+    pub incomplete_samples: usize,
 }
 
 /// Robust accuracy against the union of several attacks at one epsilon.
@@ -464,7 +566,8 @@ impl RunResults {
     /// `[0, 1]`; negative epsilons, perturbations or durations; counts that contradict each
     /// other (a point with more attacked samples than the data set holds, more samples with
     /// dead gradients than attacked, more per-class values than the model has classes);
-    /// empty or duplicate attack labels.
+    /// empty or duplicate attack labels; a backdoor scan's
+    /// [problems](crate::BackdoorScan::problems).
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut check = |what: String, x: f64, range: Range| {
@@ -547,7 +650,43 @@ impl RunResults {
                 }
             }
         }
+        if let Some(pr) = &self.probes {
+            for (i, v) in pr.unstable.relative_change.iter().enumerate() {
+                check(
+                    format!("probes.unstable.relative_change[{i}]"),
+                    *v,
+                    Range::NonNegative,
+                );
+            }
+            check(
+                "probes.unstable.radius".into(),
+                pr.unstable.radius,
+                Range::NonNegative,
+            );
+            check(
+                "probes.randomness.max_output_change".into(),
+                pr.randomness.max_output_change,
+                Range::NonNegative,
+            );
+            check("probes.outputs.min".into(), pr.outputs.min, Range::Any);
+            check("probes.outputs.max".into(), pr.outputs.max, Range::Any);
+            check(
+                "probes.outputs.max_row_sum_error".into(),
+                pr.outputs.max_row_sum_error,
+                Range::NonNegative,
+            );
+            for u in &pr.unconstrained {
+                check(
+                    format!("probes.unconstrained '{}': eps", u.attack),
+                    u.eps,
+                    Range::NonNegative,
+                );
+            }
+        }
         problems.extend(self.count_problems());
+        if let Some(b) = &self.backdoor {
+            problems.extend(b.problems());
+        }
         let mut seen = HashSet::new();
         for a in &self.attacks {
             if a.label.trim().is_empty() {
@@ -565,6 +704,14 @@ impl RunResults {
     /// Counts that contradict each other (see [`RunResults::problems`]).
     fn count_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        for u in self.probes.iter().flat_map(|p| &p.unconstrained) {
+            if u.failed > u.attacked {
+                problems.push(format!(
+                    "probes.unconstrained '{}': failed is {}, more than attacked = {}",
+                    u.attack, u.failed, u.attacked
+                ));
+            }
+        }
         let size = self.dataset.size;
         let classes = self.model.num_classes;
         if classes > 0 && self.clean_per_class.len() > classes {
@@ -585,10 +732,24 @@ impl RunResults {
                 for (field, v) in [
                     ("zero_grad_samples", p.zero_grad_samples),
                     ("nonfinite_grad_samples", p.nonfinite_grad_samples),
+                    ("traced_samples", p.traced_samples),
+                    ("traced_failed_samples", p.traced_failed_samples),
                 ] {
                     if v > p.n {
                         problems.push(format!("{at}: {field} is {v}, more than n = {}", p.n));
                     }
+                }
+                if p.silent_success_samples > p.traced_samples {
+                    problems.push(format!(
+                        "{at}: silent_success_samples is {}, more than traced_samples = {}",
+                        p.silent_success_samples, p.traced_samples
+                    ));
+                }
+                if p.incomplete_samples > p.traced_failed_samples {
+                    problems.push(format!(
+                        "{at}: incomplete_samples is {}, more than traced_failed_samples = {}",
+                        p.incomplete_samples, p.traced_failed_samples
+                    ));
                 }
                 if classes > 0 && p.per_class_robust.len() > classes {
                     problems.push(format!(

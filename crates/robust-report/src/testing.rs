@@ -14,6 +14,7 @@ pub(crate) fn point(eps: f64, robust_accuracy: f64) -> EpsPoint {
         zero_grad_samples: 0,
         nonfinite_grad_samples: 0,
         n: 100,
+        ..Default::default()
     }
 }
 
@@ -107,5 +108,52 @@ pub(crate) fn sample_run() -> RunResults {
         gate: None,
         primary_eps: None,
         audit: None,
+        probes: None,
+        backdoor: None,
+    }
+}
+
+/// A backdoor scan of ten classes, class 1 far below the others (flagged when `flag`).
+pub(crate) fn sample_scan(flag: bool) -> crate::backdoor::BackdoorScan {
+    let norms = [40.0, 11.5, 38.0, 45.0, 44.0, 50.0, 41.0, 47.0, 39.0, 43.0];
+    let classes = norms
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| crate::backdoor::BackdoorClass {
+            class: k,
+            norm: n,
+            anomaly_index: Some(((n - 42.0f64) / (1.4826 * 3.0)).abs()),
+            below_median: n < 42.0,
+            flagged: flag && k == 1,
+            reached_threshold: k != 5,
+            attack_success: 0.99,
+            attack_samples: 270,
+            steps: 30,
+            final_cost: 1e-3,
+            images: Some(crate::backdoor::TriggerImages {
+                mask_png: "iVBO".into(),
+                pattern_png: "iVBO".into(),
+                trigger_png: "iVBO".into(),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    crate::backdoor::BackdoorScan {
+        method: "neural-cleanse".into(),
+        scope: "all-sources".into(),
+        samples: 300,
+        seed: 0,
+        duration_s: 5.0,
+        settings: crate::backdoor::BackdoorSettings {
+            steps: 30,
+            success_threshold: 0.99,
+            ..Default::default()
+        },
+        anomaly_threshold: 2.0,
+        median_norm: 42.0,
+        mad: 3.0,
+        mask_pixels: 784,
+        classes,
+        flagged: if flag { vec![1] } else { vec![] },
     }
 }

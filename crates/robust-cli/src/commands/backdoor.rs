@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use robust_backdoor::{
-    neural_cleanse, render_cleanse_html, render_strip_html, strip_screen, CleanSet, CleanseConfig,
-    CleanseReport, PageInfo, StepEvent, StripConfig, StripReport,
+    planned_steps, render_cleanse_html, render_strip_html, search_triggers, strip_screen, CleanSet,
+    CleanseConfig, CleanseReport, PageInfo, PairConfig, Scope, StepEvent, StripConfig, StripReport,
 };
 use robust_data::{DataSpec, Dataset};
 use robust_models::{select_device, ComputeDevice, DeviceChoice, Model};
@@ -60,10 +60,35 @@ pub struct BackdoorArgs {
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub samples: usize,
 
-    /// Neural Cleanse: most optimisation steps per class (a step is one pass over the
-    /// samples of the other classes, or --batches-per-step mini-batches).
+    /// Neural Cleanse: which samples a trigger must move. per-source: per (source, target)
+    /// pair, the source's samples only, and per target the smallest trigger over sources
+    /// (finds backdoors planted on one source class); all-sources: the paper's main method,
+    /// one trigger per target for the samples of every other class.
+    #[arg(long, default_value = "all-sources", value_parser = ["all-sources", "per-source"],
+          help_heading = "Neural Cleanse")]
+    pub scope: String,
+    /// Neural Cleanse: most optimisation steps per class, or per finalist pair with
+    /// --scope per-source (a step is one pass over the samples to move, or
+    /// --batches-per-step mini-batches).
     #[arg(long, default_value_t = 100, help_heading = "Neural Cleanse")]
     pub steps: usize,
+    /// Neural Cleanse, per-source: steps every (source, target) pair gets in the screen.
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "N",
+        help_heading = "Neural Cleanse"
+    )]
+    pub pair_screen_steps: usize,
+    /// Neural Cleanse, per-source: sources per target (smallest screened triggers) that get
+    /// the full --steps; at K-1 every pair does and there is no screen.
+    #[arg(
+        long,
+        default_value_t = 2,
+        value_name = "N",
+        help_heading = "Neural Cleanse"
+    )]
+    pub pair_finalists: usize,
     /// Neural Cleanse: mini-batches per step [default: one pass].
     #[arg(long, value_name = "N", help_heading = "Neural Cleanse")]
     pub batches_per_step: Option<usize>,
@@ -179,6 +204,7 @@ fn cleanse_config(args: &BackdoorArgs) -> anyhow::Result<CleanseConfig> {
     let cfg = CleanseConfig {
         steps: args.steps,
         batch_size: args.batch_size.unwrap_or(32),
+        measure_batch_size: 256,
         batches_per_step: args.batches_per_step,
         learning_rate: args.lr,
         init_cost: args.init_cost,
@@ -193,6 +219,20 @@ fn cleanse_config(args: &BackdoorArgs) -> anyhow::Result<CleanseConfig> {
     cfg.validate()
         .map_err(|e| bad_input(format!("Neural Cleanse settings: {e}")))?;
     Ok(cfg)
+}
+
+/// The pair budget of `--scope per-source`, `None` for `all-sources`.
+fn pair_config(args: &BackdoorArgs) -> anyhow::Result<Option<PairConfig>> {
+    if args.scope != Scope::PerSource.name() {
+        return Ok(None);
+    }
+    let cfg = PairConfig {
+        screen_steps: args.pair_screen_steps,
+        finalists: args.pair_finalists,
+    };
+    cfg.validate()
+        .map_err(|e| bad_input(format!("Neural Cleanse settings: {e}")))?;
+    Ok(Some(cfg))
 }
 
 fn strip_config(args: &BackdoorArgs) -> anyhow::Result<StripConfig> {
@@ -258,20 +298,43 @@ fn load_clean(
     spec.labels = args.labels.clone();
     let info = model.info();
     let dataset = Dataset::open(&spec, shape, info.bounds, None).map_err(bad_input)?;
+    let set = clean_subset(
+        &dataset,
+        shape,
+        args.samples,
+        args.seed,
+        info.num_classes,
+        &args.data,
+    )?;
+    Ok((
+        set,
+        dataset.info().class_names.clone(),
+        dataset.info().source.clone(),
+    ))
+}
+
+/// Up to `n` samples of `dataset` (images of `shape`, the model's), drawn without
+/// replacement from `seed` ([`draw`]), in index order; `path` names the data in errors.
+/// `robust eval --backdoor` draws its samples here too, so that both commands search on
+/// the same samples given the same data, `n` and seed.
+pub(crate) fn clean_subset(
+    dataset: &Dataset,
+    shape: [usize; 3],
+    n: usize,
+    seed: u64,
+    num_classes: usize,
+    path: &Path,
+) -> anyhow::Result<CleanSet> {
     if dataset.is_empty() {
+        return Err(bad_input(format!("{}: no clean samples", path.display())));
+    }
+    if let Some(&bad) = dataset.labels().iter().find(|&&y| y >= num_classes) {
         return Err(bad_input(format!(
-            "{}: no clean samples",
-            args.data.display()
+            "{}: label {bad} is out of range for a model with {num_classes} outputs",
+            path.display()
         )));
     }
-    if let Some(&bad) = dataset.labels().iter().find(|&&y| y >= info.num_classes) {
-        return Err(bad_input(format!(
-            "{}: label {bad} is out of range for a model with {} outputs",
-            args.data.display(),
-            info.num_classes
-        )));
-    }
-    let chosen = draw(dataset.len(), args.samples, args.seed);
+    let chosen = draw(dataset.len(), n, seed);
     let per: usize = shape.iter().product();
     let mut pixels = Vec::with_capacity(chosen.len() * per);
     let mut labels = Vec::with_capacity(chosen.len());
@@ -287,13 +350,7 @@ fn load_clean(
         labels.extend(b.labels);
         k = end;
     }
-    let set = CleanSet::new(shape, pixels, labels)
-        .map_err(|e| bad_input(format!("{}: {e}", args.data.display())))?;
-    Ok((
-        set,
-        dataset.info().class_names.clone(),
-        dataset.info().source.clone(),
-    ))
+    CleanSet::new(shape, pixels, labels).map_err(|e| bad_input(format!("{}: {e}", path.display())))
 }
 
 /// The inputs to screen, all of them.
@@ -321,7 +378,8 @@ fn load_screen(path: &Path, model: &Model, shape: [usize; 3]) -> anyhow::Result<
     Ok(pixels)
 }
 
-fn bar(len: u64, quiet: bool, template: &str) -> ProgressBar {
+/// A progress bar with `template`, hidden when `quiet`.
+pub(crate) fn bar(len: u64, quiet: bool, template: &str) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
@@ -340,9 +398,34 @@ fn execute(args: &BackdoorArgs) -> anyhow::Result<ExitCode> {
     let (cleanse_cfg, strip_cfg) = if screen {
         (None, Some(strip_config(args)?))
     } else {
-        (Some(cleanse_config(args)?), None)
+        (Some((cleanse_config(args)?, pair_config(args)?)), None)
     };
     let (model, device, shape) = load_model(args)?;
+    // On wgpu no batch may need a buffer larger than the device allows (as in eval).
+    let cap = |default| {
+        super::eval::capped_batch_size(args.batch_size, default, &device, model.info(), args.quiet)
+    };
+    let cleanse_cfg = match cleanse_cfg {
+        Some((mut cfg, pairs)) => {
+            cfg.batch_size = cap(cfg.batch_size)?;
+            cfg.measure_batch_size = super::eval::capped_batch_size(
+                None,
+                cfg.measure_batch_size,
+                &device,
+                model.info(),
+                true,
+            )?;
+            Some((cfg, pairs))
+        }
+        None => None,
+    };
+    let strip_cfg = match strip_cfg {
+        Some(mut cfg) => {
+            cfg.batch_size = cap(cfg.batch_size)?;
+            Some(cfg)
+        }
+        None => None,
+    };
     let (clean, class_names, source) = load_clean(args, &model, shape)?;
     let info = model.info();
     if !args.quiet {
@@ -371,7 +454,7 @@ fn execute(args: &BackdoorArgs) -> anyhow::Result<ExitCode> {
         generator: format!("robust {}", env!("CARGO_PKG_VERSION")),
     };
     match (cleanse_cfg, strip_cfg, &args.screen) {
-        (Some(cfg), _, _) => run_cleanse(args, &model, &clean, &cfg, page),
+        (Some((cfg, pairs)), _, _) => run_cleanse(args, &model, &clean, &cfg, pairs.as_ref(), page),
         (_, Some(cfg), Some(path)) => {
             let inputs = load_screen(path, &model, shape)?;
             run_strip(args, &model, &clean, &inputs, &cfg, page)
@@ -385,6 +468,9 @@ fn execute(args: &BackdoorArgs) -> anyhow::Result<ExitCode> {
 struct ClassRow {
     class: usize,
     name: String,
+    /// The source of the class's smallest pair trigger (per-source scope only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<usize>,
     norm: f64,
     anomaly_index: f64,
     below_median: bool,
@@ -396,10 +482,23 @@ struct ClassRow {
     final_cost: f64,
 }
 
+/// One fully optimised pair of `backdoor.json` (per-source scope).
+#[derive(Serialize)]
+struct PairRow {
+    source: usize,
+    target: usize,
+    norm: f64,
+    reached_threshold: bool,
+    attack_success: f64,
+    attack_samples: usize,
+    steps: usize,
+}
+
 #[derive(Serialize)]
 struct CleanseJson<'a> {
     tool: String,
     method: &'static str,
+    scope: &'static str,
     model: String,
     model_sha256: String,
     data: String,
@@ -408,62 +507,48 @@ struct CleanseJson<'a> {
     seed: u64,
     duration_s: f64,
     config: &'a CleanseConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pair_budget: Option<&'a PairConfig>,
     anomaly_threshold: f64,
     median_norm: f64,
     mad: f64,
     classes: Vec<ClassRow>,
     flagged: &'a [usize],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flagged_pairs: Option<Vec<(usize, usize)>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pairs: Vec<PairRow>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pair_screen: &'a [robust_backdoor::PairScreen],
 }
+
+/// The template of a trigger search's progress bar.
+pub(crate) const TRIGGER_BAR: &str = "{msg} [{bar:30}] {pos}/{len} (trigger steps) {elapsed}<{eta}";
 
 fn run_cleanse(
     args: &BackdoorArgs,
     model: &Model,
     clean: &CleanSet,
     cfg: &CleanseConfig,
+    pairs: Option<&PairConfig>,
     mut page: PageInfo,
 ) -> anyhow::Result<ExitCode> {
     let k = model.info().num_classes;
-    let pb = bar(
-        (k * cfg.steps) as u64,
-        args.quiet,
-        "{msg} [{bar:30}] {pos}/{len} (class × step) {elapsed}<{eta}",
-    );
+    let pb = bar(planned_steps(k, cfg, pairs) as u64, args.quiet, TRIGGER_BAR);
     let started = Instant::now();
-    let mut on_step = |e: StepEvent| {
-        pb.set_message(format!(
-            "class {}: step {}, success {:.0}%, norm {:.1}, λ {:.1e}",
-            e.class,
-            e.step,
-            100.0 * e.success,
-            e.norm,
-            e.cost
-        ));
-        pb.inc(if e.last {
-            (cfg.steps - e.step + 1) as u64
-        } else {
-            1
-        });
-    };
-    let report = neural_cleanse(model, clean, cfg, args.anomaly_threshold, &mut on_step)
-        .map_err(|e| bad_input(format!("{}: {e}", model.info().path.display())))?;
+    let mut on_step = |e: StepEvent| show_step(&pb, e);
+    let report = search_triggers(
+        model,
+        clean,
+        cfg,
+        pairs,
+        args.anomaly_threshold,
+        &mut on_step,
+    )
+    .map_err(|e| bad_input(format!("{}: {e}", model.info().path.display())))?;
     pb.finish_and_clear();
     page.seconds = started.elapsed().as_secs_f64();
-    page.rows = vec![
-        (
-            "settings".into(),
-            format!(
-                "{} steps at most, batch {}, Adam lr {}, λ₀ {}, ×{} / patience {}, success ≥ {}, early stop {}",
-                cfg.steps,
-                cfg.batch_size,
-                cfg.learning_rate,
-                cfg.init_cost,
-                cfg.cost_multiplier,
-                cfg.patience,
-                cfg.success_threshold,
-                if cfg.early_stop { "on" } else { "off" }
-            ),
-        ),
-    ];
+    page.rows = settings_rows(&report);
     let html = render_cleanse_html(&report, &page).map_err(bad_input)?;
     let json = cleanse_json(&report, clean, &page);
     let [c, h, w] = clean.shape;
@@ -499,6 +584,59 @@ fn run_cleanse(
     })
 }
 
+/// The progress bar of a trigger search (see [`TRIGGER_BAR`]) after step `e`.
+pub(crate) fn show_step(pb: &ProgressBar, e: StepEvent) {
+    let what = match e.source {
+        Some(s) => format!("pair {s} → {}", e.class),
+        None => format!("class {}", e.class),
+    };
+    pb.set_message(format!(
+        "{what}: step {}, success {:.0}%, norm {:.1}, λ {:.1e}",
+        e.step,
+        100.0 * e.success,
+        e.norm,
+        e.cost
+    ));
+    pb.inc(if e.last {
+        (e.budget - e.step + 1) as u64
+    } else {
+        1
+    });
+}
+
+/// The settings rows of the HTML page.
+pub(crate) fn settings_rows(report: &CleanseReport) -> Vec<(String, String)> {
+    let cfg = &report.config;
+    let mut rows = vec![(
+        "settings".into(),
+        format!(
+            "{} steps at most, batch {}, Adam lr {}, λ₀ {}, ×{} / patience {}, success ≥ {}, early stop {}",
+            cfg.steps,
+            cfg.batch_size,
+            cfg.learning_rate,
+            cfg.init_cost,
+            cfg.cost_multiplier,
+            cfg.patience,
+            cfg.success_threshold,
+            if cfg.early_stop { "on" } else { "off" }
+        ),
+    )];
+    rows.push((
+        "scope".into(),
+        match &report.pairs {
+            Some(p) => format!(
+                "per source: every (source, target) pair screened for {} steps, the {} smallest \
+                 sources per target optimised for {} steps; per target the smallest trigger",
+                p.screen_steps, p.finalists, cfg.steps
+            ),
+            None => {
+                "all sources: one trigger per target for the samples of every other class".into()
+            }
+        },
+    ));
+    rows
+}
+
 fn cleanse_json(report: &CleanseReport, clean: &CleanSet, page: &PageInfo) -> String {
     let classes = report
         .triggers
@@ -510,6 +648,7 @@ fn cleanse_json(report: &CleanseReport, clean: &CleanSet, page: &PageInfo) -> St
                 .get(t.class)
                 .cloned()
                 .unwrap_or_else(|| t.class.to_string()),
+            source: t.source,
             norm: t.norm,
             anomaly_index: report.anomaly.index[t.class],
             below_median: t.norm < report.anomaly.median,
@@ -521,9 +660,23 @@ fn cleanse_json(report: &CleanseReport, clean: &CleanSet, page: &PageInfo) -> St
             final_cost: t.final_cost,
         })
         .collect();
+    let pairs = report
+        .finals
+        .iter()
+        .map(|t| PairRow {
+            source: t.source.unwrap_or(t.class),
+            target: t.class,
+            norm: t.norm,
+            reached_threshold: t.reached,
+            attack_success: t.attack_success,
+            attack_samples: t.attack_samples,
+            steps: t.steps,
+        })
+        .collect();
     let doc = CleanseJson {
         tool: page.generator.clone(),
         method: "neural-cleanse",
+        scope: report.scope.name(),
         model: page.model.clone(),
         model_sha256: page.sha256.clone(),
         data: page.data.clone(),
@@ -532,11 +685,15 @@ fn cleanse_json(report: &CleanseReport, clean: &CleanSet, page: &PageInfo) -> St
         seed: page.seed,
         duration_s: page.seconds,
         config: &report.config,
+        pair_budget: report.pairs.as_ref(),
         anomaly_threshold: report.threshold,
         median_norm: report.anomaly.median,
         mad: report.anomaly.mad,
         classes,
         flagged: &report.flagged,
+        flagged_pairs: (report.scope == Scope::PerSource).then(|| report.flagged_pairs()),
+        pairs,
+        pair_screen: &report.screen,
     };
     // An infinite anomaly index (MAD 0) is written as null by serde_json.
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -545,9 +702,16 @@ fn cleanse_json(report: &CleanseReport, clean: &CleanSet, page: &PageInfo) -> St
 }
 
 fn cleanse_table(report: &CleanseReport, page: &PageInfo) -> String {
+    let per_source = report.scope == Scope::PerSource;
     let mut out = format!(
-        "\n{:>5}  {:>10}  {:>13}  {:>9}  {:>5}  {:>9}  verdict\n",
-        "class", "mask L1", "anomaly index", "success", "steps", "final λ"
+        "\n{:>5}  {:>6}  {:>10}  {:>13}  {:>9}  {:>5}  {:>9}  verdict\n",
+        "class",
+        if per_source { "source" } else { "" },
+        "mask L1",
+        "anomaly index",
+        "success",
+        "steps",
+        "final λ"
     );
     for t in &report.triggers {
         let idx = report.anomaly.index[t.class];
@@ -559,8 +723,9 @@ fn cleanse_table(report: &CleanseReport, page: &PageInfo) -> String {
             ""
         };
         out.push_str(&format!(
-            "{:>5}  {:>10.2}  {:>13}  {:>8.2}%  {:>5}  {:>9.2e}  {verdict}\n",
+            "{:>5}  {:>6}  {:>10.2}  {:>13}  {:>8.2}%  {:>5}  {:>9.2e}  {verdict}\n",
             t.class,
+            t.source.map(|s| s.to_string()).unwrap_or_default(),
             t.norm,
             format!(
                 "{}{:.2}",
@@ -576,15 +741,27 @@ fn cleanse_table(report: &CleanseReport, page: &PageInfo) -> String {
             t.final_cost
         ));
     }
+    let verdict = if report.flagged.is_empty() {
+        "no class flagged".to_string()
+    } else if per_source {
+        let pairs: Vec<String> = report
+            .flagged_pairs()
+            .iter()
+            .map(|(s, t)| format!("{s} → {t}"))
+            .collect();
+        format!(
+            "flagged: class {:?} (source → target: {})",
+            report.flagged,
+            pairs.join(", ")
+        )
+    } else {
+        format!("flagged: class {:?}", report.flagged)
+    };
     out.push_str(&format!(
-        "median norm {:.2}, MAD {:.2}; {} in {:.1} s\n",
+        "{} scope; median norm {:.2}, MAD {:.2}; {verdict} in {:.1} s\n",
+        report.scope.name(),
         report.anomaly.median,
         report.anomaly.mad,
-        if report.flagged.is_empty() {
-            "no class flagged".to_string()
-        } else {
-            format!("flagged: class {:?}", report.flagged)
-        },
         page.seconds
     ));
     out

@@ -30,6 +30,10 @@ use crate::model_flags::ModelFlags;
   robust eval --device wgpu --attack pgd --steps 20 --restarts 2 --eps 0.03
   robust eval --baseline reports/baseline.json --max-drop 0.02   # exit 1 on regression
 
+--backdoor (or [backdoor] in robust.toml) adds Neural Cleanse on the evaluated samples after
+the attacks (as `robust backdoor`, seeded by --seed): a section in every report. A flagged
+class is a warning check; it does not fail the gate or change the exit code.
+
 Exit code 0: evaluated, and every gate held; 1: the gate failed (a regression or a robust
 accuracy below --min-robust), or the model did not verify against --require-signature;
 2: bad input: a missing or malformed file, an invalid flag, no samples to evaluate, a model
@@ -168,6 +172,18 @@ pub struct EvalArgs {
     /// from JOB_COMPLETION_INDEX (Kubernetes Indexed Job) or SLURM_ARRAY_TASK_ID (Slurm).
     #[arg(long, value_name = "K/N", value_parser = super::shard::parse_shard_arg)]
     pub shard: Option<super::shard::ShardArg>,
+
+    /// Record progress in FILE after every batch (atomically), and resume from it: a killed
+    /// run restarted with the same --state continues with the next batch and writes the
+    /// same results as an uninterrupted one. FILE records the model, data, attacks, ε,
+    /// seed and batch size it belongs to, and a different run is refused (exit 2). The file
+    /// is kept afterwards; delete it to start over.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// The backdoor scan (Neural Cleanse) after the attacks.
+    #[command(flatten)]
+    pub backdoor: super::eval_backdoor::EvalBackdoorArgs,
 
     /// No progress bar.
     #[arg(long, short)]
@@ -374,7 +390,11 @@ struct Plan {
     signature: Option<(PathBuf, PathBuf)>,
     /// `--shard K/N`, resolved.
     shard: Option<Shard>,
+    /// `--state FILE`: progress recorded after each batch, and resumed from.
+    state: Option<PathBuf>,
     audit: bool,
+    /// `--backdoor` or `[backdoor]`: Neural Cleanse after the attacks.
+    backdoor: Option<super::eval_backdoor::BackdoorPlan>,
     quiet: bool,
 }
 
@@ -550,6 +570,15 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
             "--limit 0 evaluates no sample, so nothing would be measured; give at least 1",
         ));
     }
+    let seed = args.seed.or(cfg.eval.seed).unwrap_or(0);
+    let backdoor =
+        super::eval_backdoor::plan(&args.backdoor, cfg.backdoor, config_path.as_deref(), seed)?;
+    if backdoor.is_some() && args.shard.is_some() {
+        return Err(bad_input(
+            "--backdoor cannot run in a shard: scan the model in a run of its own (`robust \
+             backdoor`, or `robust eval --backdoor` without --shard)",
+        ));
+    }
     let out = args
         .out
         .clone()
@@ -572,7 +601,7 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         device,
         batch_size,
         limit,
-        seed: args.seed.or(cfg.eval.seed).unwrap_or(0),
+        seed,
         out,
         examples: args.examples.or(cfg.eval.examples).unwrap_or(3),
         history: args.history.clone().or(cfg.eval.history),
@@ -598,7 +627,9 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
             }
             None => None,
         },
+        state: args.state.clone(),
         audit: args.audit,
+        backdoor,
         quiet: args.quiet,
     })
 }
@@ -641,6 +672,7 @@ fn refuse_overwriting_inputs(plan: &Plan) -> anyhow::Result<()> {
     let mut outputs: Vec<PathBuf> = OUTPUT_FILES.iter().map(|f| plan.out.join(f)).collect();
     outputs.extend(plan.history.clone());
     outputs.extend(plan.save_baseline.clone());
+    outputs.extend(plan.state.clone());
     let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     let outputs: Vec<&Path> = outputs.iter().map(PathBuf::as_path).collect();
     super::refuse_overlap(&inputs, &outputs)
@@ -732,6 +764,21 @@ fn component_params(stats: &[robust_attacks::PointStats]) -> Option<serde_json::
     (!per_eps.is_empty()).then(|| per_eps.into())
 }
 
+/// For a minimum-norm attack (CW-L2, DeepFool): the median of the smallest adversarial
+/// perturbations found over the points classified correctly when clean (`null` when it is
+/// +∞), with the points no perturbation broke counted as +∞. The same at every ε.
+fn median_params(stats: &[robust_attacks::PointStats]) -> Option<serde_json::Value> {
+    let s = stats.iter().find(|s| !s.minimum_norms.is_empty())?;
+    let median = s.median_minimum_norm()?;
+    let unbroken = s.minimum_norms.iter().filter(|v| v.is_infinite()).count();
+    Some(serde_json::json!({
+        "median": median.is_finite().then_some(median),
+        "points": s.clean_correct,
+        "unbroken": unbroken,
+        "unbroken_counted_as": "+inf",
+    }))
+}
+
 pub(crate) fn labels_of(plans: &[AttackPlan]) -> Vec<String> {
     let mut labels: Vec<String> = Vec::new();
     for p in plans {
@@ -763,9 +810,20 @@ fn batch_size_for(
     info: &ModelInfo,
     quiet: bool,
 ) -> anyhow::Result<usize> {
+    capped_batch_size(requested, DEFAULT_BATCH_SIZE, device, info, quiet)
+}
+
+/// [`batch_size_for`] with another default (`robust backdoor`'s trigger and STRIP batches).
+pub(crate) fn capped_batch_size(
+    requested: Option<usize>,
+    default: usize,
+    device: &ComputeDevice,
+    info: &ModelInfo,
+    quiet: bool,
+) -> anyhow::Result<usize> {
     let per_sample = info.largest_activation_bytes_per_sample;
     let (Some(limit), Some(cap)) = (device.max_buffer_bytes, device.max_batch(per_sample)) else {
-        return Ok(requested.unwrap_or(DEFAULT_BATCH_SIZE));
+        return Ok(requested.unwrap_or(default));
     };
     let why = || {
         format!(
@@ -789,16 +847,13 @@ fn batch_size_for(
             why()
         ))),
         Some(b) => Ok(b),
-        None if cap < DEFAULT_BATCH_SIZE => {
+        None if cap < default => {
             if !quiet {
-                eprintln!(
-                    "note: batch size {cap} instead of {DEFAULT_BATCH_SIZE}: {}",
-                    why()
-                );
+                eprintln!("note: batch size {cap} instead of {default}: {}", why());
             }
             Ok(cap)
         }
-        None => Ok(DEFAULT_BATCH_SIZE),
+        None => Ok(default),
     }
 }
 
@@ -854,6 +909,9 @@ fn batch_ranges(len: usize, batch_size: usize, shard: Option<Shard>) -> Vec<(usi
         .collect()
 }
 
+/// Runs the plans over the data set, batch by batch. With `state`, the sweep `what` resumes
+/// after the batches it records (their samples re-hashed and compared with the digests
+/// recorded) and its state is recorded after each new batch.
 fn run_sweep(
     model: &Model,
     dataset: &Dataset,
@@ -861,6 +919,7 @@ fn run_sweep(
     plan: &Plan,
     batch_size: usize,
     what: &str,
+    mut state: Option<&mut super::state::StateFile>,
 ) -> anyhow::Result<SweepRun> {
     use sha2::Digest as _;
     let num_classes = model.info().num_classes;
@@ -882,9 +941,37 @@ fn run_sweep(
         b.set_message(what.to_string());
         b
     };
+    let units_per_batch: u64 = plans.iter().map(|p| p.eps.len() as u64).sum();
     let mut sweep = Sweep::new(plans, num_classes, plan.seed, plan.examples);
     let mut indices = Vec::new();
     let mut digests = Vec::new();
+    let mut done = 0;
+    if let Some(snap) = state
+        .as_deref()
+        .and_then(|s| s.sweep(what).map(|snap| (s, snap)))
+    {
+        let (st, snap) = snap;
+        let bad = |why: String| bad_input(format!("--state {}: {why}", st.path().display()));
+        if snap.batches_done > ranges.len() {
+            return Err(bad(format!(
+                "records {} batches where this run has {}",
+                snap.batches_done,
+                ranges.len()
+            )));
+        }
+        (indices, digests) = snap.restore(&mut sweep).map_err(bad)?;
+        done = snap.batches_done;
+        bar.inc(done as u64 * units_per_batch);
+        if !plan.quiet {
+            eprintln!(
+                "note: --state {}: resuming {what} after {done} of {} batches",
+                st.path().display(),
+                ranges.len()
+            );
+        }
+    }
+    let restored = indices.len();
+    let mut checked = 0;
     let per = c * h * w;
     // One worker thread decodes the next batch while this one is attacked; the channel
     // holds one batch, so memory stays at about two batches whatever the data set's size.
@@ -898,7 +985,7 @@ fn run_sweep(
                 }
             }
         });
-        for batch in rx {
+        for (b, batch) in rx.into_iter().enumerate() {
             let batch = batch.map_err(bad_input)?;
             if let Some(&bad) = batch.labels.iter().find(|&&y| y >= num_classes) {
                 return Err(bad_input(format!(
@@ -907,26 +994,49 @@ fn run_sweep(
                 )));
             }
             let n = batch.labels.len();
-            for (k, &y) in batch.labels.iter().enumerate() {
-                let mut d = sha2::Sha256::new();
-                d.update((y as u64).to_le_bytes());
-                for v in &batch.pixels[k * per..(k + 1) * per] {
-                    d.update(v.to_le_bytes());
+            let batch_digests: Vec<[u8; 32]> = batch
+                .labels
+                .iter()
+                .enumerate()
+                .map(|(k, &y)| {
+                    let mut d = sha2::Sha256::new();
+                    d.update((y as u64).to_le_bytes());
+                    for v in &batch.pixels[k * per..(k + 1) * per] {
+                        d.update(v.to_le_bytes());
+                    }
+                    <[u8; 32]>::from(d.finalize())
+                })
+                .collect();
+            if b < done {
+                // A finished batch: its samples must be the ones the state recorded.
+                let end = checked + n;
+                if end > restored
+                    || indices[checked..end] != batch.indices[..]
+                    || digests[checked..end] != batch_digests[..]
+                {
+                    return Err(bad_input(format!(
+                        "--state {}: the data differs from the run it recorded (batch {b} of                          {}); resume with the same data, or give another --state file",
+                        state.as_deref().map(|s| s.path().display().to_string()).unwrap_or_default(),
+                        dataset.info().source
+                    )));
                 }
-                digests.push(<[u8; 32]>::from(d.finalize()));
+                checked = end;
+                continue;
             }
+            digests.extend_from_slice(&batch_digests);
             indices.extend_from_slice(&batch.indices);
             let x =
                 Tensor::<4>::from_data(TensorData::new(batch.pixels, [n, c, h, w]), model.device());
             check_logits(model, &x, &batch.indices, &dataset.info().source)?;
             sweep
                 .run_batch(model, x, batch.labels, batch.indices, || bar.inc(1))
-                .map_err(|e| match e {
-                    robust_attacks::AttackError::Model(m) => {
-                        bad_input(format!("{}: {m}", model.info().path.display()))
-                    }
-                    other => anyhow::Error::new(other).context("attack sweep failed"),
-                })?;
+                .map_err(|e| attack_error(model, e))?;
+            if let Some(st) = state.as_deref_mut() {
+                st.record(
+                    what,
+                    super::state::SweepSnap::of(&sweep, b + 1, &indices, &digests),
+                )?;
+            }
         }
         Ok(())
     })?;
@@ -935,6 +1045,103 @@ fn run_sweep(
         sweep,
         indices,
         digests,
+    })
+}
+
+/// A failure of the attack code: the model's (bad input, naming the file) or an internal one.
+fn attack_error(model: &Model, e: robust_attacks::AttackError) -> anyhow::Error {
+    match e {
+        robust_attacks::AttackError::Model(m) => {
+            bad_input(format!("{}: {m}", model.info().path.display()))
+        }
+        other => anyhow::Error::new(other).context("attack sweep failed"),
+    }
+}
+
+/// The indicators of attack failure that cost extra passes, measured on the first
+/// [`robust_attacks::indicators::PROBE_SAMPLES`] samples of the evaluation (the same in
+/// every shard, and on a resumed run): the output range and randomness of the forward pass
+/// (AutoAttack's checks), unstable predictions, and each attack once more with an ε that
+/// covers the whole input box (unconstrained attack failure). Every draw is seeded by
+/// `seed` and the sample's index.
+fn probe_indicators(
+    model: &Model,
+    dataset: &Dataset,
+    sweep: &Sweep,
+    labels: &[String],
+    seed: u64,
+) -> anyhow::Result<report::Probes> {
+    use robust_attacks::indicators as ind;
+    let info = model.info();
+    let k = info.num_classes;
+    let [c, h, w] = <[usize; 3]>::try_from(info.input_shape.clone())
+        .map_err(|_| anyhow::anyhow!("model input shape is not [C, H, W]"))?;
+    let n = dataset.len().min(ind::PROBE_SAMPLES);
+    let b = dataset.batch(0, n).map_err(bad_input)?;
+    if let Some(&bad) = b.labels.iter().find(|&&y| y >= k) {
+        return Err(bad_input(format!(
+            "{}: label {bad} is out of range for a model with {k} outputs",
+            dataset.info().source
+        )));
+    }
+    let n = b.labels.len();
+    let x = Tensor::<4>::from_data(TensorData::new(b.pixels, [n, c, h, w]), model.device());
+    let err = |e| attack_error(model, e);
+    let forward = || -> Result<Vec<f32>, robust_attacks::AttackError> {
+        Ok(robust_models::to_host(model.forward(x.clone())?))
+    };
+    let outputs = ind::output_range(&forward().map_err(err)?, k);
+    let randomness = ind::randomness(forward, k, ind::RANDOMNESS_PASSES).map_err(err)?;
+    let unstable = ind::unstable_predictions(
+        model,
+        &x,
+        &b.labels,
+        &b.indices,
+        seed,
+        ind::UNSTABLE_DRAWS,
+        ind::UNSTABLE_RADIUS,
+    )
+    .map_err(err)?;
+    let unbounded = sweep
+        .unbounded(model, x, b.labels, b.indices)
+        .map_err(err)?;
+    // Outputs were checked finite on every batch; a NaN here would not survive JSON.
+    let finite = |v: f32| {
+        if v.is_finite() {
+            f64::from(v)
+        } else {
+            f64::MAX
+        }
+    };
+    Ok(report::Probes {
+        samples: n,
+        unstable: report::UnstableProbe {
+            draws: ind::UNSTABLE_DRAWS,
+            radius: eps_f64(ind::UNSTABLE_RADIUS),
+            relative_change: unstable.into_iter().map(finite).collect(),
+        },
+        randomness: report::RandomnessProbe {
+            passes: randomness.passes,
+            max_output_change: finite(randomness.max_output_change),
+            prediction_changes: randomness.prediction_changes,
+        },
+        outputs: report::OutputProbe {
+            min: finite(outputs.min),
+            max: finite(outputs.max),
+            max_row_sum_error: finite(outputs.max_row_sum_error),
+        },
+        unconstrained: unbounded
+            .into_iter()
+            .zip(labels)
+            .map(
+                |((eps, attacked, failed), label)| report::UnconstrainedProbe {
+                    attack: label.clone(),
+                    eps: eps_f64(eps),
+                    attacked,
+                    failed,
+                },
+            )
+            .collect(),
     })
 }
 
@@ -979,6 +1186,9 @@ fn attack_results(sweep: &Sweep, labels: &[String]) -> Vec<report::AttackResult>
             if let Some(c) = component_params(&sweep.stats[p]) {
                 params.insert("components_by_eps".into(), c);
             }
+            if let Some(m) = median_params(&sweep.stats[p]) {
+                params.insert("median_perturbation".into(), m);
+            }
             report::AttackResult {
                 name: plan.attack.name().to_string(),
                 label: labels[p].clone(),
@@ -1001,6 +1211,10 @@ fn attack_results(sweep: &Sweep, labels: &[String]) -> Vec<report::AttackResult>
                         zero_grad_samples: s.zero_grad,
                         nonfinite_grad_samples: s.nonfinite_grad,
                         n: s.n,
+                        traced_samples: s.traced,
+                        silent_success_samples: s.silent_success,
+                        traced_failed_samples: s.traced_failures,
+                        incomplete_samples: s.incomplete,
                     })
                     .collect(),
             }
@@ -1102,6 +1316,9 @@ pub(crate) fn print_table(run: &report::RunResults) {
         if let Some(line) = report::components_line(&a.params) {
             println!("  {line}");
         }
+        if let Some(line) = report::median_perturbation_line(&a.params) {
+            println!("  {line}");
+        }
     }
     for w in &run.worst_case {
         println!(
@@ -1131,6 +1348,9 @@ pub(crate) fn print_table(run: &report::RunResults) {
         for c in flagged {
             println!("  [{}] {}: {}", c.status.as_str(), c.title, c.message);
         }
+    }
+    if let Some(verdict) = report::backdoor_verdict(run) {
+        println!("\nbackdoor scan (Neural Cleanse): {verdict}");
     }
     if let Some(g) = &run.gate {
         println!(
@@ -1354,7 +1574,38 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         };
         refuse_unlike(path, &report::unlike_baseline(base, &planned), None)?;
     }
-    let swept = run_sweep(&model, &dataset, plans, &plan, batch_size, "attacking")?;
+    let mut state = match &plan.state {
+        Some(path) => Some(super::state::StateFile::open(
+            path,
+            super::state::RunIdentity {
+                model_sha256: info.sha256.clone(),
+                input_shape: info.input_shape.clone(),
+                bounds: info.bounds,
+                mean: info.mean.clone(),
+                std: info.std.clone(),
+                samples: dataset.len(),
+                labels_sha256: super::state::labels_sha256(dataset.labels()),
+                specs: plan.specs.clone(),
+                eps: plan.eps.clone(),
+                seed: plan.seed,
+                batch_size,
+                shard: plan.shard,
+                examples: plan.examples,
+                device_backend: device.backend.name().into(),
+                tool_version: env!("CARGO_PKG_VERSION").into(),
+            },
+        )?),
+        None => None,
+    };
+    let swept = run_sweep(
+        &model,
+        &dataset,
+        plans,
+        &plan,
+        batch_size,
+        "attacking",
+        state.as_mut(),
+    )?;
     let samples_sha256 = samples_digest(&swept.digests);
     let sweep = &swept.sweep;
     if sweep.clean.n == 0 {
@@ -1366,6 +1617,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
 
     let class_names = dataset.info().class_names.clone();
     let conversions = dataset.conversions();
+    // After the conversions are counted: the probes decode their samples a second time.
+    let probes = probe_indicators(&model, &dataset, sweep, &labels, plan.seed)?;
+    let backdoor = match &plan.backdoor {
+        Some(bp) => Some(super::eval_backdoor::scan(
+            &model, &device, &dataset, shape, bp, plan.quiet,
+        )?),
+        None => None,
+    };
     for c in &conversions {
         eprintln!(
             "warning: {}: {} of {} samples converted to fit the model ({}): {}",
@@ -1434,6 +1693,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         gate: None,
         primary_eps: plan.primary_eps.map(eps_f64),
         audit,
+        probes: Some(probes),
+        backdoor,
     };
     sweep_fields(&mut run, sweep, &labels);
     let check_opts = report::CheckOptions::default();
@@ -1449,6 +1710,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
                 &plan,
                 batch_size,
                 "convergence check",
+                state.as_mut(),
             )?;
             let mut drun = run.clone();
             drun.attacks = attack_results(&dsweep.sweep, &dlabels);

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod backdoor;
 pub mod drift;
 pub mod eval;
+pub mod eval_backdoor;
 pub mod history;
 pub mod integrity;
 pub mod mlflow;
@@ -12,6 +13,7 @@ pub mod report;
 pub mod scan;
 pub mod shard;
 pub mod signing;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 

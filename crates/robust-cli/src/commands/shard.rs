@@ -175,10 +175,23 @@ struct PartialPoint {
     per_class_robust: Vec<usize>,
     zero_grad: usize,
     nonfinite_grad: usize,
+    /// The indicators' counts (absent in parts written before them).
+    #[serde(default)]
+    traced: usize,
+    #[serde(default)]
+    silent_success: usize,
+    #[serde(default)]
+    traced_failures: usize,
+    #[serde(default)]
+    incomplete: usize,
     robust: Vec<bool>,
     perturbations: Vec<f32>,
     components: Vec<String>,
     broken_by: Vec<Option<usize>>,
+    /// A minimum-norm attack's smallest perturbation per sample (`null`: none found, +∞);
+    /// empty for other attacks and in parts written before them.
+    #[serde(default)]
+    minimum_norms: Vec<Option<f32>>,
 }
 
 /// A shard's partial results file.
@@ -257,10 +270,19 @@ pub fn write_partial(
                     per_class_robust: st.per_class_robust.clone(),
                     zero_grad: st.zero_grad,
                     nonfinite_grad: st.nonfinite_grad,
+                    traced: st.traced,
+                    silent_success: st.silent_success,
+                    traced_failures: st.traced_failures,
+                    incomplete: st.incomplete,
                     robust: st.robust.clone(),
                     perturbations: st.perturbations.clone(),
                     components: st.components.clone(),
                     broken_by: st.broken_by.clone(),
+                    minimum_norms: st
+                        .minimum_norms
+                        .iter()
+                        .map(|v| v.is_finite().then_some(*v))
+                        .collect(),
                 })
                 .collect()
         })
@@ -393,6 +415,7 @@ fn check_part(p: &Partial) -> Result<(), String> {
                 || pt.robust.len() != n
                 || pt.perturbations.len() != n
                 || (!pt.broken_by.is_empty() && pt.broken_by.len() != n)
+                || (!pt.minimum_norms.is_empty() && pt.minimum_norms.len() != n)
             {
                 return Err(format!(
                     "the point at eps {} does not have one value per sample",
@@ -614,13 +637,25 @@ fn merge_point(
         add(&mut st.per_class_robust, &p.per_class_robust);
         st.zero_grad += p.zero_grad;
         st.nonfinite_grad += p.nonfinite_grad;
+        st.traced += p.traced;
+        st.silent_success += p.silent_success;
+        st.traced_failures += p.traced_failures;
+        st.incomplete += p.incomplete;
         if st.components.is_empty() {
             st.components.clone_from(&p.components);
         }
     }
     let ensemble = !st.components.is_empty();
+    let minimum_norm = parts
+        .iter()
+        .enumerate()
+        .any(|(k, _)| point(k).is_ok_and(|p| !p.minimum_norms.is_empty()));
     for &(_, k, j) in order {
         let p = point(k)?;
+        if minimum_norm {
+            let v = p.minimum_norms.get(j).copied().flatten();
+            st.minimum_norms.push(v.unwrap_or(f32::INFINITY));
+        }
         st.robust.push(p.robust[j]);
         let d = p.perturbations[j];
         st.perturbations.push(d);

@@ -5,7 +5,10 @@
 //! output positions per image, so each product is nearly a matrix-vector product and runs
 //! at a few percent of the machine's peak. Here the `im2col` columns of many images are laid
 //! side by side (`[c·kh·kw, images·positions]`), so the product `W · cols` is wide, and it
-//! runs on the `gemm` crate (the one burn-flex, candle and faer use), on every core.
+//! runs on [`super::microgemm`] in column tiles on every core. Since `tap_gemm` takes every
+//! strided convolution and every stride-1 one with 32 or more channels, what comes here is
+//! mostly dilated convolutions and 1×1 convolutions over large planes (read in place, one
+//! product per image).
 //!
 //! The input gradient needs no weight gradient (an attack's weights are constants):
 //! `dcols = Wᵀ · dY`, then `col2im` adds each column back onto the input positions it was
@@ -89,47 +92,48 @@ impl Geometry {
     }
 }
 
+/// Columns per task of [`matmul`].
+const MATMUL_COLUMNS: usize = 512;
+
 /// `dst[m×n] = lhs[m×k] · rhs[k×n]`, row-major `dst` and `rhs`, `lhs` with the given row
-/// and column strides (so that `Wᵀ` needs no copy), on every core.
+/// and column strides (so that `Wᵀ` needs no copy): tasks of [`MATMUL_COLUMNS`] columns on
+/// every core, each a [`super::microgemm`] product (AVX-512 where present, the same bits at
+/// every vector width and thread count).
 fn matmul(m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: &[f32], dst: &mut [f32]) {
-    let (a, a_rs, a_cs) = lhs;
     assert!(m > 0 && n > 0 && k > 0);
-    assert!(
-        (m - 1) * a_rs + (k - 1) * a_cs < a.len(),
-        "lhs out of bounds"
-    );
     assert!(
         rhs.len() >= k * n && dst.len() >= m * n,
         "rhs or dst too short"
     );
-    let threads = rayon::current_num_threads();
-    // SAFETY: the assertions above keep every index gemm computes from these sizes and
-    // strides inside the three slices; `dst` is borrowed mutably, so nothing aliases it.
-    #[allow(unsafe_code)]
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(threads),
-        );
-    }
+    let shared = SharedDst(dst.as_mut_ptr());
+    (0..n.div_ceil(MATMUL_COLUMNS))
+        .into_par_iter()
+        .for_each(|t| {
+            let shared = &shared;
+            let c0 = t * MATMUL_COLUMNS;
+            let cols = MATMUL_COLUMNS.min(n - c0);
+            // SAFETY: `dst` holds m·n values (asserted); this task writes columns
+            // c0..c0 + cols of its rows, which no other task touches; `microgemm` checks
+            // the operands' bounds.
+            #[allow(unsafe_code)]
+            unsafe {
+                super::microgemm::product(
+                    (m, cols, k),
+                    (shared.0.add(c0), m * n - c0, n),
+                    lhs,
+                    (&rhs[c0..], n),
+                    false,
+                )
+            };
+        });
 }
+
+/// The output buffer of [`matmul`], shared by tasks that write disjoint columns.
+struct SharedDst(*mut f32);
+
+// SAFETY: the tasks sharing it write disjoint columns (see `matmul`).
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedDst {}
 
 /// The columns of images `n0..n0 + nb`: row `(c, i, j)` holds, for every image and output
 /// position, the input value kernel tap `(i, j)` of channel `c` reads (0 in the padding).
@@ -224,10 +228,10 @@ fn per_image(
     lhs: (&[f32], usize, usize),
     x: &[f32],
     out: &mut [f32],
-    epilogue: impl Fn(usize, &mut [f32]),
+    epilogue: impl Fn(usize, &mut [f32]) + Sync,
 ) {
     let p = g.positions();
-    for (b, o) in out.chunks_mut(rows * p).enumerate() {
+    out.par_chunks_mut(rows * p).enumerate().for_each(|(b, o)| {
         matmul(
             rows,
             p,
@@ -237,7 +241,7 @@ fn per_image(
             o,
         );
         epilogue(b, o);
-    }
+    });
 }
 
 /// The forward pass: `[n, c, h, w]` → `[n, co, ho, wo]`, plus bias, then ReLU if `relu`.

@@ -11,11 +11,18 @@
 //! * [`conv2d`]: stride-1, undilated, ungrouped 2-D convolution with padding up to the
 //!   kernel size minus one, and its input gradient (the same kernel on the flipped weights),
 //!   with constant (untracked) weights, which is what an attack differentiates; optionally
-//!   followed by a fused ReLU. Only up to 64 channels and moderate image sizes, where it is
-//!   faster than burn's (see `conv.rs`).
-//! * [`gemm_conv2d`]: every other one-group 2-D convolution (strides, dilation, many
-//!   channels, large planes) as one wide matrix product over a group of images on the `gemm`
-//!   crate, with its input gradient by `col2im` (see `gemm_conv.rs`).
+//!   followed by a fused ReLU. Only below 32 input channels (up to 64 output channels) and
+//!   moderate image sizes, where it is faster than the matrix products (see `conv.rs`).
+//! * [`tap_conv2d`]: one-group undilated convolutions with 32 or more input channels, and
+//!   strided ones of any width, as matrix products over only the kernel taps that read
+//!   inside the image, in a batch-innermost layout (see `tap_gemm.rs`): what CIFAR- and
+//!   ImageNet-size ResNets are made of.
+//! * [`gemm_conv2d`]: every other one-group 2-D convolution (dilation, 1×1 over large
+//!   planes) as one wide matrix product over a group of images (see `gemm_conv.rs`).
+//!
+//! The matrix products of the last two run on `microgemm.rs`, a register-tiled product that
+//! uses AVX-512 where the CPU has it and sums every output in the same order at every vector
+//! width.
 //!
 //! Each is one node of burn-autodiff's graph with its own backward, so the rest of the graph
 //! is unchanged. Anything else (wgpu tensors, tracked weights, strides, dilation, other float
@@ -26,8 +33,10 @@
 
 mod conv;
 mod gemm_conv;
+mod microgemm;
 mod pool;
 pub mod simd;
+mod tap_gemm;
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -45,6 +54,7 @@ use burn_flex::{Flex, FlexTensor};
 pub(crate) use conv::conv2d;
 pub(crate) use gemm_conv::conv2d as gemm_conv2d;
 pub(crate) use pool::max_pool2d;
+pub(crate) use tap_gemm::conv2d as tap_conv2d;
 
 /// The autodiff backend whose graph the kernels join (burn's default checkpointing).
 type Graph = Autodiff<Flex, NoCheckpointing>;

@@ -216,8 +216,13 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
         x4.at_rank::<4>("Conv input")?,
         w4.at_rank::<4>("Conv weight")?,
     );
-    let direct = if strides == [1, 1] && dilations == [1, 1] && group == 1 {
-        crate::kernels::conv2d(&x4, &w4, bias.as_ref(), pairs(&pads), relu)
+    let direct = if dilations == [1, 1] && group == 1 {
+        crate::kernels::tap_conv2d(&x4, &w4, bias.as_ref(), pair(&strides), pairs(&pads), relu)
+            .or_else(|| {
+                (strides == [1, 1])
+                    .then(|| crate::kernels::conv2d(&x4, &w4, bias.as_ref(), pairs(&pads), relu))
+                    .flatten()
+            })
     } else {
         None
     };

@@ -59,6 +59,7 @@ struct View {
     examples: Vec<ExampleGroup>,
     checks: Vec<CheckView>,
     audit: Option<crate::ModelAudit>,
+    backdoor: Option<BackdoorView>,
     gate: Option<GateView>,
     history: Vec<HistoryView>,
     history_note: Option<String>,
@@ -165,6 +166,43 @@ struct GateRowView {
     baseline: String,
     actual: String,
     message: String,
+}
+
+/// The backdoor scan section.
+#[derive(Serialize)]
+struct BackdoorView {
+    verdict: String,
+    flagged: bool,
+    per_source: bool,
+    threshold: String,
+    median: String,
+    mad: String,
+    mask_pixels: usize,
+    rows: Vec<(String, String)>,
+    classes: Vec<BackdoorRow>,
+    thumbs: Vec<BackdoorThumb>,
+}
+
+#[derive(Serialize)]
+struct BackdoorRow {
+    name: String,
+    source: String,
+    norm: String,
+    index: String,
+    flagged: bool,
+    reached: bool,
+    success: String,
+    steps: usize,
+}
+
+#[derive(Serialize)]
+struct BackdoorThumb {
+    name: String,
+    caption: String,
+    flagged: bool,
+    mask_src: Option<String>,
+    pattern_src: Option<String>,
+    trigger_src: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -346,6 +384,23 @@ fn cards(run: &RunResults) -> Vec<Card> {
             },
         });
     }
+    if let Some(s) = &run.backdoor {
+        cards.push(Card {
+            label: "Backdoor scan".into(),
+            value: if s.flagged.is_empty() {
+                "no class flagged".into()
+            } else {
+                let names: Vec<String> = s.flagged.iter().map(|&k| run.class_name(k)).collect();
+                format!("class {} flagged", names.join(", "))
+            },
+            detail: format!(
+                "Neural Cleanse, {} classes, {} scope",
+                s.classes.len(),
+                s.scope
+            ),
+            tone: if s.flagged.is_empty() { "pass" } else { "warn" },
+        });
+    }
     if let Some(g) = &run.gate {
         let failed = g.rows.iter().filter(|r| !r.passed).count();
         cards.push(Card {
@@ -405,7 +460,15 @@ fn norm_views(run: &RunResults) -> Result<Vec<NormView>> {
             .attacks
             .iter()
             .filter(|a| a.norm == norm)
-            .filter_map(|a| crate::components_line(&a.params).map(|l| format!("{}: {l}", a.label)))
+            .flat_map(|a| {
+                [
+                    crate::components_line(&a.params),
+                    crate::median_perturbation_line(&a.params),
+                ]
+                .into_iter()
+                .flatten()
+                .map(move |l| format!("{}: {l}", a.label))
+            })
             .collect();
         views.push(NormView {
             name: norm_display(&norm),
@@ -526,6 +589,92 @@ fn examples(run: &RunResults) -> Vec<ExampleGroup> {
     groups
 }
 
+fn backdoor_view(run: &RunResults) -> Option<BackdoorView> {
+    let s = run.backdoor.as_ref()?;
+    let cfg = &s.settings;
+    let mut settings = format!(
+        "{} steps at most{}, batch {}, Adam lr {}, λ₀ {}, ×{} / patience {}, success ≥ {}, \
+         early stop {}",
+        cfg.steps,
+        if s.scope == "per-source" {
+            " per finalist pair"
+        } else {
+            " per class"
+        },
+        cfg.batch_size,
+        num(cfg.learning_rate),
+        num(cfg.init_cost),
+        num(cfg.cost_multiplier),
+        cfg.patience,
+        num(cfg.success_threshold),
+        if cfg.early_stop { "on" } else { "off" }
+    );
+    if let (Some(screen), Some(finalists)) = (cfg.pair_screen_steps, cfg.pair_finalists) {
+        settings.push_str(&format!(
+            "; every (source, target) pair screened for {screen} steps, the {finalists} \
+             smallest source{} per target optimised in full",
+            if finalists == 1 { "" } else { "s" }
+        ));
+    }
+    let rows = vec![
+        (
+            "Scope".into(),
+            if s.scope == "per-source" {
+                "per source: per target, the smallest trigger from any one source class".into()
+            } else {
+                "all sources: one trigger per target for the samples of every other class".into()
+            },
+        ),
+        (
+            "Clean samples".into(),
+            format!("{} (seed {})", s.samples, s.seed),
+        ),
+        ("Settings".into(), settings),
+        ("Run time".into(), format!("{:.1} s", s.duration_s)),
+    ];
+    let classes = s
+        .classes
+        .iter()
+        .map(|c| BackdoorRow {
+            name: run.class_name(c.class),
+            source: c.source.map(|k| run.class_name(k)).unwrap_or_default(),
+            norm: format!("{:.2}", c.norm),
+            index: c.index_text(),
+            flagged: c.flagged,
+            reached: c.reached_threshold,
+            success: pct(c.attack_success),
+            steps: c.steps,
+        })
+        .collect();
+    let thumbs = s
+        .shown_classes()
+        .into_iter()
+        .filter_map(|c| {
+            let im = c.images.as_ref()?;
+            Some(BackdoorThumb {
+                name: run.class_name(c.class),
+                caption: format!("mask L1 {:.1}, index {}", c.norm, c.index_text()),
+                flagged: c.flagged,
+                mask_src: png_src(&im.mask_png),
+                pattern_src: png_src(&im.pattern_png),
+                trigger_src: png_src(&im.trigger_png),
+            })
+        })
+        .collect();
+    Some(BackdoorView {
+        verdict: crate::backdoor_verdict(run).unwrap_or_default(),
+        flagged: !s.flagged.is_empty(),
+        per_source: s.scope == "per-source",
+        threshold: num(s.anomaly_threshold),
+        median: format!("{:.2}", s.median_norm),
+        mad: format!("{:.2}", s.mad),
+        mask_pixels: s.mask_pixels,
+        rows,
+        classes,
+        thumbs,
+    })
+}
+
 fn gate_view(run: &RunResults) -> Option<GateView> {
     run.gate.as_ref().map(|g| GateView {
         passed: g.passed,
@@ -622,6 +771,7 @@ pub fn render_html(run: &RunResults, opts: &HtmlOptions<'_>) -> Result<String> {
             })
             .collect(),
         audit: run.audit.clone(),
+        backdoor: backdoor_view(run),
         gate: gate_view(run),
         history,
         history_note,
@@ -645,6 +795,38 @@ mod tests {
         assert_eq!(png_src(""), None);
         assert_eq!(png_src("x\" onerror=\"alert(1)"), None);
         assert_eq!(png_src("abc"), None);
+    }
+
+    /// A flagged scan: the section with its verdict, warning badge and card, the trigger
+    /// thumbnails of the flagged and smallest classes only, and a row per class; a run
+    /// without a scan has none of it.
+    #[test]
+    fn a_backdoor_scan_gets_its_section() {
+        let mut run = crate::testing::sample_run();
+        run.dataset.class_names.clear();
+        let mut scan = crate::testing::sample_scan(true);
+        scan.classes[9].images = None;
+        scan.classes[2].images.as_mut().unwrap().mask_png = "AAAA".into();
+        run.backdoor = Some(scan);
+        let html = render_html(&run, &HtmlOptions::default()).unwrap();
+        assert!(html.contains(r##"<a href="#backdoor">Backdoor scan</a>"##));
+        assert!(html.contains(
+            r#"Backdoor scan (Neural Cleanse): <span class="badge warn">class flagged</span>"#
+        ));
+        assert!(
+            html.contains("1 class flagged as a possible backdoor target (class 1: mask L1 11.5")
+        );
+        assert!(html.contains("class 1 flagged"), "the card");
+        // Thumbnails: classes 1, 2, 8, 0, 6 (by norm); class 2's mask is its own image.
+        assert_eq!(html.matches(r#"alt="mask of class"#).count(), 5);
+        assert!(html.contains(r#"<img src="data:image/png;base64,AAAA" alt="mask of class 2">"#));
+        assert!(!html.contains(r#"alt="mask of class 9""#));
+        assert_eq!(html.matches("backdoor?").count(), 1);
+        assert_eq!(html.matches("not reached").count(), 1);
+        assert!(html.contains(r#"<td class="num">11.50</td><td class="num">−6.86</td>"#));
+        run.backdoor = None;
+        let html = render_html(&run, &HtmlOptions::default()).unwrap();
+        assert!(!html.contains("Backdoor scan"));
     }
 
     #[test]

@@ -53,6 +53,65 @@ fn gate_table(md: &mut String, rows: &[&crate::GateRow]) {
     md.push('\n');
 }
 
+/// The backdoor scan: the verdict, then the flagged classes and the smallest triggers.
+fn backdoor_table(md: &mut String, run: &RunResults, b: &crate::BackdoorScan) {
+    let e = escape_markdown;
+    let icon = if b.flagged.is_empty() {
+        "✅"
+    } else {
+        "⚠️"
+    };
+    let _ = writeln!(md, "### Backdoor scan (Neural Cleanse)\n");
+    let _ = writeln!(
+        md,
+        "{icon} {}.\n",
+        e(&crate::backdoor_verdict(run).unwrap_or_default())
+    );
+    let per_source = b.scope == "per-source";
+    md.push_str(if per_source {
+        "| class | from | mask L1 | anomaly index | attack success | |\n|---|---|---:|---:|---:|---|\n"
+    } else {
+        "| class | mask L1 | anomaly index | attack success | |\n|---|---:|---:|---:|---|\n"
+    });
+    let shown = b.shown_classes();
+    for c in &shown {
+        let from = match (per_source, c.source) {
+            (true, Some(s)) => format!(" {} |", e(&run.class_name(s))),
+            (true, None) => " |".to_string(),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} |{from} {:.2} | {} | {} | {} |",
+            e(&run.class_name(c.class)),
+            c.norm,
+            c.index_text(),
+            pct(c.attack_success),
+            if c.flagged {
+                "⚠️ flagged"
+            } else if !c.reached_threshold {
+                "not reached"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n{} of {} classes shown (flagged and smallest); median {:.2}, MAD {:.2}. {}\n",
+        shown.len(),
+        b.classes.len(),
+        b.median_norm,
+        b.mad,
+        if b.flagged.is_empty() {
+            "See report.html for every class and the recovered triggers."
+        } else {
+            "A flag is a warning, not a gate failure: inspect the recovered trigger in \
+             report.html and confirm with `robust backdoor`."
+        }
+    );
+}
+
 /// Renders the Markdown summary of `run`.
 pub fn render_markdown(run: &RunResults) -> String {
     let e = escape_markdown;
@@ -155,6 +214,13 @@ pub fn render_markdown(run: &RunResults) -> String {
         if let Some(line) = crate::components_line(&a.params) {
             let _ = writeln!(md, "{}\n", e(&line));
         }
+        if let Some(line) = crate::median_perturbation_line(&a.params) {
+            let _ = writeln!(md, "{}\n", e(&line));
+        }
+    }
+
+    if let Some(b) = &run.backdoor {
+        backdoor_table(&mut md, run, b);
     }
 
     let flagged: Vec<_> = run
@@ -180,4 +246,35 @@ pub fn render_markdown(run: &RunResults) -> String {
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_markdown;
+
+    /// The verdict, then the flagged class and the smallest, by norm; nothing without a
+    /// scan.
+    #[test]
+    fn a_backdoor_scan_gets_a_short_table() {
+        let mut run = crate::testing::sample_run();
+        run.dataset.class_names.clear();
+        run.backdoor = Some(crate::testing::sample_scan(true));
+        let md = render_markdown(&run);
+        let at = md.find("### Backdoor scan (Neural Cleanse)").unwrap();
+        let section: Vec<&str> = md[at..].lines().collect();
+        assert!(
+            section[2].starts_with("⚠️ 1 class flagged as a possible backdoor target"),
+            "{md}"
+        );
+        assert_eq!(
+            section[4],
+            "| class | mask L1 | anomaly index | attack success | |"
+        );
+        assert_eq!(section[6], "| 1 | 11.50 | −6.86 | 99.0% | ⚠️ flagged |");
+        assert_eq!(section[7], "| 2 | 38.00 | −0.90 | 99.0% |  |");
+        assert_eq!(section.iter().filter(|l| l.starts_with("| ")).count(), 6);
+        assert!(md[at..].contains("5 of 10 classes shown"));
+        run.backdoor = None;
+        assert!(!render_markdown(&run).contains("Backdoor scan"));
+    }
 }

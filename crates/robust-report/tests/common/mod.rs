@@ -124,6 +124,7 @@ fn attack(
                 zero_grad_samples: i,
                 nonfinite_grad_samples: 0,
                 n: 500,
+                ..Default::default()
             })
             .collect(),
     }
@@ -267,6 +268,8 @@ pub fn realistic_run() -> RunResults {
         gate: None,
         primary_eps: None,
         audit: None,
+        probes: None,
+        backdoor: None,
     };
     // One gradient warning, so that every badge appears.
     run.attacks[2].points[2].zero_grad_samples = 40;

@@ -1,0 +1,415 @@
+//! A small single-threaded matrix product whose results do not depend on the vector width.
+//!
+//! `dst[m×cols] = (dst +) lhs[m×k] · rhs[k×cols]`, with `rhs` and `dst` read in place
+//! (contiguous columns, any row stride) and `lhs` packed once per call. Every output element
+//! is one sequential sum over `k`, in order, starting from `0` or from its old value, with
+//! separate multiplies and adds (no fused multiply-add): the same operations in the same
+//! order at every vector width. Wider vectors only compute more elements at once: the
+//! register tile is 8 rows × 3 vectors with AVX-512 (16 lanes), 4 × 3 below. On AMD Zen the
+//! adds run on their own pipes beside the multiplies, so separate operations cost no peak.
+//!
+//! The `gemm` crate (which burn-flex uses) is faster on large shapes but sums in blocks of
+//! `k` whose size follows the CPU's caches and its kernels run AVX2 at most as this
+//! workspace builds it; this one runs AVX-512 where present, through [`super::simd`]'s
+//! dispatch, and gives the same bits everywhere.
+
+use macerator::{vload_unaligned, vstore_unaligned, Scalar, Simd, Vector, WithSimd};
+
+/// One product (see the module docs); pointers checked by [`product`].
+#[derive(Clone, Copy)]
+struct Product<'a> {
+    m: usize,
+    cols: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: &'a [f32],
+    lhs_rs: usize,
+    lhs_cols: Offsets<'a>,
+    rhs: &'a [f32],
+    rhs_rows: Offsets<'a>,
+    accumulate: bool,
+}
+
+/// Where column `kk` of `lhs` (or row `kk` of `rhs`) starts: `kk · stride`, or a table.
+#[derive(Clone, Copy)]
+pub(crate) enum Offsets<'a> {
+    /// Evenly spaced.
+    Stride(usize),
+    /// One offset per index.
+    Table(&'a [usize]),
+}
+
+impl Offsets<'_> {
+    #[inline(always)]
+    fn at(&self, kk: usize) -> usize {
+        match self {
+            Offsets::Stride(s) => kk * s,
+            Offsets::Table(t) => t[kk],
+        }
+    }
+    /// The largest offset of the first `k` (`k > 0`).
+    fn last(&self, k: usize) -> usize {
+        match self {
+            Offsets::Stride(s) => (k - 1) * s,
+            Offsets::Table(t) => {
+                assert!(t.len() >= k, "offset table too short");
+                t[..k].iter().copied().max().unwrap_or(0)
+            }
+        }
+    }
+}
+
+/// `dst[m×cols] (+)= lhs[m×k] · rhs[k×cols]`: `dst` points to `len` values with row stride
+/// `dst_rs`, `rhs` has row stride `rhs_rs` (both with contiguous columns), `lhs` has the
+/// given row and column strides. Overwrites `dst` unless `accumulate`.
+///
+/// # Safety
+/// `dst` points to `len` writable `f32`, and no other thread reads or writes the elements the
+/// product writes (rows `r·dst_rs`, `r < m`, `cols` values each) while it runs.
+#[allow(unsafe_code)]
+pub(crate) unsafe fn product(
+    dims: (usize, usize, usize),
+    dst: (*mut f32, usize, usize),
+    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
+    (rhs, rhs_rs): (&[f32], usize),
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gathered(
+            dims,
+            dst,
+            (lhs, lhs_rs, Offsets::Stride(lhs_cs)),
+            (rhs, Offsets::Stride(rhs_rs)),
+            accumulate,
+        )
+    }
+}
+
+/// [`product`] with the columns of `lhs` and the rows of `rhs` at the given offsets (the
+/// `k` index of a convolution's taps, which are not evenly spaced in memory).
+///
+/// # Safety
+/// As for [`product`].
+#[allow(unsafe_code)]
+pub(crate) unsafe fn gathered(
+    (m, cols, k): (usize, usize, usize),
+    (dst, len, dst_rs): (*mut f32, usize, usize),
+    (lhs, lhs_rs, lhs_cols): (&[f32], usize, Offsets<'_>),
+    (rhs, rhs_rows): (&[f32], Offsets<'_>),
+    accumulate: bool,
+) {
+    if m == 0 || cols == 0 {
+        return;
+    }
+    // The last element each operand's offsets reach.
+    assert!((m - 1) * dst_rs + cols <= len, "dst out of bounds");
+    if k > 0 {
+        assert!(
+            (m - 1) * lhs_rs + lhs_cols.last(k) < lhs.len(),
+            "lhs out of bounds"
+        );
+        assert!(rhs_rows.last(k) + cols <= rhs.len(), "rhs out of bounds");
+    }
+    super::simd::dispatch(Product {
+        m,
+        cols,
+        k,
+        dst,
+        dst_rs,
+        lhs,
+        lhs_rs,
+        lhs_cols,
+        rhs,
+        rhs_rows,
+        accumulate,
+    })
+}
+
+impl WithSimd for Product<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self) {
+        if f32::lanes::<S>() >= 16 {
+            run::<S, 8>(self)
+        } else {
+            run::<S, 4>(self)
+        }
+    }
+}
+
+/// The product with register tiles of `MR` rows.
+#[inline(always)]
+fn run<S: Simd, const MR: usize>(p: Product<'_>) {
+    let lanes = f32::lanes::<S>();
+    let blocks = p.m.div_ceil(MR);
+    // `lhs` packed as [row block][k][MR], rows past `m` zero (computed, never stored).
+    let mut packed = vec![0f32; blocks * p.k * MR];
+    for (rb, panel) in packed.chunks_exact_mut((p.k * MR).max(1)).enumerate() {
+        for r in 0..MR.min(p.m - rb * MR) {
+            let row = (rb * MR + r) * p.lhs_rs;
+            for (kk, v) in panel.iter_mut().skip(r).step_by(MR).enumerate() {
+                *v = p.lhs[row + p.lhs_cols.at(kk)];
+            }
+        }
+    }
+    // Blocking, outermost first:
+    // * `k` in blocks of at most KC rows. Each block continues the sums where the previous
+    //   one stored them (in `dst`), so the order of operations, and every bit, is that of
+    //   one pass over `k`;
+    // * rows in groups of MB register tiles, whose packed `lhs` panel stays in L2;
+    // * columns in strips of 3 vectors (then 1), the strip of `rhs` packed as [k][width] so
+    //   that it stays in L1 (read in place, rows a large power of two apart would share
+    //   cache sets); the last columns, fewer than a vector, through a zero-padded strip and
+    //   a scratch tile of which only the real columns are stored.
+    let mut strip = vec![0f32; KC.min(p.k).max(1) * 3 * lanes];
+    let mut scratch = vec![0f32; MR * lanes];
+    let k_blocks: Vec<(usize, usize)> = if p.k == 0 {
+        vec![(0, 0)]
+    } else {
+        (0..p.k)
+            .step_by(KC)
+            .map(|k0| (k0, KC.min(p.k - k0)))
+            .collect()
+    };
+    for (k0, kc) in k_blocks {
+        let part = Part {
+            k0,
+            kc,
+            accumulate: p.accumulate || k0 > 0,
+        };
+        for g0 in (0..blocks).step_by(MB) {
+            let group = g0..(g0 + MB).min(blocks);
+            let mut c0 = 0;
+            for nv in [3, 1] {
+                let width = nv * lanes;
+                while c0 + width <= p.cols {
+                    let strip = &mut strip[..kc * width];
+                    if nv == 3 {
+                        pack::<S, 3>(&p, strip, k0, c0);
+                    } else {
+                        pack::<S, 1>(&p, strip, k0, c0);
+                    }
+                    for rb in group.clone() {
+                        if nv == 3 {
+                            tile::<S, MR, 3>(&p, &packed, strip, part, rb, c0);
+                        } else {
+                            tile::<S, MR, 1>(&p, &packed, strip, part, rb, c0);
+                        }
+                    }
+                    c0 += width;
+                }
+            }
+            if c0 < p.cols {
+                let rest = p.cols - c0;
+                let strip = &mut strip[..kc * lanes];
+                for (kk, row) in strip.chunks_exact_mut(lanes).enumerate() {
+                    row[..rest].copy_from_slice(&p.rhs[p.rhs_rows.at(k0 + kk) + c0..][..rest]);
+                    row[rest..].fill(0.0);
+                }
+                for rb in group.clone() {
+                    let rows = MR.min(p.m - rb * MR);
+                    let at = |r: usize| (rb * MR + r) * p.dst_rs + c0;
+                    for r in 0..rows {
+                        // SAFETY: in bounds (checked in `gathered`); exclusive by its
+                        // contract.
+                        #[allow(unsafe_code)]
+                        let d = unsafe { std::slice::from_raw_parts(p.dst.add(at(r)), rest) };
+                        scratch[r * lanes..][..rest].copy_from_slice(d);
+                    }
+                    let local = Product {
+                        m: rows,
+                        cols: lanes,
+                        dst: scratch.as_mut_ptr(),
+                        dst_rs: lanes,
+                        ..p
+                    };
+                    tile::<S, MR, 1>(&local, &packed[rb * p.k * MR..], strip, part, 0, 0);
+                    for r in 0..rows {
+                        // SAFETY: as above.
+                        #[allow(unsafe_code)]
+                        let d = unsafe { std::slice::from_raw_parts_mut(p.dst.add(at(r)), rest) };
+                        d.copy_from_slice(&scratch[r * lanes..][..rest]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies rows `k0..` of `rhs`, columns `c0..c0 + NV·lanes`, into `strip` (as many rows as
+/// it holds), one vector at a time.
+#[inline(always)]
+fn pack<S: Simd, const NV: usize>(p: &Product<'_>, strip: &mut [f32], k0: usize, c0: usize) {
+    let lanes = f32::lanes::<S>();
+    for (kk, row) in strip.chunks_exact_mut(NV * lanes).enumerate() {
+        let src = &p.rhs[p.rhs_rows.at(k0 + kk) + c0..][..NV * lanes];
+        for v in 0..NV {
+            // SAFETY: both slices hold NV·lanes values (checked by the slicing above).
+            #[allow(unsafe_code)]
+            unsafe {
+                let x = vload_unaligned::<S, f32>(src.as_ptr().add(v * lanes));
+                vstore_unaligned::<S, f32>(row.as_mut_ptr().add(v * lanes), x);
+            }
+        }
+    }
+}
+
+/// Register tiles of rows per group: with 8-row tiles and `KC` rows of `k`, a group's
+/// packed `lhs` (128 × 192 values, 96 KiB) stays in L2 while the strips go by.
+const MB: usize = 16;
+
+/// Rows of `k` per block: a 3-vector strip of `rhs` (`KC × 48` values with AVX-512) then
+/// fills 36 KiB, inside a 48 KiB L1 data cache.
+const KC: usize = 192;
+
+/// One block of `k` in a tile: `k0..k0 + kc`, added to `dst`'s values or to zero.
+#[derive(Clone, Copy)]
+struct Part {
+    k0: usize,
+    kc: usize,
+    accumulate: bool,
+}
+
+/// Rows `rb·MR..` (those below `m`) × columns `c0..c0 + NV·lanes` of the product, over the
+/// block `part` of `k` (`strip` holds those rows of `rhs`, packed).
+#[inline(always)]
+fn tile<S: Simd, const MR: usize, const NV: usize>(
+    p: &Product<'_>,
+    packed: &[f32],
+    strip: &[f32],
+    part: Part,
+    rb: usize,
+    c0: usize,
+) {
+    let lanes = f32::lanes::<S>();
+    let rows = MR.min(p.m - rb * MR);
+    let zero: Vector<S, f32> = 0f32.splat::<S>();
+    let mut acc = [[zero; NV]; MR];
+    // SAFETY: every pointer below stays inside `dst` and `rhs` (bounds checked in
+    // `product`: rows below `m`, columns below `cols`, `k` rows of `rhs`); `dst` is ours
+    // alone by `product`'s contract.
+    #[allow(unsafe_code)]
+    unsafe {
+        let dst = p.dst.add(rb * MR * p.dst_rs + c0);
+        if part.accumulate {
+            for (r, row) in acc.iter_mut().enumerate().take(rows) {
+                for (v, a) in row.iter_mut().enumerate() {
+                    *a = vload_unaligned::<S, f32>(dst.add(r * p.dst_rs + v * lanes));
+                }
+            }
+        }
+        let panel = &packed[(rb * p.k + part.k0) * MR..][..part.kc * MR];
+        for (a, brow) in panel.chunks_exact(MR).zip(strip.chunks_exact(NV * lanes)) {
+            let mut bv = [zero; NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = vload_unaligned::<S, f32>(brow.as_ptr().add(v * lanes));
+            }
+            for r in 0..MR {
+                let av = a[r].splat::<S>();
+                for v in 0..NV {
+                    acc[r][v] += av * bv[v];
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate().take(rows) {
+            for (v, a) in row.iter().enumerate() {
+                vstore_unaligned::<S, f32>(dst.add(r * p.dst_rs + v * lanes), *a);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::simd::{set_simd_cap, SimdCap};
+
+    fn run_product(
+        (m, cols, k): (usize, usize, usize),
+        lhs: &[f32],
+        rhs: &[f32],
+        init: &[f32],
+        accumulate: bool,
+    ) -> Vec<f32> {
+        let mut dst = init.to_vec();
+        // SAFETY: `dst` is a local buffer of m·cols values.
+        #[allow(unsafe_code)]
+        unsafe {
+            product(
+                (m, cols, k),
+                (dst.as_mut_ptr(), dst.len(), cols),
+                (lhs, k, 1),
+                (rhs, cols),
+                accumulate,
+            )
+        };
+        dst
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let h = (i as u32 ^ seed)
+                    .wrapping_mul(2_654_435_761)
+                    .rotate_left(13);
+                (h % 20_001) as f32 / 10_000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Against a float64 product, and bit for bit against the scalar sum in order, for
+    /// shapes that exercise the 3-vector tiles, the 1-vector tiles, the scalar tail and the
+    /// row remainder; with and without accumulation; at every vector width.
+    #[test]
+    fn matches_the_sequential_sum_at_every_width() {
+        for (m, cols, k) in [
+            (8, 48, 5),
+            (13, 100, 37),
+            (3, 7, 2),
+            (21, 512, 64),
+            (1, 17, 0),
+            (9, 70, 400),
+        ] {
+            let (lhs, rhs, init) = (values(m * k, 1), values(k * cols, 2), values(m * cols, 3));
+            for accumulate in [false, true] {
+                let sequential: Vec<f32> = (0..m * cols)
+                    .map(|e| {
+                        let (r, c) = (e / cols, e % cols);
+                        let mut acc = if accumulate { init[e] } else { 0.0 };
+                        for kk in 0..k {
+                            acc += lhs[r * k + kk] * rhs[kk * cols + c];
+                        }
+                        acc
+                    })
+                    .collect();
+                for (e, &s) in sequential.iter().enumerate() {
+                    let (r, c) = (e / cols, e % cols);
+                    let exact: f64 = (0..k)
+                        .map(|kk| lhs[r * k + kk] as f64 * rhs[kk * cols + c] as f64)
+                        .sum::<f64>()
+                        + if accumulate { init[e] as f64 } else { 0.0 };
+                    assert!((s as f64 - exact).abs() <= 1e-5 * (1.0 + exact.abs()));
+                }
+                for cap in [
+                    Some(SimdCap::Scalar),
+                    Some(SimdCap::Sse42),
+                    Some(SimdCap::Avx2),
+                    None,
+                ] {
+                    set_simd_cap(cap);
+                    let got = run_product((m, cols, k), &lhs, &rhs, &init, accumulate);
+                    set_simd_cap(None);
+                    assert!(
+                        got.iter()
+                            .zip(&sequential)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{m}×{cols}×{k} accumulate {accumulate} cap {cap:?}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,803 @@
+//! One-group, undilated 2-D convolutions with many channels (and strided ones of any
+//! width) as matrix products over only the kernel taps that land inside the image, and
+//! their input gradients.
+//!
+//! `im2col` ([`super::gemm_conv`]) copies every input value `kh·kw` times and multiplies the
+//! zeros of the padding as well: on the small planes of CIFAR-size ResNets (8×8 down to 1×1)
+//! a 3×3 convolution then does up to 9× the useful work (a 1×1 plane uses only the centre
+//! tap), and the copies cost as much time as the products.
+//!
+//! Here the activations are laid out as `[h, c, w, n]` ("HCWN": the batch innermost; with a
+//! column stride `s` the columns of each residue modulo `s` are kept together). In that
+//! layout the input row `ih`, channel `c` and column `iw` read by a kernel tap for a run of
+//! consecutive output columns is the start of a run of consecutive values, `n` per column.
+//! The output columns of a row fall into a few groups (the interior, and a few columns at
+//! each edge) that read inside the image with the same kernel columns; each (output row,
+//! group) is one matrix product
+//!
+//! `Y[oh][:, group] = W[:, taps] · X[taps, group]`,  `k = kernel rows · c · kernel columns`
+//!
+//! over exactly the taps inside the image, with the rows of `X` gathered in place from their
+//! offsets (no copies). The products run on [`super::microgemm`] (AVX-512 where present,
+//! and the same bits at every vector width), one per task: tasks are (output row, block of
+//! [`CO_BLOCK`] output channels), so every output value is computed by one product in a
+//! fixed order whatever the number of threads.
+//!
+//! The input gradient of a stride-1 convolution is the same convolution of the output
+//! gradient with the weights' channel axes swapped, their taps flipped and padding
+//! `k − 1 − p`, so it runs through the same code; that of a strided one adds `W_jᵀ · dY` for
+//! every (output row, kernel column) onto the inputs it read, in tasks that own tiles of
+//! input columns. The layout changes (NCHW ↔ HCWN) happen once per convolution on the way
+//! in and out, the way out also adding the bias and applying a fused ReLU, the way into the
+//! backward pass masking the gradient with it. The rearranged weights are cached per weight
+//! tensor (see [`WeightCache`]).
+
+use std::sync::{Arc, Mutex};
+
+use burn::tensor::Tensor;
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+use super::{finish, flex_tensor, ConstantOperands, FlexValue, InputGradient};
+
+/// Output channels per product (the rows of one task's matrix product).
+const CO_BLOCK: usize = 64;
+
+/// Fewest input channels for which a stride-1 convolution takes this path: below that,
+/// each product's inner dimension is too short for the matrix-product kernels to pay (and
+/// the direct kernel in `conv.rs` is faster). Strided convolutions take it at any width
+/// (the alternative, `im2col`, copies their input `kh·kw / stride²` times).
+pub(crate) const MIN_CHANNELS: usize = 32;
+
+/// Output positions per image from which an unpadded stride-1 1×1 convolution is left to
+/// `gemm_conv`'s per-image product, which reads the input in place.
+const POINTWISE_MIN_POSITIONS: usize = 196;
+
+/// Output columns (positions × images) per tile: the block of outputs that all kernel
+/// columns add to stays in cache while they do.
+const TILE: usize = 512;
+
+/// The shape of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    co: usize,
+    kh: usize,
+    kw: usize,
+    /// Stride: rows, columns.
+    stride: [usize; 2],
+    /// Padding: top, bottom, left, right (each below the kernel size).
+    pads: [usize; 4],
+}
+
+impl Geometry {
+    fn ho(&self) -> usize {
+        (self.h + self.pads[0] + self.pads[1] - self.kh) / self.stride[0] + 1
+    }
+    fn wo(&self) -> usize {
+        (self.w + self.pads[2] + self.pads[3] - self.kw) / self.stride[1] + 1
+    }
+    /// Input columns per phase: the layout keeps the columns of each residue modulo the
+    /// column stride together (`[phase][column / stride]`), so that the columns one kernel
+    /// tap reads for consecutive outputs are consecutive.
+    fn wq(&self) -> usize {
+        self.w.div_ceil(self.stride[1])
+    }
+    /// Columns of one input row in the layout (`stride · wq`, at least `w`).
+    fn width(&self) -> usize {
+        self.stride[1] * self.wq()
+    }
+    /// Where input column `iw` sits in the layout.
+    fn col(&self, iw: usize) -> usize {
+        (iw % self.stride[1]) * self.wq() + iw / self.stride[1]
+    }
+    fn supported(&self) -> bool {
+        let [t, b, l, r] = self.pads;
+        [self.n, self.c, self.h, self.w, self.co, self.kh, self.kw]
+            .iter()
+            .all(|&d| d > 0)
+            && self.stride.iter().all(|&s| s > 0)
+            && t < self.kh
+            && b < self.kh
+            && l < self.kw
+            && r < self.kw
+            && self.h + t + b >= self.kh
+            && self.w + l + r >= self.kw
+    }
+    /// For a stride-1 convolution: the convolution computing its input gradient (weights
+    /// swapped and flipped).
+    fn transposed(&self) -> Self {
+        let [t, b, l, r] = self.pads;
+        Self {
+            n: self.n,
+            c: self.co,
+            h: self.ho(),
+            w: self.wo(),
+            co: self.c,
+            kh: self.kh,
+            kw: self.kw,
+            stride: [1, 1],
+            pads: [
+                self.kh - 1 - t,
+                self.kh - 1 - b,
+                self.kw - 1 - l,
+                self.kw - 1 - r,
+            ],
+        }
+    }
+    /// Kernel rows `i_lo..i_hi` that read inside the image for output row `oh`, and the
+    /// input row read by `i_lo`.
+    fn rows(&self, oh: usize) -> (usize, usize, usize) {
+        let (t, at) = (self.pads[0], oh * self.stride[0]);
+        let i_lo = t.saturating_sub(at);
+        let i_hi = (self.h + t).saturating_sub(at).min(self.kh).max(i_lo);
+        (i_lo, i_hi, (at + i_lo).saturating_sub(t))
+    }
+    /// Output columns `lo..hi` whose kernel column `j` reads inside the image, and the
+    /// layout column read by `lo` (those of `lo..hi` follow it).
+    fn cols(&self, j: usize) -> (usize, usize, usize) {
+        let (l, s) = (self.pads[2], self.stride[1]);
+        let lo = l.saturating_sub(j).div_ceil(s);
+        let hi = (self.w + l)
+            .saturating_sub(j)
+            .div_ceil(s)
+            .min(self.wo())
+            .max(lo);
+        (lo, hi, self.col((lo * s + j).saturating_sub(l)))
+    }
+}
+
+/// Weights `[co, c, kh, kw]` as `[kw][co][kh][c]`: for kernel column `j`, a `[co, kh·c]`
+/// row-major matrix whose columns for consecutive kernel rows are consecutive.
+fn by_column(w: &[f32], co: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
+    let mut out = vec![0f32; w.len()];
+    for o in 0..co {
+        for ci in 0..c {
+            for i in 0..kh {
+                for j in 0..kw {
+                    out[((j * co + o) * kh + i) * c + ci] = w[((o * c + ci) * kh + i) * kw + j];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The weights of the transposed convolution (`[c, co, kh, kw]`, taps flipped).
+fn flipped(w: &[f32], co: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
+    let mut out = vec![0f32; w.len()];
+    for o in 0..co {
+        for ci in 0..c {
+            for i in 0..kh {
+                for j in 0..kw {
+                    out[((ci * co + o) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] =
+                        w[((o * c + ci) * kh + i) * kw + j];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Output columns `ow_a..ow_b` that read inside the image with exactly the kernel columns
+/// `j_lo..j_hi` (one product each: every tap of the group reads inside the image).
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    ow_a: usize,
+    ow_b: usize,
+    j_lo: usize,
+    j_hi: usize,
+}
+
+impl Geometry {
+    /// The output columns grouped by the kernel columns that read inside the image: the
+    /// interior (all of them) and a few columns at each edge.
+    fn groups(&self) -> Vec<Group> {
+        let (l, s) = (self.pads[2], self.stride[1]);
+        let mut groups: Vec<Group> = Vec::new();
+        for ow in 0..self.wo() {
+            let at = ow * s;
+            let j_lo = l.saturating_sub(at);
+            let j_hi = (self.w + l).saturating_sub(at).min(self.kw);
+            match groups.last_mut() {
+                Some(g) if g.j_lo == j_lo && g.j_hi == j_hi => g.ow_b = ow + 1,
+                _ => groups.push(Group {
+                    ow_a: ow,
+                    ow_b: ow + 1,
+                    j_lo,
+                    j_hi,
+                }),
+            }
+        }
+        groups
+    }
+}
+
+/// `Y = conv(X)` on the layout: `x` is `[h, c, width, n]`, `wt` the weights
+/// [`by_column`], `y` (`[ho, co, wo, n]`) is overwritten.
+fn convolve(g: &Geometry, x: &[f32], wt: &[f32], y: &mut [f32]) {
+    let (n, ho, wo) = (g.n, g.ho(), g.wo());
+    let row = g.co * wo * n;
+    let groups = g.groups();
+    y[..ho * row]
+        .par_chunks_mut(row)
+        .enumerate()
+        .for_each(|(oh, yrow)| {
+            yrow.par_chunks_mut(CO_BLOCK * wo * n)
+                .enumerate()
+                .for_each(|(b, dst)| block(g, x, wt, &groups, oh, b * CO_BLOCK, dst))
+        });
+}
+
+/// One task of [`convolve`]: output row `oh`, output channels `o0..` (as many as `dst`
+/// holds rows of `wo·n`). Each group of output columns is one product over all the taps
+/// that read inside the image, `k = rows · c · columns`, gathered in place.
+fn block(
+    g: &Geometry,
+    x: &[f32],
+    wt: &[f32],
+    groups: &[Group],
+    oh: usize,
+    o0: usize,
+    dst: &mut [f32],
+) {
+    let (n, wo, width) = (g.n, g.wo(), g.width());
+    let m = dst.len() / (wo * n);
+    let (i_lo, i_hi, ih) = g.rows(oh);
+    let (l, s) = (g.pads[2], g.stride[1]);
+    let mut lhs_cols = Vec::new();
+    let mut rhs_rows = Vec::new();
+    for grp in groups {
+        // The taps in a fixed order: kernel row, channel, kernel column.
+        lhs_cols.clear();
+        rhs_rows.clear();
+        for i in i_lo..i_hi {
+            for ci in 0..g.c {
+                for j in grp.j_lo..grp.j_hi {
+                    lhs_cols.push(j * g.co * g.kh * g.c + i * g.c + ci);
+                    let col = g.col(grp.ow_a * s + j - l);
+                    rhs_rows.push(((ih + i - i_lo) * g.c + ci) * width * n + col * n);
+                }
+            }
+        }
+        // Tiles of output columns, so that the outputs stay in cache while the product
+        // runs over `k`.
+        let (a0, b0) = (grp.ow_a * n, grp.ow_b * n);
+        for t0 in (a0..b0).step_by(TILE) {
+            let t1 = (t0 + TILE).min(b0);
+            // SAFETY: `dst` is this task's own; the product writes `m` rows of `t1 - t0`
+            // values from `t0`, inside it (checked by `gathered`).
+            #[allow(unsafe_code)]
+            unsafe {
+                super::microgemm::gathered(
+                    (m, t1 - t0, lhs_cols.len()),
+                    (dst.as_mut_ptr().add(t0), dst.len() - t0, wo * n),
+                    (
+                        &wt[o0 * g.kh * g.c..],
+                        g.kh * g.c,
+                        super::microgemm::Offsets::Table(&lhs_cols),
+                    ),
+                    (&x[t0 - a0..], super::microgemm::Offsets::Table(&rhs_rows)),
+                    false,
+                )
+            };
+        }
+    }
+}
+
+/// The input gradient of a strided convolution, on the layout: every (output row, kernel
+/// column) adds `W_jᵀ · dY` onto the input rows and columns it read. Those overlap across
+/// output rows, so the tasks are tiles of input columns instead: each adds every
+/// contribution to its own columns, in a fixed order.
+fn scatter(g: &Geometry, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+    let (n, wo, width) = (g.n, g.wo(), g.width());
+    let row = width * n;
+    // Each task owns the columns t0..t1 of every input row; the rows are interleaved in
+    // `dx`, so the tasks reach their columns through a shared raw pointer.
+    let shared = SharedMut(dx.as_mut_ptr(), dx.len());
+    (0..row.div_ceil(TILE)).into_par_iter().for_each(|tile| {
+        let shared = &shared;
+        let (t0, t1) = (tile * TILE, ((tile + 1) * TILE).min(row));
+        for r in 0..g.h * g.c {
+            shared.zero(r * row + t0, t1 - t0);
+        }
+        for oh in 0..g.ho() {
+            let (i_lo, i_hi, ih) = g.rows(oh);
+            for j in 0..g.kw {
+                let (lo, hi, col) = g.cols(j);
+                // The input columns these outputs read, clipped to the tile.
+                let (a, b) = ((col * n).max(t0), ((col + hi - lo) * n).min(t1));
+                if lo >= hi || a >= b {
+                    continue;
+                }
+                let start = ih * g.c * row + a;
+                assert!(start <= shared.1);
+                // SAFETY: the product writes columns a..b (inside this task's tile) of
+                // rows `start + r·row`; no other task touches those columns.
+                #[allow(unsafe_code)]
+                unsafe {
+                    super::microgemm::product(
+                        ((i_hi - i_lo) * g.c, b - a, g.co),
+                        (shared.0.add(start), shared.1 - start, row),
+                        (&wt[(j * g.co * g.kh + i_lo) * g.c..], 1, g.kh * g.c),
+                        (&dy[(oh * g.co * wo + lo) * n + a - col * n..], wo * n),
+                        true,
+                    )
+                };
+            }
+        }
+    });
+}
+
+/// A raw view of a buffer shared by tasks that write disjoint elements of it.
+struct SharedMut(*mut f32, usize);
+
+// SAFETY: the tasks sharing it write disjoint elements (see `scatter` and `to_layout`).
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// Writes `values` from `start`; the caller's task owns those elements.
+    #[inline(always)]
+    fn write(&self, start: usize, values: &[f32]) {
+        assert!(start + values.len() <= self.1, "out of bounds");
+        // SAFETY: in bounds (asserted); each task writes only elements it owns (`scatter`:
+        // its columns, `to_layout`: its channel's rows), and `values` is not in the buffer.
+        #[allow(unsafe_code)]
+        unsafe {
+            let dst = std::slice::from_raw_parts_mut(self.0.add(start), values.len());
+            if values.len() == NB {
+                let d: &mut [f32; NB] = dst.try_into().expect("NB values");
+                d.copy_from_slice(&values[..NB]);
+            } else {
+                dst.copy_from_slice(values);
+            }
+        }
+    }
+
+    /// Zeroes `len` elements from `start`; the caller's task owns them.
+    fn zero(&self, start: usize, len: usize) {
+        assert!(start + len <= self.1, "out of bounds");
+        // SAFETY: in bounds (asserted); in `scatter` each task zeroes only its own columns.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::write_bytes(self.0.add(start), 0, len)
+        }
+    }
+}
+
+/// Images per block of the layout changes: one cache line of the batch-innermost side.
+const NB: usize = 16;
+
+/// `[n, c, h, w]` → the layout of `g`'s input (`[h, c, width, n]`, columns by phase),
+/// zeroing where `mask` (same layout as `x`) is not positive. `g` gives the column
+/// arrangement; `dims` the tensor's shape. One task per channel: [`NB`] images at a time,
+/// it reads each image's plane as one contiguous run into a small tile and writes every
+/// position as a run of [`NB`] images (reading one position of many images instead would
+/// hit addresses a large power of two apart, which share cache sets).
+fn to_layout(
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    g: &Geometry,
+    mask: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let (hw, width) = (h * w, g.width());
+    let total = h * c * width * n;
+    assert!(x.len() >= n * c * hw && out.len() >= total);
+    assert!(mask.is_none_or(|m| m.len() >= n * c * hw));
+    // The layout offset (in runs of `n`) of each position of channel 0's rows.
+    let offsets: Vec<usize> = (0..hw)
+        .map(|p| (p / w) * c * width + g.col(p % w))
+        .collect();
+    let shared = SharedMut(out.as_mut_ptr(), total);
+    (0..c).into_par_iter().for_each(|ci| {
+        let shared = &shared;
+        let mut tile = vec![0f32; hw * NB];
+        for n0 in (0..n).step_by(NB) {
+            let nb = NB.min(n - n0);
+            for b in 0..nb {
+                let at = ((n0 + b) * c + ci) * hw;
+                let src = &x[at..at + hw];
+                match mask {
+                    Some(mk) => {
+                        for (p, (&v, &k)) in src.iter().zip(&mk[at..at + hw]).enumerate() {
+                            tile[p * NB + b] = if k > 0.0 { v } else { 0.0 };
+                        }
+                    }
+                    None => {
+                        for (p, &v) in src.iter().enumerate() {
+                            tile[p * NB + b] = v;
+                        }
+                    }
+                }
+            }
+            for (p, &off) in offsets.iter().enumerate() {
+                // Channel `ci`'s run for position `p`: this task's alone.
+                shared.write((off + ci * width) * n + n0, &tile[p * NB..][..nb]);
+            }
+        }
+    });
+}
+
+/// The layout (`[h, c, width, n]`, columns as `g.col` places them) → `[n, c, h, w]`,
+/// adding `bias[c]` and applying ReLU if asked. Tasks take [`NB`] images; each read is a run
+/// of [`NB`] consecutive images, each write a run of positions, through a small tile.
+fn from_layout(
+    y: &[f32],
+    [n, c, h, w]: [usize; 4],
+    g: &Geometry,
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Vec<f32> {
+    let (hw, width) = (h * w, g.width());
+    let img = c * hw;
+    // The layout offset (in runs of `n`) of each position of a plane, relative to its
+    // channel's rows.
+    let offsets: Vec<usize> = (0..hw)
+        .map(|p| (p / w) * c * width + g.col(p % w))
+        .collect();
+    let mut out = vec![0f32; n * img];
+    out.par_chunks_mut(NB * img)
+        .enumerate()
+        .for_each(|(blk, imgs)| {
+            let n0 = blk * NB;
+            let nb = imgs.len() / img;
+            let mut tile = vec![0f32; hw * NB];
+            for ci in 0..c {
+                let add = bias.map_or(0.0, |bv| bv[ci]);
+                for (p, &off) in offsets.iter().enumerate() {
+                    copy_run(&mut tile[p * NB..], &y[(off + ci * width) * n + n0..], nb);
+                }
+                for b in 0..nb {
+                    let dst = &mut imgs[b * img + ci * hw..][..hw];
+                    for (p, d) in dst.iter_mut().enumerate() {
+                        let v = tile[p * NB + b] + add;
+                        *d = if relu { v.max(0.0) } else { v };
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// Copies `len` (at most [`NB`]) values from `src` to `dst`; a full run has a constant
+/// length, which the compiler turns into a few vector moves instead of a call.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32], len: usize) {
+    if len == NB {
+        let d: &mut [f32; NB] = (&mut dst[..NB]).try_into().expect("NB values");
+        d.copy_from_slice(&src[..NB]);
+    } else {
+        dst[..len].copy_from_slice(&src[..len]);
+    }
+}
+
+/// The geometry whose layout is plain `[h, c, w, n]` for a tensor of `dims` (stride 1).
+fn plain(dims: [usize; 4]) -> Geometry {
+    let [n, c, h, w] = dims;
+    Geometry {
+        n,
+        c,
+        h,
+        w,
+        co: 1,
+        kh: 1,
+        kw: 1,
+        stride: [1, 1],
+        pads: [0; 4],
+    }
+}
+
+/// The rearranged weights of one convolution: forward ([`by_column`]) and, for a stride-1
+/// convolution, those of its transposed convolution (flipped, then [`by_column`]).
+#[derive(Debug)]
+struct Rearranged {
+    forward: Vec<f32>,
+    transposed: Option<Vec<f32>>,
+}
+
+impl Rearranged {
+    fn new(data: &[f32], g: &Geometry) -> Self {
+        let (co, c, kh, kw) = (g.co, g.c, g.kh, g.kw);
+        Self {
+            forward: by_column(data, co, c, kh, kw),
+            transposed: (g.stride == [1, 1])
+                .then(|| by_column(&flipped(data, co, c, kh, kw), c, co, kh, kw)),
+        }
+    }
+    fn values(&self) -> usize {
+        self.forward.len() + self.transposed.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// One cached arrangement: the weight tensor (a clone, which keeps its storage alive), its
+/// address, the geometry, and the arrangement.
+type CacheEntry = (FlexTensor, usize, Geometry, Arc<Rearranged>);
+
+/// A small cache of rearranged weights, keyed by the weight tensor's storage. Each entry
+/// holds a clone of the tensor, which keeps its storage alive, so no other tensor can reuse
+/// the address while the entry exists and equal keys mean equal (immutable) values. Bounded
+/// by [`WeightCache::MAX_VALUES`]; the oldest entries go first.
+struct WeightCache {
+    entries: Vec<CacheEntry>,
+    values: usize,
+}
+
+impl WeightCache {
+    /// Most cached `f32` values (all arrangements of all entries): 256 MiB.
+    const MAX_VALUES: usize = 64 << 20;
+
+    fn get(weight: &FlexTensor, data: &[f32], g: &Geometry) -> Arc<Rearranged> {
+        static CACHE: Mutex<WeightCache> = Mutex::new(WeightCache {
+            entries: Vec::new(),
+            values: 0,
+        });
+        let key = data.as_ptr() as usize;
+        // The batch size does not change the arrangement.
+        let g = Geometry { n: 1, ..*g };
+        // A poisoned lock only means another thread panicked between two statements that
+        // keep the entries complete, so the cache stays usable.
+        if let Some(hit) = CACHE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .iter()
+            .find(|(_, k, kg, _)| *k == key && *kg == g)
+        {
+            return Arc::clone(&hit.3);
+        }
+        let made = Arc::new(Rearranged::new(data, &g));
+        let size = made.values();
+        if size <= Self::MAX_VALUES {
+            let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+            while cache.values + size > Self::MAX_VALUES && !cache.entries.is_empty() {
+                let old = cache.entries.remove(0);
+                cache.values -= old.3.values();
+            }
+            cache
+                .entries
+                .push((weight.clone(), key, g, Arc::clone(&made)));
+            cache.values += size;
+        }
+        made
+    }
+}
+
+/// What the backward pass keeps.
+#[derive(Clone, Debug)]
+struct State {
+    g: Geometry,
+    weights: Arc<Rearranged>,
+    relu_output: Option<FlexValue>,
+}
+
+impl InputGradient for State {
+    fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
+        let g = &self.g;
+        let (in_dims, out_dims) = ([g.n, g.c, g.h, g.w], [g.n, g.co, g.ho(), g.wo()]);
+        let mask = self
+            .relu_output
+            .as_ref()
+            .map(|o| o.f32_data().expect("the kernel's output is f32"));
+        let mut dy = vec![0f32; g.n * g.co * g.ho() * g.wo()];
+        to_layout(
+            grad_out,
+            out_dims,
+            &plain(out_dims),
+            mask.as_deref(),
+            &mut dy,
+        );
+        let mut dx = vec![0f32; g.n * g.c * g.h * g.width()];
+        match &self.weights.transposed {
+            // Stride 1: the transposed convolution, with parallel tasks per input row.
+            Some(wt) => convolve(&g.transposed(), &dy, wt, &mut dx),
+            None => scatter(g, &dy, &self.weights.forward, &mut dx),
+        }
+        drop(dy);
+        (from_layout(&dx, in_dims, g, None, false), in_dims)
+    }
+}
+
+/// A one-group, undilated convolution on the CPU backend as matrix products over the taps
+/// that read inside the image, or `None` when it does not apply (another backend or element
+/// type, tracked weights, padding not below the kernel size, a stride-1 convolution with
+/// fewer than [`MIN_CHANNELS`] input channels, or a 1×1 one over large planes); then the
+/// caller uses another path. With `relu`, a ReLU follows in the same pass.
+pub(crate) fn conv2d(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    stride: [usize; 2],
+    pads: [(usize, usize); 2],
+    relu: bool,
+) -> Option<Tensor<4>> {
+    let [n, c, h, w] = x.dims();
+    let [co, wc, kh, kw] = weight.dims();
+    let g = Geometry {
+        n,
+        c,
+        h,
+        w,
+        co,
+        kh,
+        kw,
+        stride,
+        pads: [pads[0].0, pads[0].1, pads[1].0, pads[1].1],
+    };
+    let unit = stride == [1, 1];
+    let pointwise = unit && kh == 1 && kw == 1 && g.pads == [0; 4];
+    if wc != c
+        || !g.supported()
+        || (unit && c < MIN_CHANNELS)
+        || (pointwise && h * w >= POINTWISE_MIN_POSITIONS)
+    {
+        return None;
+    }
+    let ConstantOperands {
+        x,
+        weight: wv,
+        bias: bv,
+    } = ConstantOperands::of(x, weight, bias)?;
+    let wd = wv.f32_data()?;
+    let bd = match &bv {
+        Some(b) => Some(b.f32_data().filter(|b| b.len() == co)?),
+        None => None,
+    };
+    let weights = match &wd {
+        std::borrow::Cow::Borrowed(d) => WeightCache::get(wv.flex(), d, &g),
+        std::borrow::Cow::Owned(d) => Arc::new(Rearranged::new(d, &g)),
+    };
+    let out_dims = [n, co, g.ho(), g.wo()];
+    let out = {
+        let xd = x.f32_data()?;
+        let mut xt = vec![0f32; h * c * g.width() * n];
+        to_layout(&xd, [n, c, h, w], &g, None, &mut xt);
+        let mut yt = vec![0f32; n * co * g.ho() * g.wo()];
+        convolve(&g, &xt, &weights.forward, &mut yt);
+        drop(xt);
+        from_layout(&yt, out_dims, &plain(out_dims), bd.as_deref(), relu)
+    };
+    let out = flex_tensor(out, out_dims);
+    let relu_output = relu.then(|| FlexValue::Plain(out.clone()));
+    Some(finish(x, out, || State {
+        g,
+        weights,
+        relu_output,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::to_host as host;
+    use burn::tensor::module::conv2d as burn_conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{activation, Device, Distribution};
+
+    /// (input, weight, stride, pads (top, bottom), (left, right))
+    type Case = ([usize; 4], [usize; 4], [usize; 2], [(usize, usize); 2]);
+    const CASES: [Case; 11] = [
+        // CIFAR ResNet planes: 8×8, 2×2 and 1×1 with a 3×3 kernel (only the centre tap
+        // reads inside a 1×1 plane).
+        ([3, 32, 8, 8], [40, 32, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        ([2, 33, 2, 2], [70, 33, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        ([5, 40, 1, 1], [130, 40, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        // Asymmetric padding, a rectangular kernel, no padding at all, and no tap column
+        // that covers a whole output row.
+        ([2, 32, 7, 9], [20, 32, 3, 2], [1, 1], [(2, 0), (0, 1)]),
+        ([1, 36, 6, 5], [8, 36, 3, 3], [1, 1], [(0, 0), (0, 0)]),
+        ([2, 32, 4, 3], [16, 32, 2, 3], [1, 1], [(1, 0), (2, 2)]),
+        // Strided: a ResNet stem (7×7, stride 2, 3 channels) on an odd width, a 3×3 and a
+        // 1×1 downsampling, different strides per axis, and a 2×2 plane to a 1×1 one.
+        ([2, 3, 13, 11], [16, 3, 7, 7], [2, 2], [(3, 3), (3, 3)]),
+        ([3, 8, 8, 8], [24, 8, 3, 3], [2, 2], [(1, 1), (1, 1)]),
+        ([2, 16, 6, 7], [12, 16, 1, 1], [2, 2], [(0, 0), (0, 0)]),
+        ([2, 5, 9, 10], [6, 5, 3, 4], [3, 2], [(2, 0), (1, 3)]),
+        ([4, 40, 2, 2], [50, 40, 3, 3], [2, 2], [(1, 1), (1, 1)]),
+    ];
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: length");
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "{what}: max difference {worst} (scale {scale})"
+        );
+    }
+
+    /// Output and input gradient against burn's conv2d (and ReLU) under a random weighting
+    /// of the outputs.
+    #[test]
+    fn output_and_input_gradient_match_burn() {
+        let device = Device::flex().autodiff();
+        for (xs, ws, st, p) in CASES {
+            for relu in [false, true] {
+                let x0 = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
+                let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
+                let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
+                let opts = ConvOptions::new_with_padding(st, p, [1, 1], 1);
+                let reference = |x: Tensor<4>| {
+                    let y = burn_conv2d(x, w.clone(), Some(b.clone()), opts.clone());
+                    if relu {
+                        activation::relu(y)
+                    } else {
+                        y
+                    }
+                };
+                let r = Tensor::<4>::random(
+                    reference(x0.clone()).dims(),
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                );
+                let x = x0.clone().require_grad();
+                let fast = conv2d(&x, &w, Some(&b), st, p, relu).expect("handled");
+                let fast_y = host(fast.clone());
+                let fast_g = host(x.grad(&(fast * r.clone()).sum().backward()).unwrap());
+                let x = x0.require_grad();
+                let slow = reference(x.clone());
+                let slow_y = host(slow.clone());
+                let slow_g = host(x.grad(&(slow * r).sum().backward()).unwrap());
+                let what = format!("{xs:?} {ws:?} s{st:?} p{p:?} relu {relu}");
+                close(&fast_y, &slow_y, &format!("forward {what}"));
+                close(&fast_g, &slow_g, &format!("gradient {what}"));
+            }
+        }
+    }
+
+    /// Outputs and input gradients do not depend on the number of threads (the strided
+    /// case is large enough for `gemm` to split its backward products), and a second call
+    /// (weights from the cache) gives the same bits.
+    #[test]
+    fn same_bits_on_one_thread_and_from_the_cache() {
+        let device = Device::flex().autodiff();
+        let cases: [Case; 2] = [
+            CASES[0],
+            ([64, 32, 16, 16], [64, 32, 3, 3], [2, 2], [(1, 1), (1, 1)]),
+        ];
+        for (xs, ws, st, p) in cases {
+            let x0 = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
+            let run = || {
+                let x = x0.clone().require_grad();
+                let y = conv2d(&x, &w, None, st, p, true).expect("handled");
+                let g = x.grad(&(y.clone() * y.clone()).sum().backward()).unwrap();
+                (host(y), host(g))
+            };
+            let first = run();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            let single = pool.install(run);
+            let again = run();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            for other in [&single, &again] {
+                assert!(bits(&first.0) == bits(&other.0), "{xs:?}: outputs differ");
+                assert!(bits(&first.1) == bits(&other.1), "{xs:?}: gradients differ");
+            }
+        }
+    }
+
+    /// Stride-1 convolutions with fewer input channels than [`MIN_CHANNELS`], padding as
+    /// large as the kernel, and 1×1 convolutions over large planes are left to the other
+    /// paths.
+    #[test]
+    fn declines_what_it_does_not_handle() {
+        let device = Device::flex();
+        let x = Tensor::<4>::zeros([1, 8, 4, 4], &device);
+        let w = Tensor::<4>::zeros([8, 8, 3, 3], &device);
+        assert!(conv2d(&x, &w, None, [1, 1], [(1, 1), (1, 1)], false).is_none());
+        assert!(conv2d(&x, &w, None, [2, 2], [(1, 1), (1, 1)], false).is_some());
+        let x = Tensor::<4>::zeros([1, 32, 4, 4], &device);
+        let w = Tensor::<4>::zeros([8, 32, 3, 3], &device);
+        assert!(conv2d(&x, &w, None, [1, 1], [(3, 1), (1, 1)], false).is_none());
+        let x = Tensor::<4>::zeros([1, 32, 14, 14], &device);
+        let w = Tensor::<4>::zeros([8, 32, 1, 1], &device);
+        assert!(conv2d(&x, &w, None, [1, 1], [(0, 0), (0, 0)], false).is_none());
+    }
+}
