@@ -21,7 +21,8 @@ The two alternate for --reps repetitions; medians are reported, with the ratio
 robust/torchattacks in images per second, and the fraction of the machine's peak FLOP rate
 robust reaches: each PGD step is a forward pass and an input gradient (about twice the
 forward multiply-adds, counted with hooks on Conv2d/Linear), against --peak-gflops
-(2 cores x AVX2 FMA: 2 x 2 x 8 x 2 x ~3 GHz ~ 190 GFLOP/s by default).
+(--peak-gflops; by default 442 GFLOP/s, two Zen 5 cores with AVX-512 at ~3.45 GHz, or 221
+with --isa avx2, which caps both tools below AVX-512 as on a CPU without it).
 Robust accuracies must agree within 2 / n.
 """
 
@@ -33,11 +34,19 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# --isa avx2 caps both tools below AVX-512 (as on a CPU without it): PyTorch's ATen and
+# oneDNN through their documented environment variables, which must be set before torch is
+# imported; robust through ROBUST_SIMD (its kernels' dispatch cap).
+ISA = "avx2" if "--isa=avx2" in sys.argv or ("--isa" in sys.argv and sys.argv[sys.argv.index("--isa") + 1:][:1] == ["avx2"]) else "native"
+if ISA == "avx2":
+    os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
+    os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -72,11 +81,22 @@ def main() -> int:
     ap.add_argument("--arch", default="resnet18,resnet50")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--peak-gflops", type=float, default=190.0)
+    ap.add_argument("--isa", choices=["native", "avx2"], default="native",
+                    help="avx2: cap both tools below AVX-512 (a CPU without it)")
+    # Peak of this machine kind: 2 cores of AMD Zen 5 (EPYC, family 26) at about 3.45 GHz
+    # (measured with a chain of dependent adds), 2 FMA pipes each: 16-lane (AVX-512) FMAs
+    # give 2 x 2 x 16 x 2 x 3.45 = 442 GFLOP/s, 8-lane (AVX2) ones half that.
+    ap.add_argument("--peak-gflops", type=float, default=None,
+                    help="default: 442 (AVX-512) or 221 (--isa avx2)")
     target = Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/robust-target"))
     ap.add_argument("--robust", type=Path, default=target / "release" / "robust")
     args = ap.parse_args()
+    if args.peak_gflops is None:
+        args.peak_gflops = 221.0 if args.isa == "avx2" else 442.0
+    robust_env = dict(os.environ, **({"ROBUST_SIMD": "avx2"} if args.isa == "avx2" else {}))
     torch.set_num_threads(args.threads)
+    print(f"isa {args.isa}: torch cpu capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"peak {args.peak_gflops:.0f} GFLOP/s")
     rows = []
     for arch in args.arch.split(","):
         size, n = SIZES[arch]
@@ -107,7 +127,7 @@ def main() -> int:
                        "--steps", "10", "--rel-step-size", "0.25", "--random-start", "false",
                        "--device", "cpu", "--quiet", "--out", str(tmp / "out"), "--batch-size", str(n)]
                 t0 = time.perf_counter()
-                p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+                p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=robust_env)
                 t_robust.append(time.perf_counter() - t0)
                 if p.returncode != 0:
                     raise SystemExit(f"robust failed: {p.stderr[-500:]}")

@@ -35,6 +35,7 @@ mod conv;
 mod gemm_conv;
 mod microgemm;
 mod pool;
+mod scratch;
 pub mod simd;
 mod tap_gemm;
 

@@ -38,6 +38,7 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::scratch::scratch;
 use super::{finish, flex_tensor, ConstantOperands, FlexValue, InputGradient};
 
 /// Output channels per product (the rows of one task's matrix product).
@@ -151,34 +152,37 @@ impl Geometry {
 }
 
 /// Weights `[co, c, kh, kw]` as `[kw][co][kh][c]`: for kernel column `j`, a `[co, kh·c]`
-/// row-major matrix whose columns for consecutive kernel rows are consecutive.
+/// row-major matrix whose columns for consecutive kernel rows are consecutive. One task
+/// per (kernel column, output channel).
 fn by_column(w: &[f32], co: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
     let mut out = vec![0f32; w.len()];
-    for o in 0..co {
-        for ci in 0..c {
+    out.par_chunks_mut(kh * c)
+        .enumerate()
+        .for_each(|(jo, dst)| {
+            let (j, o) = (jo / co, jo % co);
             for i in 0..kh {
-                for j in 0..kw {
-                    out[((j * co + o) * kh + i) * c + ci] = w[((o * c + ci) * kh + i) * kw + j];
+                for ci in 0..c {
+                    dst[i * c + ci] = w[((o * c + ci) * kh + i) * kw + j];
                 }
             }
-        }
-    }
+        });
     out
 }
 
-/// The weights of the transposed convolution (`[c, co, kh, kw]`, taps flipped).
-fn flipped(w: &[f32], co: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
+/// The weights of the transposed convolution (`[c, co, kh, kw]`, taps flipped), arranged
+/// as [`by_column`] arranges a convolution's: `[kw][c][kh][co]`.
+fn flipped_by_column(w: &[f32], co: usize, c: usize, kh: usize, kw: usize) -> Vec<f32> {
     let mut out = vec![0f32; w.len()];
-    for o in 0..co {
-        for ci in 0..c {
+    out.par_chunks_mut(kh * co)
+        .enumerate()
+        .for_each(|(jc, dst)| {
+            let (j, ci) = (jc / c, jc % c);
             for i in 0..kh {
-                for j in 0..kw {
-                    out[((ci * co + o) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)] =
-                        w[((o * c + ci) * kh + i) * kw + j];
+                for o in 0..co {
+                    dst[i * co + o] = w[((o * c + ci) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
                 }
             }
-        }
-    }
+        });
     out
 }
 
@@ -505,8 +509,7 @@ impl Rearranged {
         let (co, c, kh, kw) = (g.co, g.c, g.kh, g.kw);
         Self {
             forward: by_column(data, co, c, kh, kw),
-            transposed: (g.stride == [1, 1])
-                .then(|| by_column(&flipped(data, co, c, kh, kw), c, co, kh, kw)),
+            transposed: (g.stride == [1, 1]).then(|| flipped_by_column(data, co, c, kh, kw)),
         }
     }
     fn values(&self) -> usize {
@@ -583,7 +586,7 @@ impl InputGradient for State {
             .relu_output
             .as_ref()
             .map(|o| o.f32_data().expect("the kernel's output is f32"));
-        let mut dy = vec![0f32; g.n * g.co * g.ho() * g.wo()];
+        let mut dy = scratch(g.n * g.co * g.ho() * g.wo());
         to_layout(
             grad_out,
             out_dims,
@@ -591,7 +594,7 @@ impl InputGradient for State {
             mask.as_deref(),
             &mut dy,
         );
-        let mut dx = vec![0f32; g.n * g.c * g.h * g.width()];
+        let mut dx = scratch(g.n * g.c * g.h * g.width());
         match &self.weights.transposed {
             // Stride 1: the transposed convolution, with parallel tasks per input row.
             Some(wt) => convolve(&g.transposed(), &dy, wt, &mut dx),
@@ -654,9 +657,9 @@ pub(crate) fn conv2d(
     let out_dims = [n, co, g.ho(), g.wo()];
     let out = {
         let xd = x.f32_data()?;
-        let mut xt = vec![0f32; h * c * g.width() * n];
+        let mut xt = scratch(h * c * g.width() * n);
         to_layout(&xd, [n, c, h, w], &g, None, &mut xt);
-        let mut yt = vec![0f32; n * co * g.ho() * g.wo()];
+        let mut yt = scratch(n * co * g.ho() * g.wo());
         convolve(&g, &xt, &weights.forward, &mut yt);
         drop(xt);
         from_layout(&yt, out_dims, &plain(out_dims), bd.as_deref(), relu)
