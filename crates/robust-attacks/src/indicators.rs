@@ -112,6 +112,9 @@ fn margins(logits: &[f32], labels: &[usize]) -> Vec<f32> {
         .collect()
 }
 
+/// Most images [`unstable_predictions`] passes through the model at once.
+pub const UNSTABLE_BATCH: usize = 256;
+
 /// Pintor et al.'s unstable-predictions indicator, per sample: the mean over `draws`
 /// uniform perturbations in `[−r/2, r/2]` per pixel (`r` = `radius` × the input range,
 /// clipped to the bounds) of `|m(x + δ) − m(x)| / |m(x)|`, where `m` is the margin
@@ -142,18 +145,34 @@ pub fn unstable_predictions(
         .map(|&i| ChaCha8Rng::seed_from_u64(mix(&[seed, 0x5354_4142_4C45, i as u64])))
         .collect();
     let mut total = vec![0f64; labels.len()];
-    for _ in 0..draws {
-        let mut noise = Vec::with_capacity(labels.len() * per);
-        for rng in rngs.iter_mut() {
-            noise.extend((0..per).map(|_| (rng.random::<f32>() - 0.5) * width));
+    // Several draws per forward pass (up to UNSTABLE_BATCH images): the same noise, drawn
+    // in the same order, as one draw per pass; small batches waste most of a pass on a
+    // large model.
+    let n = labels.len().max(1);
+    let group = (UNSTABLE_BATCH / n).clamp(1, draws.max(1));
+    let mut done = 0;
+    while done < draws {
+        let g = group.min(draws - done);
+        let mut noise = Vec::with_capacity(g * labels.len() * per);
+        for _ in 0..g {
+            for rng in rngs.iter_mut() {
+                noise.extend((0..per).map(|_| (rng.random::<f32>() - 0.5) * width));
+            }
         }
-        let delta = Tensor::<4>::from_data(TensorData::new(noise, dims.to_vec()), &x.device());
-        let moved = (x.clone() + delta).clamp(lo, hi);
-        let m = margins(&to_host(model.forward(moved)?), labels);
-        for (i, t) in total.iter_mut().enumerate() {
-            let scale = if base[i] == 0.0 { 1.0 } else { base[i].abs() };
-            *t += f64::from((m[i] - base[i]).abs() / scale);
+        let mut stacked = dims;
+        stacked[0] *= g;
+        let delta = Tensor::<4>::from_data(TensorData::new(noise, stacked.to_vec()), &x.device());
+        let repeated = Tensor::cat(vec![x.clone(); g], 0);
+        let out = to_host(model.forward((repeated + delta).clamp(lo, hi))?);
+        let k = out.len() / (g * n);
+        for d in 0..g {
+            let m = margins(&out[d * n * k..(d + 1) * n * k], labels);
+            for (i, t) in total.iter_mut().enumerate() {
+                let scale = if base[i] == 0.0 { 1.0 } else { base[i].abs() };
+                *t += f64::from((m[i] - base[i]).abs() / scale);
+            }
         }
+        done += g;
     }
     Ok(total
         .into_iter()

@@ -105,6 +105,11 @@ fn matmul(m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: &[f32]
         rhs.len() >= k * n && dst.len() >= m * n,
         "rhs or dst too short"
     );
+    // `lhs` is packed once for all the column tasks.
+    let packed = super::microgemm::pack_lhs(
+        (m, k),
+        (lhs.0, lhs.1, super::microgemm::Offsets::Stride(lhs.2)),
+    );
     let shared = SharedDst(dst.as_mut_ptr());
     (0..n.div_ceil(MATMUL_COLUMNS))
         .into_par_iter()
@@ -117,11 +122,11 @@ fn matmul(m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: &[f32]
             // the operands' bounds.
             #[allow(unsafe_code)]
             unsafe {
-                super::microgemm::product(
-                    (m, cols, k),
+                super::microgemm::product_packed(
+                    cols,
                     (shared.0.add(c0), m * n - c0, n),
-                    lhs,
-                    (&rhs[c0..], n),
+                    &packed,
+                    (&rhs[c0..], super::microgemm::Offsets::Stride(n)),
                     false,
                 )
             };

@@ -29,6 +29,81 @@ struct Product<'a> {
     rhs: &'a [f32],
     rhs_rows: Offsets<'a>,
     accumulate: bool,
+    /// `lhs` already packed ([`pack_lhs`]); else `run` packs it.
+    packed: Option<&'a PackedLhs>,
+}
+
+/// Rows per block of a packed `lhs`: `[block][k][PACK]` (a multiple of every register
+/// tile's row count).
+const PACK: usize = 8;
+
+/// A left operand packed once for several products ([`pack_lhs`], [`product_packed`]):
+/// `[m / PACK][k][PACK]`, rows past `m` zero.
+#[derive(Debug)]
+pub(crate) struct PackedLhs {
+    m: usize,
+    k: usize,
+    data: Vec<f32>,
+}
+
+/// Packs `lhs[m×k]` (row stride `lhs_rs`, columns at `lhs_cols`) for [`product_packed`].
+pub(crate) fn pack_lhs(
+    (m, k): (usize, usize),
+    (lhs, lhs_rs, lhs_cols): (&[f32], usize, Offsets<'_>),
+) -> PackedLhs {
+    if m > 0 && k > 0 {
+        assert!(
+            (m - 1) * lhs_rs + lhs_cols.last(k) < lhs.len(),
+            "lhs out of bounds"
+        );
+    }
+    let mut data = vec![0f32; m.div_ceil(PACK) * k * PACK];
+    for (pb, panel) in data.chunks_exact_mut((k * PACK).max(1)).enumerate() {
+        let rows = PACK.min(m - pb * PACK);
+        for (kk, dst) in panel.chunks_exact_mut(PACK).enumerate() {
+            let off = lhs_cols.at(kk);
+            for (r, d) in dst.iter_mut().enumerate().take(rows) {
+                *d = lhs[(pb * PACK + r) * lhs_rs + off];
+            }
+        }
+    }
+    PackedLhs { m, k, data }
+}
+
+/// [`gathered`] with a left operand packed by [`pack_lhs`] (of `m` rows and `k` columns).
+///
+/// # Safety
+/// As for [`product`].
+#[allow(unsafe_code)]
+pub(crate) unsafe fn product_packed(
+    cols: usize,
+    (dst, len, dst_rs): (*mut f32, usize, usize),
+    lhs: &PackedLhs,
+    (rhs, rhs_rows): (&[f32], Offsets<'_>),
+    accumulate: bool,
+) {
+    let (m, k) = (lhs.m, lhs.k);
+    if m == 0 || cols == 0 {
+        return;
+    }
+    assert!((m - 1) * dst_rs + cols <= len, "dst out of bounds");
+    if k > 0 {
+        assert!(rhs_rows.last(k) + cols <= rhs.len(), "rhs out of bounds");
+    }
+    super::simd::dispatch(Product {
+        m,
+        cols,
+        k,
+        dst,
+        dst_rs,
+        lhs: &[],
+        lhs_rs: 0,
+        lhs_cols: Offsets::Stride(0),
+        rhs,
+        rhs_rows,
+        accumulate,
+        packed: Some(lhs),
+    })
 }
 
 /// Where column `kk` of `lhs` (or row `kk` of `rhs`) starts: `kk · stride`, or a table.
@@ -124,6 +199,7 @@ pub(crate) unsafe fn gathered(
         rhs,
         rhs_rows,
         accumulate,
+        packed: None,
     })
 }
 
@@ -145,16 +221,15 @@ impl WithSimd for Product<'_> {
 fn run<S: Simd, const MR: usize>(p: Product<'_>) {
     let lanes = f32::lanes::<S>();
     let blocks = p.m.div_ceil(MR);
-    // `lhs` packed as [row block][k][MR], rows past `m` zero (computed, never stored).
-    let mut packed = vec![0f32; blocks * p.k * MR];
-    for (rb, panel) in packed.chunks_exact_mut((p.k * MR).max(1)).enumerate() {
-        for r in 0..MR.min(p.m - rb * MR) {
-            let row = (rb * MR + r) * p.lhs_rs;
-            for (kk, v) in panel.iter_mut().skip(r).step_by(MR).enumerate() {
-                *v = p.lhs[row + p.lhs_cols.at(kk)];
-            }
+    let local;
+    let packed: &PackedLhs = match p.packed {
+        Some(pk) => pk,
+        None => {
+            local = pack_lhs((p.m, p.k), (p.lhs, p.lhs_rs, p.lhs_cols));
+            &local
         }
-    }
+    };
+    let packed = &packed.data[..];
     // Blocking, outermost first:
     // * `k` in blocks of at most KC rows. Each block continues the sums where the previous
     //   one stored them (in `dst`), so the order of operations, and every bit, is that of
@@ -194,9 +269,25 @@ fn run<S: Simd, const MR: usize>(p: Product<'_>) {
                     }
                     for rb in group.clone() {
                         if nv == 3 {
-                            tile::<S, MR, 3>(&p, &packed, strip, part, rb, c0);
+                            tile::<S, MR, 3>(
+                                &p,
+                                packed,
+                                strip,
+                                part,
+                                rb * MR,
+                                p.dst_at(rb * MR, c0),
+                                p.dst_rs,
+                            );
                         } else {
-                            tile::<S, MR, 1>(&p, &packed, strip, part, rb, c0);
+                            tile::<S, MR, 1>(
+                                &p,
+                                packed,
+                                strip,
+                                part,
+                                rb * MR,
+                                p.dst_at(rb * MR, c0),
+                                p.dst_rs,
+                            );
                         }
                     }
                     c0 += width;
@@ -219,14 +310,15 @@ fn run<S: Simd, const MR: usize>(p: Product<'_>) {
                         let d = unsafe { std::slice::from_raw_parts(p.dst.add(at(r)), rest) };
                         scratch[r * lanes..][..rest].copy_from_slice(d);
                     }
-                    let local = Product {
-                        m: rows,
-                        cols: lanes,
-                        dst: scratch.as_mut_ptr(),
-                        dst_rs: lanes,
-                        ..p
-                    };
-                    tile::<S, MR, 1>(&local, &packed[rb * p.k * MR..], strip, part, 0, 0);
+                    tile::<S, MR, 1>(
+                        &p,
+                        packed,
+                        strip,
+                        part,
+                        rb * MR,
+                        scratch.as_mut_ptr(),
+                        lanes,
+                    );
                     for r in 0..rows {
                         // SAFETY: as above.
                         #[allow(unsafe_code)]
@@ -281,34 +373,37 @@ fn tile<S: Simd, const MR: usize, const NV: usize>(
     packed: &[f32],
     strip: &[f32],
     part: Part,
-    rb: usize,
-    c0: usize,
+    row0: usize,
+    dst: *mut f32,
+    dst_rs: usize,
 ) {
     let lanes = f32::lanes::<S>();
-    let rows = MR.min(p.m - rb * MR);
+    let rows = MR.min(p.m - row0);
     let zero: Vector<S, f32> = 0f32.splat::<S>();
     let mut acc = [[zero; NV]; MR];
-    // SAFETY: every pointer below stays inside `dst` and `rhs` (bounds checked in
-    // `product`: rows below `m`, columns below `cols`, `k` rows of `rhs`); `dst` is ours
-    // alone by `product`'s contract.
+    // SAFETY: `dst` points at rows `row0..row0 + rows` (stride `dst_rs`), columns
+    // `NV·lanes` wide, of the product's output or of a scratch tile that size (bounds
+    // checked in `gathered` / `product_packed`); it is ours alone by their contract. `strip`
+    // holds `kc` rows of `NV·lanes` values.
     #[allow(unsafe_code)]
     unsafe {
-        let dst = p.dst.add(rb * MR * p.dst_rs + c0);
         if part.accumulate {
             for (r, row) in acc.iter_mut().enumerate().take(rows) {
                 for (v, a) in row.iter_mut().enumerate() {
-                    *a = vload_unaligned::<S, f32>(dst.add(r * p.dst_rs + v * lanes));
+                    *a = vload_unaligned::<S, f32>(dst.add(r * dst_rs + v * lanes));
                 }
             }
         }
-        let panel = &packed[(rb * p.k + part.k0) * MR..][..part.kc * MR];
-        for (a, brow) in panel.chunks_exact(MR).zip(strip.chunks_exact(NV * lanes)) {
+        // The packed rows of this tile: block `row0 / PACK`, from row `row0 % PACK`.
+        let (pb, r0) = (row0 / PACK, row0 % PACK);
+        let panel = &packed[(pb * p.k + part.k0) * PACK..][..part.kc * PACK];
+        for (a, brow) in panel.chunks_exact(PACK).zip(strip.chunks_exact(NV * lanes)) {
             let mut bv = [zero; NV];
             for (v, x) in bv.iter_mut().enumerate() {
                 *x = vload_unaligned::<S, f32>(brow.as_ptr().add(v * lanes));
             }
             for r in 0..MR {
-                let av = a[r].splat::<S>();
+                let av = a[r0 + r].splat::<S>();
                 for v in 0..NV {
                     acc[r][v] += av * bv[v];
                 }
@@ -316,8 +411,20 @@ fn tile<S: Simd, const MR: usize, const NV: usize>(
         }
         for (r, row) in acc.iter().enumerate().take(rows) {
             for (v, a) in row.iter().enumerate() {
-                vstore_unaligned::<S, f32>(dst.add(r * p.dst_rs + v * lanes), *a);
+                vstore_unaligned::<S, f32>(dst.add(r * dst_rs + v * lanes), *a);
             }
+        }
+    }
+}
+
+impl Product<'_> {
+    /// The output element at row `r`, column `c`.
+    fn dst_at(&self, r: usize, c: usize) -> *mut f32 {
+        // SAFETY: callers pass rows below `m` and columns below `cols`, inside `dst`
+        // (checked in `gathered` / `product_packed`).
+        #[allow(unsafe_code)]
+        unsafe {
+            self.dst.add(r * self.dst_rs + c)
         }
     }
 }
