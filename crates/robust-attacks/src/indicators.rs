@@ -112,9 +112,6 @@ fn margins(logits: &[f32], labels: &[usize]) -> Vec<f32> {
         .collect()
 }
 
-/// Most images [`unstable_predictions`] passes through the model at once.
-pub const UNSTABLE_BATCH: usize = 256;
-
 /// Pintor et al.'s unstable-predictions indicator, per sample: the mean over `draws`
 /// uniform perturbations in `[−r/2, r/2]` per pixel (`r` = `radius` × the input range,
 /// clipped to the bounds) of `|m(x + δ) − m(x)| / |m(x)|`, where `m` is the margin
@@ -125,7 +122,9 @@ pub const UNSTABLE_BATCH: usize = 256;
 /// change is rounding noise. A smooth model moves its margin by a few percent under such
 /// noise; a model whose output jumps (a high-frequency transformation of the input, a
 /// randomized defence) moves it by about its own size. Each sample's noise comes from a
-/// generator seeded by `seed` and its global index.
+/// generator seeded by `seed` and its global index. Several draws go through the model in
+/// one pass, up to `max_batch` images (the evaluation's batch size, which bounds memory).
+#[allow(clippy::too_many_arguments)]
 pub fn unstable_predictions(
     model: &Model,
     x: &Tensor<4>,
@@ -134,6 +133,7 @@ pub fn unstable_predictions(
     seed: u64,
     draws: usize,
     radius: f32,
+    max_batch: usize,
 ) -> Result<Vec<f32>, AttackError> {
     let dims = x.dims();
     let per = dims[1] * dims[2] * dims[3];
@@ -145,11 +145,11 @@ pub fn unstable_predictions(
         .map(|&i| ChaCha8Rng::seed_from_u64(mix(&[seed, 0x5354_4142_4C45, i as u64])))
         .collect();
     let mut total = vec![0f64; labels.len()];
-    // Several draws per forward pass (up to UNSTABLE_BATCH images): the same noise, drawn
-    // in the same order, as one draw per pass; small batches waste most of a pass on a
-    // large model.
+    // Several draws per forward pass (up to `max_batch` images): the same noise, drawn in
+    // the same order, as one draw per pass; small batches waste most of a pass on a large
+    // model.
     let n = labels.len().max(1);
-    let group = (UNSTABLE_BATCH / n).clamp(1, draws.max(1));
+    let group = (max_batch / n).clamp(1, draws.max(1));
     let mut done = 0;
     while done < draws {
         let g = group.min(draws - done);

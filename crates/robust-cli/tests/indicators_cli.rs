@@ -203,3 +203,62 @@ fn a_stopped_run_resumes_to_the_same_results() {
     );
     assert!(!dir.path().join("other").exists());
 }
+
+/// `--no-probes` skips the extra passes: the softmax model's outputs are not probed, so
+/// the logits check (which fires on it with probes) and the other probe checks are n/a or
+/// absent, no probes are recorded, and the robust accuracies are those of a probed run.
+#[test]
+fn no_probes_skips_the_extra_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let probed = eval(
+        &dir.path().join("probed"),
+        Some("models/indicators/softmax.onnx"),
+        "fgsm",
+        "32",
+    );
+    assert_eq!(status(&probed, "logits"), "warn");
+    let out = dir.path().join("skipped");
+    let o = robust(
+        &[
+            "eval",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "0,0.1",
+            "--limit",
+            "32",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--no-probes",
+            "--model",
+            "models/indicators/softmax.onnx",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert!(r["probes"].is_null(), "{:#}", r["probes"]);
+    for id in [
+        "logits",
+        "randomness",
+        "unstable-predictions",
+        "unconstrained-failure/FGSM Linf",
+    ] {
+        let found = r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id);
+        if let Some(c) = found {
+            assert_eq!(c["status"], "not-applicable", "{id}: {c:#}");
+        }
+    }
+    assert_eq!(
+        r["attacks"][0]["points"], probed["attacks"][0]["points"],
+        "the attack's results do not depend on the probes"
+    );
+}

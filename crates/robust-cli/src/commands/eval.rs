@@ -185,6 +185,13 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub backdoor: super::eval_backdoor::EvalBackdoorArgs,
 
+    /// Skip the failure-indicator probes that cost extra passes (unstable predictions,
+    /// randomness, logits or probabilities, and each attack once more with an unbounded
+    /// eps, on the first 32 samples: about 1,000 forward passes and one more attack). Their
+    /// checks then show n/a. For throughput measurements and very large models.
+    #[arg(long)]
+    pub no_probes: bool,
+
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -395,6 +402,8 @@ struct Plan {
     audit: bool,
     /// `--backdoor` or `[backdoor]`: Neural Cleanse after the attacks.
     backdoor: Option<super::eval_backdoor::BackdoorPlan>,
+    /// `--no-probes`: no failure-indicator probes.
+    no_probes: bool,
     quiet: bool,
 }
 
@@ -630,6 +639,7 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         state: args.state.clone(),
         audit: args.audit,
         backdoor,
+        no_probes: args.no_probes,
         quiet: args.quiet,
     })
 }
@@ -1070,6 +1080,7 @@ fn probe_indicators(
     sweep: &Sweep,
     labels: &[String],
     seed: u64,
+    batch_size: usize,
 ) -> anyhow::Result<report::Probes> {
     use robust_attacks::indicators as ind;
     let info = model.info();
@@ -1100,6 +1111,7 @@ fn probe_indicators(
         seed,
         ind::UNSTABLE_DRAWS,
         ind::UNSTABLE_RADIUS,
+        batch_size,
     )
     .map_err(err)?;
     let unbounded = sweep
@@ -1618,7 +1630,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let class_names = dataset.info().class_names.clone();
     let conversions = dataset.conversions();
     // After the conversions are counted: the probes decode their samples a second time.
-    let probes = probe_indicators(&model, &dataset, sweep, &labels, plan.seed)?;
+    let probes = if plan.no_probes {
+        None
+    } else {
+        Some(probe_indicators(
+            &model, &dataset, sweep, &labels, plan.seed, batch_size,
+        )?)
+    };
     let backdoor = match &plan.backdoor {
         Some(bp) => Some(super::eval_backdoor::scan(
             &model, &device, &dataset, shape, bp, plan.quiet,
@@ -1693,7 +1711,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         gate: None,
         primary_eps: plan.primary_eps.map(eps_f64),
         audit,
-        probes: Some(probes),
+        probes,
         backdoor,
     };
     sweep_fields(&mut run, sweep, &labels);
