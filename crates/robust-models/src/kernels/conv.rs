@@ -364,15 +364,7 @@ mod tests {
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{activation, Device, Distribution};
 
-    fn close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}: length");
-        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
-        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(
-            worst <= 1e-5 * scale,
-            "{what}: max difference {worst} (scale {scale})"
-        );
-    }
+    use crate::kernels::testing::close;
 
     /// (input [n, c, h, w], weight [co, c, kh, kw], pads [(top, bottom), (left, right)])
     type Case = ([usize; 4], [usize; 4], [(usize, usize); 2]);

@@ -201,3 +201,71 @@ fn finish<S: InputGradient>(x: FlexValue, out: FlexTensor, state: impl FnOnce() 
         }
     }
 }
+
+/// What the kernels' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use burn::tensor::module::conv2d as burn_conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{activation, Device, Distribution, Tensor};
+
+    use crate::to_host as host;
+
+    /// `a` equals `b` within 1e-5 of `b`'s largest magnitude (at least 1).
+    pub(crate) fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: length");
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "{what}: max difference {worst} (scale {scale})"
+        );
+    }
+
+    /// A convolution kernel under test: `(x, weight, bias, relu)` → its output (with its
+    /// own backward), or `None` if it declines.
+    pub(crate) type Kernel<'a> =
+        &'a dyn Fn(&Tensor<4>, &Tensor<4>, &Tensor<1>, bool) -> Option<Tensor<4>>;
+
+    /// The kernel's output and input gradient (under a random weighting of the outputs)
+    /// against burn's conv2d with `opts`, then ReLU if `relu`, on random inputs of shape
+    /// `xs` and weights `ws`, with and without the fused ReLU.
+    pub(crate) fn matches_burn(
+        kernel: Kernel<'_>,
+        xs: [usize; 4],
+        ws: [usize; 4],
+        opts: ConvOptions<2>,
+        what: &str,
+    ) {
+        let device = Device::flex().autodiff();
+        for relu in [false, true] {
+            let x0 = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
+            let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
+            let reference = |x: Tensor<4>| {
+                let y = burn_conv2d(x, w.clone(), Some(b.clone()), opts.clone());
+                if relu {
+                    activation::relu(y)
+                } else {
+                    y
+                }
+            };
+            let r = Tensor::<4>::random(
+                reference(x0.clone()).dims(),
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let x = x0.clone().require_grad();
+            let fast = kernel(&x, &w, &b, relu).expect("handled");
+            let fast_y = host(fast.clone());
+            let fast_g = host(x.grad(&(fast * r.clone()).sum().backward()).unwrap());
+            let x = x0.require_grad();
+            let slow = reference(x.clone());
+            let slow_y = host(slow.clone());
+            let slow_g = host(x.grad(&(slow * r).sum().backward()).unwrap());
+            let what = format!("{what} relu {relu}");
+            close(&fast_y, &slow_y, &format!("forward {what}"));
+            close(&fast_g, &slow_g, &format!("gradient {what}"));
+        }
+    }
+}

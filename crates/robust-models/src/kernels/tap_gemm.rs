@@ -672,10 +672,10 @@ pub(crate) fn conv2d(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::testing::matches_burn;
     use crate::to_host as host;
-    use burn::tensor::module::conv2d as burn_conv2d;
     use burn::tensor::ops::ConvOptions;
-    use burn::tensor::{activation, Device, Distribution};
+    use burn::tensor::{Device, Distribution};
 
     /// (input, weight, stride, pads (top, bottom), (left, right))
     type Case = ([usize; 4], [usize; 4], [usize; 2], [(usize, usize); 2]);
@@ -699,52 +699,17 @@ mod tests {
         ([4, 40, 2, 2], [50, 40, 3, 3], [2, 2], [(1, 1), (1, 1)]),
     ];
 
-    fn close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len(), "{what}: length");
-        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
-        let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(
-            worst <= 1e-5 * scale,
-            "{what}: max difference {worst} (scale {scale})"
-        );
-    }
-
     /// Output and input gradient against burn's conv2d (and ReLU) under a random weighting
     /// of the outputs.
     #[test]
     fn output_and_input_gradient_match_burn() {
-        let device = Device::flex().autodiff();
         for (xs, ws, st, p) in CASES {
-            for relu in [false, true] {
-                let x0 = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &device);
-                let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
-                let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &device);
-                let opts = ConvOptions::new_with_padding(st, p, [1, 1], 1);
-                let reference = |x: Tensor<4>| {
-                    let y = burn_conv2d(x, w.clone(), Some(b.clone()), opts.clone());
-                    if relu {
-                        activation::relu(y)
-                    } else {
-                        y
-                    }
-                };
-                let r = Tensor::<4>::random(
-                    reference(x0.clone()).dims(),
-                    Distribution::Normal(0.0, 1.0),
-                    &device,
-                );
-                let x = x0.clone().require_grad();
-                let fast = conv2d(&x, &w, Some(&b), st, p, relu).expect("handled");
-                let fast_y = host(fast.clone());
-                let fast_g = host(x.grad(&(fast * r.clone()).sum().backward()).unwrap());
-                let x = x0.require_grad();
-                let slow = reference(x.clone());
-                let slow_y = host(slow.clone());
-                let slow_g = host(x.grad(&(slow * r).sum().backward()).unwrap());
-                let what = format!("{xs:?} {ws:?} s{st:?} p{p:?} relu {relu}");
-                close(&fast_y, &slow_y, &format!("forward {what}"));
-                close(&fast_g, &slow_g, &format!("gradient {what}"));
-            }
+            let opts = ConvOptions::new_with_padding(st, p, [1, 1], 1);
+            let kernel = |x: &Tensor<4>, w: &Tensor<4>, b: &Tensor<1>, relu: bool| {
+                conv2d(x, w, Some(b), st, p, relu)
+            };
+            let what = format!("{xs:?} {ws:?} s{st:?} p{p:?}");
+            matches_burn(&kernel, xs, ws, opts, &what);
         }
     }
 
