@@ -10,43 +10,12 @@ use burn::tensor::{Tensor, TensorData};
 use robust_attacks::cw::{to_attack_space, to_model_space, CarliniWagner};
 use robust_attacks::minimum_norm::{median_minimum_norm, Found, MinimumNorm};
 use robust_attacks::{
-    attack_at, Attack, AttackCtx, AttackPlan, AttackRegistry, AttackSpec, Batch, Norm, Sweep,
-    TargetMode,
+    attack_at, AttackCtx, AttackPlan, AttackRegistry, AttackSpec, Batch, Norm, Sweep, TargetMode,
 };
-use robust_data::{DataSpec, Dataset};
-use robust_models::{select_device, DeviceChoice, Model, ModelSpec};
+use robust_models::{Model, ModelSpec};
 
-fn root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn cpu() -> burn::tensor::Device {
-    select_device(DeviceChoice::Cpu).unwrap().device
-}
-
-fn demo_model(device: &burn::tensor::Device) -> Model {
-    let mut spec = ModelSpec::new(root().join("models/mnist-cnn/model.onnx"));
-    spec.mean = Some(vec![0.1307]);
-    spec.std = Some(vec![0.3081]);
-    Model::load(&spec, device).expect("demo model loads")
-}
-
-fn demo_batch(model: &Model, start: usize, n: usize) -> Batch {
-    let data = Dataset::open(
-        &DataSpec::new(root().join("datasets/mnist-demo/images.npy")),
-        [1, 28, 28],
-        [0.0, 1.0],
-        None,
-    )
-    .unwrap();
-    let b = data.batch(start, n).unwrap();
-    let x = Tensor::<4>::from_data(TensorData::new(b.pixels, [n, 1, 28, 28]), model.device());
-    Batch::new(x, b.labels, None, b.indices, 10).unwrap()
-}
-
-fn build(spec: AttackSpec) -> Box<dyn Attack> {
-    AttackRegistry::builtin().build(&spec).unwrap()
-}
+mod common;
+use common::{build, cpu, demo_batch, demo_model, root};
 
 /// A linear classifier `z = W·x + b` on `d` inputs (shape `[1, 1, d]`), written as
 /// safetensors + arch.json into `dir`.

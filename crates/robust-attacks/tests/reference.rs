@@ -6,28 +6,14 @@ use burn::tensor::{Tensor, TensorData};
 use robust_attacks::{
     attack_at, Attack, AttackPlan, AttackRegistry, AttackSpec, Batch, Norm, Sweep, TargetMode,
 };
-use robust_data::{DataSpec, Dataset};
-use robust_models::{select_device, DeviceChoice, Model, ModelSpec};
+use robust_data::Dataset;
+use robust_models::{select_device, DeviceChoice, Model};
 
-fn root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn demo_model(device: &burn::tensor::Device) -> Model {
-    let mut spec = ModelSpec::new(root().join("models/mnist-cnn/model.onnx"));
-    spec.mean = Some(vec![0.1307]);
-    spec.std = Some(vec![0.3081]);
-    Model::load(&spec, device).expect("demo model loads")
-}
+mod common;
+use common::{demo_batch, demo_model, root};
 
 fn demo_data(limit: usize) -> Dataset {
-    Dataset::open(
-        &DataSpec::new(root().join("datasets/mnist-demo/images.npy")),
-        [1, 28, 28],
-        [0.0, 1.0],
-        Some(limit),
-    )
-    .expect("demo data opens")
+    common::demo_data(Some(limit))
 }
 
 fn reference() -> serde_json::Value {
@@ -307,9 +293,7 @@ fn sweep_properties() {
 }
 
 fn first_batch(model: &Model, n: usize) -> Batch {
-    let b = demo_data(n).batch(0, n).unwrap();
-    let x = Tensor::<4>::from_data(TensorData::new(b.pixels, [n, 1, 28, 28]), model.device());
-    Batch::new(x, b.labels, None, b.indices, 10).unwrap()
+    demo_batch(model, 0, n)
 }
 
 /// Every attack's output is inside the ε-ball (L-inf or L2) and the bounds, even when the

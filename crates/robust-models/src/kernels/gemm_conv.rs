@@ -21,7 +21,9 @@ use std::sync::Arc;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::{finish, flex_tensor, parameter_data, ConstantOperands, FlexValue, InputGradient};
+use super::{
+    finish, flex_tensor, parameter_data, ConstantOperands, FlexValue, InputGradient, SharedMut,
+};
 
 /// Most `f32` values of im2col columns held at once (64 MiB).
 const COLS_BUDGET: usize = 16 << 20;
@@ -110,13 +112,14 @@ fn matmul(m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: &[f32]
         (m, k),
         (lhs.0, lhs.1, super::microgemm::Offsets::Stride(lhs.2)),
     );
-    let shared = SharedDst(dst.as_mut_ptr());
+    let shared = SharedMut::new(&mut dst[..m * n]);
     (0..n.div_ceil(MATMUL_COLUMNS))
         .into_par_iter()
         .for_each(|t| {
             let shared = &shared;
             let c0 = t * MATMUL_COLUMNS;
             let cols = MATMUL_COLUMNS.min(n - c0);
+            let (start, room) = shared.tail(c0);
             // SAFETY: `dst` holds m·n values (asserted); this task writes columns
             // c0..c0 + cols of its rows, which no other task touches; `microgemm` checks
             // the operands' bounds.
@@ -124,7 +127,7 @@ fn matmul(m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: &[f32]
             unsafe {
                 super::microgemm::product_packed(
                     cols,
-                    (shared.0.add(c0), m * n - c0, n),
+                    (start, room, n),
                     &packed,
                     (&rhs[c0..], super::microgemm::Offsets::Stride(n)),
                     false,
@@ -132,13 +135,6 @@ fn matmul(m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: &[f32]
             };
         });
 }
-
-/// The output buffer of [`matmul`], shared by tasks that write disjoint columns.
-struct SharedDst(*mut f32);
-
-// SAFETY: the tasks sharing it write disjoint columns (see `matmul`).
-#[allow(unsafe_code)]
-unsafe impl Sync for SharedDst {}
 
 /// The columns of images `n0..n0 + nb`: row `(c, i, j)` holds, for every image and output
 /// position, the input value kernel tap `(i, j)` of channel `c` reads (0 in the padding).

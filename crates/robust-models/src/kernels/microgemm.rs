@@ -15,7 +15,7 @@
 
 use macerator::{vload_unaligned, vstore_unaligned, Scalar, Simd, Vector, WithSimd};
 
-/// One product (see the module docs); pointers checked by [`product`].
+/// One product (see the module docs); pointers checked by [`product_packed`].
 #[derive(Clone, Copy)]
 struct Product<'a> {
     m: usize,
@@ -23,14 +23,11 @@ struct Product<'a> {
     k: usize,
     dst: *mut f32,
     dst_rs: usize,
-    lhs: &'a [f32],
-    lhs_rs: usize,
-    lhs_cols: Offsets<'a>,
+    /// `lhs`, packed by [`pack_lhs`].
+    packed: &'a [f32],
     rhs: &'a [f32],
     rhs_rows: Offsets<'a>,
     accumulate: bool,
-    /// `lhs` already packed ([`pack_lhs`]); else `run` packs it.
-    packed: Option<&'a PackedLhs>,
 }
 
 /// Rows per block of a packed `lhs`: `[block][k][PACK]` (a multiple of every register
@@ -96,13 +93,10 @@ pub(crate) unsafe fn product_packed(
         k,
         dst,
         dst_rs,
-        lhs: &[],
-        lhs_rs: 0,
-        lhs_cols: Offsets::Stride(0),
+        packed: &lhs.data,
         rhs,
         rhs_rows,
         accumulate,
-        packed: Some(lhs),
     })
 }
 
@@ -170,37 +164,16 @@ pub(crate) unsafe fn product(
 #[allow(unsafe_code)]
 pub(crate) unsafe fn gathered(
     (m, cols, k): (usize, usize, usize),
-    (dst, len, dst_rs): (*mut f32, usize, usize),
-    (lhs, lhs_rs, lhs_cols): (&[f32], usize, Offsets<'_>),
-    (rhs, rhs_rows): (&[f32], Offsets<'_>),
+    dst: (*mut f32, usize, usize),
+    lhs: (&[f32], usize, Offsets<'_>),
+    rhs: (&[f32], Offsets<'_>),
     accumulate: bool,
 ) {
     if m == 0 || cols == 0 {
         return;
     }
-    // The last element each operand's offsets reach.
-    assert!((m - 1) * dst_rs + cols <= len, "dst out of bounds");
-    if k > 0 {
-        assert!(
-            (m - 1) * lhs_rs + lhs_cols.last(k) < lhs.len(),
-            "lhs out of bounds"
-        );
-        assert!(rhs_rows.last(k) + cols <= rhs.len(), "rhs out of bounds");
-    }
-    super::simd::dispatch(Product {
-        m,
-        cols,
-        k,
-        dst,
-        dst_rs,
-        lhs,
-        lhs_rs,
-        lhs_cols,
-        rhs,
-        rhs_rows,
-        accumulate,
-        packed: None,
-    })
+    // SAFETY: forwarded from the caller.
+    unsafe { product_packed(cols, dst, &pack_lhs((m, k), lhs), rhs, accumulate) }
 }
 
 impl WithSimd for Product<'_> {
@@ -221,15 +194,7 @@ impl WithSimd for Product<'_> {
 fn run<S: Simd, const MR: usize>(p: Product<'_>) {
     let lanes = f32::lanes::<S>();
     let blocks = p.m.div_ceil(MR);
-    let local;
-    let packed: &PackedLhs = match p.packed {
-        Some(pk) => pk,
-        None => {
-            local = pack_lhs((p.m, p.k), (p.lhs, p.lhs_rs, p.lhs_cols));
-            &local
-        }
-    };
-    let packed = &packed.data[..];
+    let packed = p.packed;
     // Blocking, outermost first:
     // * `k` in blocks of at most KC rows. Each block continues the sums where the previous
     //   one stored them (in `dst`), so the order of operations, and every bit, is that of
@@ -304,7 +269,7 @@ fn run<S: Simd, const MR: usize>(p: Product<'_>) {
                     let rows = MR.min(p.m - rb * MR);
                     let at = |r: usize| (rb * MR + r) * p.dst_rs + c0;
                     for r in 0..rows {
-                        // SAFETY: in bounds (checked in `gathered`); exclusive by its
+                        // SAFETY: in bounds (checked in `product_packed`); exclusive by its
                         // contract.
                         #[allow(unsafe_code)]
                         let d = unsafe { std::slice::from_raw_parts(p.dst.add(at(r)), rest) };
@@ -383,7 +348,7 @@ fn tile<S: Simd, const MR: usize, const NV: usize>(
     let mut acc = [[zero; NV]; MR];
     // SAFETY: `dst` points at rows `row0..row0 + rows` (stride `dst_rs`), columns
     // `NV·lanes` wide, of the product's output or of a scratch tile that size (bounds
-    // checked in `gathered` / `product_packed`); it is ours alone by their contract. `strip`
+    // checked in `product_packed`); it is ours alone by their contract. `strip`
     // holds `kc` rows of `NV·lanes` values.
     #[allow(unsafe_code)]
     unsafe {
@@ -421,7 +386,7 @@ impl Product<'_> {
     /// The output element at row `r`, column `c`.
     fn dst_at(&self, r: usize, c: usize) -> *mut f32 {
         // SAFETY: callers pass rows below `m` and columns below `cols`, inside `dst`
-        // (checked in `gathered` / `product_packed`).
+        // (checked in `product_packed`).
         #[allow(unsafe_code)]
         unsafe {
             self.dst.add(r * self.dst_rs + c)

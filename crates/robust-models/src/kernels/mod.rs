@@ -202,6 +202,49 @@ fn finish<S: InputGradient>(x: FlexValue, out: FlexTensor, state: impl FnOnce() 
     }
 }
 
+/// A buffer shared by parallel tasks that write disjoint elements of it (columns of rows
+/// that interleave in memory, which `par_chunks_mut` cannot hand out).
+pub(crate) struct SharedMut<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _buf: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: every user has each task write only elements no other task touches (see the
+// callers: `tap_gemm::scatter` and `to_layout`, `gemm_conv::matmul`).
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedMut<'_> {}
+
+impl<'a> SharedMut<'a> {
+    pub(crate) fn new(buf: &'a mut [f32]) -> Self {
+        Self {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            _buf: PhantomData,
+        }
+    }
+
+    /// A pointer to element `start` and the number of elements from there to the end.
+    pub(crate) fn tail(&self, start: usize) -> (*mut f32, usize) {
+        assert!(start <= self.len, "out of bounds");
+        // SAFETY: in bounds (asserted).
+        #[allow(unsafe_code)]
+        let ptr = unsafe { self.ptr.add(start) };
+        (ptr, self.len - start)
+    }
+
+    /// `len` elements from `start`.
+    ///
+    /// # Safety
+    /// No other task reads or writes them while the slice lives.
+    #[allow(unsafe_code, clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(start + len <= self.len, "out of bounds");
+        // SAFETY: in bounds (asserted); exclusive by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
 /// What the kernels' tests share.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -39,7 +39,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::scratch::scratch;
-use super::{finish, flex_tensor, ConstantOperands, FlexValue, InputGradient};
+use super::{finish, flex_tensor, ConstantOperands, FlexValue, InputGradient, SharedMut};
 
 /// Output channels per product (the rows of one task's matrix product).
 const CO_BLOCK: usize = 64;
@@ -297,12 +297,14 @@ fn scatter(g: &Geometry, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
     let row = width * n;
     // Each task owns the columns t0..t1 of every input row; the rows are interleaved in
     // `dx`, so the tasks reach their columns through a shared raw pointer.
-    let shared = SharedMut(dx.as_mut_ptr(), dx.len());
+    let shared = SharedMut::new(dx);
     (0..row.div_ceil(TILE)).into_par_iter().for_each(|tile| {
         let shared = &shared;
         let (t0, t1) = (tile * TILE, ((tile + 1) * TILE).min(row));
         for r in 0..g.h * g.c {
-            shared.zero(r * row + t0, t1 - t0);
+            // SAFETY: columns t0..t1 of every row are this task's alone.
+            #[allow(unsafe_code)]
+            unsafe { shared.slice(r * row + t0, t1 - t0) }.fill(0.0);
         }
         for oh in 0..g.ho() {
             let (i_lo, i_hi, ih) = g.rows(oh);
@@ -313,15 +315,14 @@ fn scatter(g: &Geometry, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
                 if lo >= hi || a >= b {
                     continue;
                 }
-                let start = ih * g.c * row + a;
-                assert!(start <= shared.1);
+                let (start, room) = shared.tail(ih * g.c * row + a);
                 // SAFETY: the product writes columns a..b (inside this task's tile) of
                 // rows `start + r·row`; no other task touches those columns.
                 #[allow(unsafe_code)]
                 unsafe {
                     super::microgemm::product(
                         ((i_hi - i_lo) * g.c, b - a, g.co),
-                        (shared.0.add(start), shared.1 - start, row),
+                        (start, room, row),
                         (&wt[(j * g.co * g.kh + i_lo) * g.c..], 1, g.kh * g.c),
                         (&dy[(oh * g.co * wo + lo) * n + a - col * n..], wo * n),
                         true,
@@ -330,43 +331,6 @@ fn scatter(g: &Geometry, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
             }
         }
     });
-}
-
-/// A raw view of a buffer shared by tasks that write disjoint elements of it.
-struct SharedMut(*mut f32, usize);
-
-// SAFETY: the tasks sharing it write disjoint elements (see `scatter` and `to_layout`).
-#[allow(unsafe_code)]
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// Writes `values` from `start`; the caller's task owns those elements.
-    #[inline(always)]
-    fn write(&self, start: usize, values: &[f32]) {
-        assert!(start + values.len() <= self.1, "out of bounds");
-        // SAFETY: in bounds (asserted); each task writes only elements it owns (`scatter`:
-        // its columns, `to_layout`: its channel's rows), and `values` is not in the buffer.
-        #[allow(unsafe_code)]
-        unsafe {
-            let dst = std::slice::from_raw_parts_mut(self.0.add(start), values.len());
-            if values.len() == NB {
-                let d: &mut [f32; NB] = dst.try_into().expect("NB values");
-                d.copy_from_slice(&values[..NB]);
-            } else {
-                dst.copy_from_slice(values);
-            }
-        }
-    }
-
-    /// Zeroes `len` elements from `start`; the caller's task owns them.
-    fn zero(&self, start: usize, len: usize) {
-        assert!(start + len <= self.1, "out of bounds");
-        // SAFETY: in bounds (asserted); in `scatter` each task zeroes only its own columns.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::ptr::write_bytes(self.0.add(start), 0, len)
-        }
-    }
 }
 
 /// Images per block of the layout changes: one cache line of the batch-innermost side.
@@ -393,7 +357,7 @@ fn to_layout(
     let offsets: Vec<usize> = (0..hw)
         .map(|p| (p / w) * c * width + g.col(p % w))
         .collect();
-    let shared = SharedMut(out.as_mut_ptr(), total);
+    let shared = SharedMut::new(&mut out[..total]);
     (0..c).into_par_iter().for_each(|ci| {
         let shared = &shared;
         let mut tile = vec![0f32; hw * NB];
@@ -416,8 +380,10 @@ fn to_layout(
                 }
             }
             for (p, &off) in offsets.iter().enumerate() {
-                // Channel `ci`'s run for position `p`: this task's alone.
-                shared.write((off + ci * width) * n + n0, &tile[p * NB..][..nb]);
+                // SAFETY: channel `ci`'s run for position `p` is this task's alone.
+                #[allow(unsafe_code)]
+                let dst = unsafe { shared.slice((off + ci * width) * n + n0, nb) };
+                copy_run(dst, &tile[p * NB..], nb);
             }
         }
     });
