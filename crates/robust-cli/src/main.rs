@@ -5,6 +5,7 @@
 //! into a validated plan before any heavy work. `main` maps errors to exit codes
 //! (see [`exit`]): one line on stderr, 2 for bad input, 1 for internal failures.
 
+mod alloc;
 mod commands;
 mod config;
 mod exit;
@@ -13,12 +14,6 @@ mod model_flags;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-/// mimalloc keeps freed tensor buffers for reuse. With glibc's allocator every attack step
-/// returned its large buffers to the kernel and faulted them back in (about half the run
-/// time of a PGD sweep in some runs; see benches/RESULTS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Adversarial robustness of image classifiers: attacks, reports, a CI gate, and model
 /// integrity checks.
@@ -116,6 +111,7 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    alloc::keep_freed_memory();
     // Vulkan's loader complains on stderr when this is unset (common in containers and CI);
     // wgpu works either way, so give it a harmless value before any adapter is probed.
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
