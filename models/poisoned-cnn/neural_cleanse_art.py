@@ -1,4 +1,5 @@
-"""Neural Cleanse on models/poisoned-cnn and models/mnist-cnn: ART 1.20 against `robust backdoor`.
+"""Neural Cleanse on models/poisoned-cnn, models/mnist-cnn and models/backdoor-cnn: ART 1.20 against
+`robust backdoor`.
 
 ART's Neural Cleanse (`art.estimators.poison_mitigation.neural_cleanse.KerasNeuralCleanse`)
 runs on Keras models only, so each PyTorch model is rebuilt in Keras (channels-last) from its
@@ -11,8 +12,9 @@ and the same settings: L1 mask norm, Adam lr 0.1, batch 32, initial cost 1e-3, c
 multiplier 1.5, patience 5, attack-success threshold 0.99, early stop (threshold 0.99,
 patience 10), at most STEPS epochs per class. The norms are compared by class: which class
 each flags (MAD anomaly index > 2 below the median), the class of the smallest norm, and the
-Spearman rank correlation of the ten norms. For class 1 of the poisoned model the share of
-the mask's mass inside the true 4x4 patch (rows 23..26, cols 23..26) is given too.
+Spearman rank correlation of the ten norms. For the backdoor's target class (class 1 of
+poisoned-cnn, and of mnist-cnn for comparison; class 0 of backdoor-cnn) the share of the
+mask's mass inside the true 4x4 patch (rows 23..26, cols 23..26) is given too.
 
 Two fixes are applied to ART's per-class `reset()` (without them its results are
 meaningless here): it zeroes every optimizer variable, which under Keras 3 includes Adam's
@@ -31,8 +33,11 @@ rarely fires: it runs all STEPS epochs.
 
 Requirements: numpy, safetensors, onnxruntime, tensorflow-cpu 2.21 (Keras 3),
 adversarial-robustness-toolbox 1.20.1, and a built `robust` binary. Run from the repo root:
-    /opt/robust-venv/bin/python models/poisoned-cnn/neural_cleanse_art.py [--steps 100]
-Writes models/poisoned-cnn/neural_cleanse_art.json and .md.
+    /opt/robust-venv/bin/python models/poisoned-cnn/neural_cleanse_art.py [--steps 100] [--models backdoor-cnn]
+Writes models/poisoned-cnn/neural_cleanse_art.json and .md. With --models only the named models
+run and their entries replace those of the existing .json (the others are kept as they are). The
+.md is rewritten from the .json; anything in it from the heading "## Per-source scope" on is
+written by hand (neural_cleanse_art_pairs.py and `--scope per-source` runs) and kept.
 """
 import argparse
 import contextlib
@@ -52,7 +57,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MODELS = {
     "poisoned-cnn": {"mean": None, "std": None},
     "mnist-cnn": {"mean": 0.1307, "std": 0.3081},
+    "backdoor-cnn": {"mean": None, "std": None, "target": 0},
 }
+# The class whose mask is compared with the true patch: the backdoor's target (class 1 on the
+# clean mnist-cnn, for comparison with poisoned-cnn).
+TARGET_DEFAULT = 1
+HAND_WRITTEN = "## Per-source scope"
 PATCH = (slice(23, 27), slice(23, 27))
 SETTINGS = dict(norm=1, learning_rate=0.1, batch_size=32, init_cost=1e-3, cost_multiplier=1.5,
                 patience=5, attack_success_threshold=0.99, early_stop=True,
@@ -183,6 +193,8 @@ def main():
     ap.add_argument("--robust", default=os.environ.get(
         "ROBUST_BIN", os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")),
                                    "release", "robust")))
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="comma-separated models to run; their entries replace those in the existing .json")
     ap.add_argument("--md-only", action="store_true",
                     help="rewrite the .md from the existing .json without running anything")
     args = ap.parse_args()
@@ -196,8 +208,20 @@ def main():
     images = np.load(os.path.join(ROOT, "datasets", "mnist-demo", "images.npy"))
     y = np.load(os.path.join(ROOT, "datasets", "mnist-demo", "labels.npy")).astype(int)
     x = (images.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    names = [n for n in args.models.split(",") if n]
+    for n in names:
+        if n not in MODELS:
+            ap.error(f"unknown model {n}; one of {', '.join(MODELS)}")
+    json_path = os.path.join(ROOT, "models", "poisoned-cnn", "neural_cleanse_art.json")
     results = {"steps": args.steps, "settings": SETTINGS, "samples": int(len(y)), "models": {}}
-    for name in MODELS:
+    if set(names) != set(MODELS) and os.path.exists(json_path):
+        with open(json_path) as f:
+            old = json.load(f)
+        if (old["steps"], old["settings"], old["samples"]) != (args.steps, SETTINGS, int(len(y))):
+            ap.error("the existing .json was made with other settings; run all models")
+        results["models"] = old["models"]
+    for name in names:
+        target = MODELS[name].get("target", TARGET_DEFAULT)
         diff = check_against_onnx(name, keras_model(name), x)
         a_norms, a_flag, a_masks, a_sec = run_art(name, x, y, args.steps, args.seed)
         r_norms, r_flag, r_masks, r_sec = run_robust(name, args.steps, args.seed, args.robust)
@@ -207,17 +231,19 @@ def main():
             "keras_vs_onnxruntime_max_abs_diff": diff,
             "art": {"norms": a_norms, "anomaly_index": a_idx.tolist(), "median": a_med,
                     "flagged": a_flag, "seconds": a_sec,
-                    "class1_mask_share_in_patch": patch_share(a_masks[1][0])},
+                    f"class{target}_mask_share_in_patch": patch_share(a_masks[target][0])},
             "robust": {"norms": r_norms, "anomaly_index": r_idx.tolist(), "median": r_med,
                        "flagged": r_flag, "seconds": r_sec,
-                       "class1_mask_share_in_patch": patch_share(r_masks[1])},
+                       f"class{target}_mask_share_in_patch": patch_share(r_masks[target])},
             "smallest_norm_class": {"art": int(np.argmin(a_norms)), "robust": int(np.argmin(r_norms))},
             "spearman_rank_correlation": spearman(a_norms, r_norms),
             "rank_order": {"art": np.argsort(a_norms).tolist(), "robust": np.argsort(r_norms).tolist()},
         }
+        if target != TARGET_DEFAULT:
+            entry["patch_target"] = target
         results["models"][name] = entry
         print(name, json.dumps(entry, indent=1), flush=True)
-    with open(os.path.join(ROOT, "models", "poisoned-cnn", "neural_cleanse_art.json"), "w") as f:
+    with open(json_path, "w") as f:
         json.dump(results, f, indent=1)
     write_md(results)
 
@@ -235,6 +261,8 @@ def write_md(res):
     ]
     for name, e in res["models"].items():
         a, r = e["art"], e["robust"]
+        t = e.get("patch_target", TARGET_DEFAULT)
+        share = f"class{t}_mask_share_in_patch"
         lines += [f"## {name}", "",
                   f"Keras rebuild vs onnxruntime logits: max abs diff {e['keras_vs_onnxruntime_max_abs_diff']:.2e}.",
                   "",
@@ -251,8 +279,8 @@ def write_md(res):
                   f"{e['smallest_norm_class']['robust']}",
                   f"- norms from smallest: ART {e['rank_order']['art']}, robust {e['rank_order']['robust']}; "
                   f"Spearman rank correlation {e['spearman_rank_correlation']:.3f}",
-                  f"- class 1 mask mass inside the true 4×4 patch: ART {100 * a['class1_mask_share_in_patch']:.1f}%, "
-                  f"robust {100 * r['class1_mask_share_in_patch']:.1f}%",
+                  f"- class {t} mask mass inside the true 4×4 patch: ART {100 * a[share]:.1f}%, "
+                  f"robust {100 * r[share]:.1f}%",
                   f"- run time on this machine (2 cores, shared): ART {a['seconds']:.0f} s, robust {r['seconds']:.0f} s",
                   ""]
     lines += ["## Fixes applied to ART", "",
@@ -271,8 +299,15 @@ def write_md(res):
               "(which needs λ to have moved both ways) does not fire. The two tools start from "
               "different random masks and batch orders. Compare flags and rankings, not decimals.",
               ""]
-    with open(os.path.join(ROOT, "models", "poisoned-cnn", "neural_cleanse_art.md"), "w") as f:
-        f.write("\n".join(lines))
+    md_path = os.path.join(ROOT, "models", "poisoned-cnn", "neural_cleanse_art.md")
+    tail = ""
+    if os.path.exists(md_path):
+        with open(md_path) as f:
+            old = f.read()
+        if HAND_WRITTEN in old:
+            tail = old[old.index(HAND_WRITTEN):]
+    with open(md_path, "w") as f:
+        f.write("\n".join(lines) + ("\n" + tail if tail else ""))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use super::microgemm::PackedLhs;
+
 use super::{
     finish, flex_tensor, parameter_data, ConstantOperands, FlexValue, InputGradient, SharedMut,
 };
@@ -103,14 +105,24 @@ const MATMUL_COLUMNS: usize = 512;
 /// every vector width and thread count).
 fn matmul(m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: &[f32], dst: &mut [f32]) {
     assert!(m > 0 && n > 0 && k > 0);
+    matmul_packed(&pack(m, k, lhs), n, rhs, dst);
+}
+
+/// `lhs[m×k]` (with the given row and column strides) packed for [`matmul_packed`].
+fn pack(m: usize, k: usize, lhs: (&[f32], usize, usize)) -> PackedLhs {
+    super::microgemm::pack_lhs(
+        (m, k),
+        (lhs.0, lhs.1, super::microgemm::Offsets::Stride(lhs.2)),
+    )
+}
+
+/// [`matmul`] with `lhs` packed once by [`pack`] (a weight used for every image).
+fn matmul_packed(packed: &PackedLhs, n: usize, rhs: &[f32], dst: &mut [f32]) {
+    let (m, k) = packed.dims();
+    assert!(m > 0 && n > 0 && k > 0);
     assert!(
         rhs.len() >= k * n && dst.len() >= m * n,
         "rhs or dst too short"
-    );
-    // `lhs` is packed once for all the column tasks.
-    let packed = super::microgemm::pack_lhs(
-        (m, k),
-        (lhs.0, lhs.1, super::microgemm::Offsets::Stride(lhs.2)),
     );
     let shared = SharedMut::new(&mut dst[..m * n]);
     (0..n.div_ceil(MATMUL_COLUMNS))
@@ -128,7 +140,7 @@ fn matmul(m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: &[f32]
                 super::microgemm::product_packed(
                     cols,
                     (start, room, n),
-                    &packed,
+                    packed,
                     (&rhs[c0..], super::microgemm::Offsets::Stride(n)),
                     false,
                 )
@@ -232,15 +244,10 @@ fn per_image(
     epilogue: impl Fn(usize, &mut [f32]) + Sync,
 ) {
     let p = g.positions();
+    // The weights are packed once for every image.
+    let packed = pack(rows, inner, lhs);
     out.par_chunks_mut(rows * p).enumerate().for_each(|(b, o)| {
-        matmul(
-            rows,
-            p,
-            inner,
-            lhs,
-            &x[b * inner * p..(b + 1) * inner * p],
-            o,
-        );
+        matmul_packed(&packed, p, &x[b * inner * p..(b + 1) * inner * p], o);
         epilogue(b, o);
     });
 }

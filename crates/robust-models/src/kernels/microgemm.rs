@@ -43,6 +43,13 @@ pub(crate) struct PackedLhs {
     data: Vec<f32>,
 }
 
+impl PackedLhs {
+    /// Rows and columns of the packed operand.
+    pub(crate) fn dims(&self) -> (usize, usize) {
+        (self.m, self.k)
+    }
+}
+
 /// Packs `lhs[m×k]` (row stride `lhs_rs`, columns at `lhs_cols`) for [`product_packed`].
 pub(crate) fn pack_lhs(
     (m, k): (usize, usize),
