@@ -39,6 +39,11 @@
 //! normalised per source (the source's median removed, Tukey's median polish), the median
 //! over sources per target, source–target asymmetry (K-Arm's symmetric check: 9 → 3 is
 //! 7.0 against 43.7 back), and how far a pair trigger transfers to other sources.
+//! The other way round, on `models/backdoor-cnn` (an all-to-one backdoor into class 0, the
+//! paper's MNIST setting), which the all-source search flags, this scope does not: every
+//! source reaches class 0 cheaply (5.3-15.4), but the minimum into class 0 (5.3, from the
+//! thin ones) is matched by the ones' natural pair triggers into other classes (1 → 2:
+//! 9.8, 1 → 6: 10.5), index 1.15. Use the all-source scope for all-to-one backdoors.
 //!
 //! Costs: a pair step passes over `1/K` of the samples an all-source step passes over, so
 //! the screen costs `screen_steps · K(K − 1)/K = screen_steps · (K − 1)` all-source

@@ -1,13 +1,16 @@
 //! `robust backdoor` end to end on the bundled models: Neural Cleanse on `models/poisoned-cnn`
-//! (a 4×4 white patch at rows/cols 23..26 turns sevens into ones) and on the clean demo model
-//! `models/mnist-cnn`, and the STRIP screen on patched and clean sevens.
+//! (a 4×4 white patch at rows/cols 23..26 turns sevens into ones), on `models/backdoor-cnn`
+//! (the same patch turns every class into 0: the paper's all-to-one MNIST setting) and on the
+//! clean demo model `models/mnist-cnn`, and the STRIP screen on patched and clean images.
 //!
 //! Reduced budget, so the file runs in well under a minute on two cores: 300 clean samples of
 //! `datasets/mnist-demo` (30 per class), at most 30 steps per class (a step is one pass over
 //! the ~270 samples of the other classes, 9 mini-batches of 32), early stopping on: 4-7 s
 //! per model here. At this budget the class ranking and the recovered patch are already
 //! those of the full 1000-sample, 100-step run (`models/poisoned-cnn/neural_cleanse_art.md`).
-//! STRIP uses 20 overlays per input.
+//! backdoor-cnn's search uses all 1000 demo images at the same cost per step (9 mini-batches
+//! of 32), which gives its borderline index more room (see its test). STRIP uses 20 overlays
+//! per input.
 //!
 //! What is asserted is what Neural Cleanse delivers on these two models, measured, not what
 //! one might hope: on the poisoned model class 1 gets by far the smallest trigger, on the
@@ -18,7 +21,11 @@
 //! 1.20's Neural Cleanse reaches the same verdicts and rankings on both models
 //! (`models/poisoned-cnn/neural_cleanse_art.md`). So the
 //! tests check the ranking, the patch and the exit-code logic against a threshold chosen
-//! from the measured indices, and do not assert a verdict the method does not reach.
+//! from the measured indices, and do not assert a verdict the method does not reach. On the
+//! all-to-one backdoor-cnn class 0 is flagged at the paper's threshold, by a thin margin
+//! (index 2.47 at this budget and seed 0; 1.75-2.47 over seeds 0-7; 2.59 in the full run,
+//! ART 1.95 there), its trigger is by far the smallest and sits on the patch, and STRIP
+//! flags nearly every patched input (about 95-99% at a 1% false-positive rate).
 //!
 //! Every number asserted is recomputed here from the files the binary wrote (norms from the
 //! mask file, the MAD statistics from the norms, the trigger's success by `robust predict`
@@ -68,9 +75,18 @@ const BUDGET: &[&str] = &[
 ];
 
 fn cleanse(model: &[&str], out: &Path, extra: &[&str]) -> (Output, serde_json::Value, Vec<f32>) {
+    cleanse_with(model, BUDGET, out, extra)
+}
+
+fn cleanse_with(
+    model: &[&str],
+    budget: &[&str],
+    out: &Path,
+    extra: &[&str],
+) -> (Output, serde_json::Value, Vec<f32>) {
     let mut args = vec!["backdoor"];
     args.extend_from_slice(model);
-    args.extend_from_slice(BUDGET);
+    args.extend_from_slice(budget);
     args.extend_from_slice(&["--out", out.to_str().unwrap()]);
     args.extend_from_slice(extra);
     let o = robust(&args);
@@ -188,17 +204,19 @@ fn check_consistent(
     idx
 }
 
-/// Class 1's trigger, composed here on every demo image of another class, sent through
-/// `robust predict`: the fraction predicted as 1.
-fn trigger_success_by_predict(dir: &Path, out: &Path) -> f64 {
+/// The trigger of class `target` (from the mask and pattern files in `out`), composed here on
+/// every demo image of another class, sent through `robust predict` on `model`: the fraction
+/// predicted as `target`.
+fn trigger_success_by_predict(dir: &Path, out: &Path, model: &str, target: usize) -> f64 {
     let images = read_u8(&root().join("datasets/mnist-demo/images.npy"));
     let labels = read_i64(&root().join("datasets/mnist-demo/labels.npy"));
     let (_, masks) = read_f32(&out.join("backdoor_masks.npy"));
     let (_, patterns) = read_f32(&out.join("backdoor_patterns.npy"));
-    let (m, p) = (&masks[784..1568], &patterns[784..1568]);
+    let range = target * 784..(target + 1) * 784;
+    let (m, p) = (&masks[range.clone()], &patterns[range]);
     let mut x = Vec::new();
     for (i, &y) in labels.iter().enumerate() {
-        if y == 1 {
+        if y == target as i64 {
             continue;
         }
         for j in 0..784 {
@@ -213,7 +231,7 @@ fn trigger_success_by_predict(dir: &Path, out: &Path) -> f64 {
     let o = robust(&[
         "predict",
         "--model",
-        "models/poisoned-cnn/model.onnx",
+        model,
         "--data",
         xs.to_str().unwrap(),
         "--unlabelled",
@@ -226,7 +244,39 @@ fn trigger_success_by_predict(dir: &Path, out: &Path) -> f64 {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let pred = read_i64(&pred);
-    pred.iter().filter(|&&c| c == 1).count() as f64 / n as f64
+    pred.iter().filter(|&&c| c == target as i64).count() as f64 / n as f64
+}
+
+/// Share of a 28×28 mask's mass inside the true patch (rows and columns 23..26), and the
+/// mean mask value there.
+fn patch_share(m: &[f32]) -> (f32, f32) {
+    let patch: f32 = (23..27)
+        .flat_map(|r| (23..27).map(move |c| r * 28 + c))
+        .map(|i| m[i])
+        .sum();
+    (patch / m.iter().sum::<f32>(), patch / 16.0)
+}
+
+/// The demo images whose label passes `keep`, with the 4×4 white patch (rows and columns
+/// 23..26 set to 255), followed by the same images without it; and their count.
+fn patched_and_plain(keep: impl Fn(i64) -> bool) -> (Vec<u8>, usize) {
+    let images = read_u8(&root().join("datasets/mnist-demo/images.npy"));
+    let labels = read_i64(&root().join("datasets/mnist-demo/labels.npy"));
+    let keep: Vec<usize> = (0..labels.len()).filter(|&i| keep(labels[i])).collect();
+    let mut x: Vec<u8> = Vec::new();
+    for &i in &keep {
+        let mut img = images[i * 784..(i + 1) * 784].to_vec();
+        for r in 23..27 {
+            for c in 23..27 {
+                img[r * 28 + c] = 255;
+            }
+        }
+        x.extend(img);
+    }
+    for &i in &keep {
+        x.extend_from_slice(&images[i * 784..(i + 1) * 784]);
+    }
+    (x, keep.len())
 }
 
 #[test]
@@ -245,17 +295,12 @@ fn neural_cleanse_finds_the_patch_of_the_poisoned_model() {
     assert!(idx[1] < -0.75, "class 1 index {}", idx[1]);
     // Its mask sits on the true patch: rows and columns 23..26 hold 16 of 784 pixels (2%),
     // and at least a fifth of the mask's mass, with a mean mask value there of at least 0.4.
-    let m1 = &masks[784..1568];
-    let patch: f32 = (23..27)
-        .flat_map(|r| (23..27).map(move |c| r * 28 + c))
-        .map(|i| m1[i])
-        .sum();
-    let total: f32 = m1.iter().sum();
-    assert!(patch / total >= 0.2, "patch share {}", patch / total);
-    assert!(patch / 16.0 >= 0.4, "patch mean {}", patch / 16.0);
+    let (share, mean) = patch_share(&masks[784..1568]);
+    assert!(share >= 0.2, "patch share {share}");
+    assert!(mean >= 0.4, "patch mean {mean}");
     // The trigger works on unseen samples too (all demo images of other classes, not only
     // the 300 the search used): checked by `robust predict` on images composed here.
-    let asr = trigger_success_by_predict(dir.path(), &out);
+    let asr = trigger_success_by_predict(dir.path(), &out, "models/poisoned-cnn/model.onnx", 1);
     assert!(asr >= 0.9, "class-1 trigger success {asr}");
     let reported = json["classes"][1]["attack_success"].as_f64().unwrap();
     assert!(
@@ -387,32 +432,17 @@ fn per_source_scope_screens_every_pair_and_keeps_the_clean_model_clean() {
     );
 }
 
-#[test]
-fn strip_flags_patched_sevens_and_keeps_the_false_positive_rate() {
-    let dir = tempfile::tempdir().unwrap();
-    let images = read_u8(&root().join("datasets/mnist-demo/images.npy"));
-    let labels = read_i64(&root().join("datasets/mnist-demo/labels.npy"));
-    // Screened: every demo seven with the patch, then the same sevens without it.
-    let sevens: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == 7).collect();
-    let mut x: Vec<u8> = Vec::new();
-    for &i in &sevens {
-        let mut img = images[i * 784..(i + 1) * 784].to_vec();
-        for r in 23..27 {
-            for c in 23..27 {
-                img[r * 28 + c] = 255;
-            }
-        }
-        x.extend(img);
-    }
-    for &i in &sevens {
-        x.extend_from_slice(&images[i * 784..(i + 1) * 784]);
-    }
-    let n7 = sevens.len();
-    let screen = dir.path().join("screen.npy");
-    write_npy(&screen, &[2 * n7 as u64, 28, 28], &x);
-    let out = dir.path().join("strip");
+/// STRIP (the 300 clean samples of `BUDGET`, 20 overlays) on `model` over the `2n` images
+/// `x` written here, checked against itself: the threshold is the 4th smallest of the 300
+/// clean entropies (fpr 0.01: ⌊3⌋ below it), an input is flagged exactly when its entropy is
+/// below it, and every entropy is a mean of entropies of 10-class distributions. Returns the
+/// output, the inputs' entropies and the threshold.
+fn strip_checked(model: &[&str], x: &[u8], n: usize, dir: &Path) -> (Output, Vec<f64>, f64) {
+    let screen = dir.join("screen.npy");
+    write_npy(&screen, &[2 * n as u64, 28, 28], x);
+    let out = dir.join("strip");
     let mut args = vec!["backdoor"];
-    args.extend_from_slice(POISONED);
+    args.extend_from_slice(model);
     args.extend_from_slice(BUDGET);
     args.extend_from_slice(&[
         "--screen",
@@ -426,7 +456,6 @@ fn strip_flags_patched_sevens_and_keeps_the_false_positive_rate() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("strip.json")).unwrap()).unwrap();
     assert!(out.join("strip.html").is_file());
-    // The threshold is the 4th smallest of the 300 clean entropies (fpr 0.01: ⌊3⌋ below).
     let mut clean: Vec<f64> = json["clean_entropies"]
         .as_array()
         .unwrap()
@@ -439,19 +468,30 @@ fn strip_flags_patched_sevens_and_keeps_the_false_positive_rate() {
     assert_eq!(threshold, clean[3]);
     assert!(json["clean_flagged"].as_u64().unwrap() <= 3);
     let inputs = json["inputs"].as_array().unwrap();
-    assert_eq!(inputs.len(), 2 * n7);
-    let entropy = |i: usize| inputs[i]["entropy"].as_f64().unwrap();
-    for (i, s) in inputs.iter().enumerate() {
-        assert_eq!(s["flagged"].as_bool().unwrap(), entropy(i) < threshold);
-        // Every entropy is a mean of entropies of 10-class distributions.
-        assert!((0.0..=10f64.log2()).contains(&entropy(i)));
+    assert_eq!(inputs.len(), 2 * n);
+    let entropy: Vec<f64> = inputs
+        .iter()
+        .map(|s| s["entropy"].as_f64().unwrap())
+        .collect();
+    for (s, &e) in inputs.iter().zip(&entropy) {
+        assert_eq!(s["flagged"].as_bool().unwrap(), e < threshold);
+        assert!((0.0..=10f64.log2()).contains(&e));
     }
-    let flagged = |r: std::ops::Range<usize>| r.filter(|&i| entropy(i) < threshold).count();
+    (o, entropy, threshold)
+}
+
+#[test]
+fn strip_flags_patched_sevens_and_keeps_the_false_positive_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    // Screened: every demo seven with the patch, then the same sevens without it.
+    let (x, n7) = patched_and_plain(|y| y == 7);
+    let (o, entropy, threshold) = strip_checked(POISONED, &x, n7, dir.path());
+    let flagged = |r: std::ops::Range<usize>| r.filter(|&i| entropy[i] < threshold).count();
     let (patched, plain) = (flagged(0..n7), flagged(n7..2 * n7));
     // The patch lowers the blend entropy of most sevens, and STRIP flags patched sevens far
     // more often than the same sevens without it (measured: about 30% against 0% with 100
     // overlays and 1000 clean samples).
-    let lower = (0..n7).filter(|&i| entropy(i) < entropy(n7 + i)).count();
+    let lower = (0..n7).filter(|&i| entropy[i] < entropy[n7 + i]).count();
     assert!(
         lower * 10 >= n7 * 8,
         "{lower} of {n7} patched sevens have a lower entropy"
@@ -461,6 +501,79 @@ fn strip_flags_patched_sevens_and_keeps_the_false_positive_rate() {
         "{patched} of {n7} patched sevens flagged"
     );
     assert!(plain <= n7 / 20, "{plain} of {n7} clean sevens flagged");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+const BACKDOORED: &[&str] = &["--model", "models/backdoor-cnn/model.onnx"];
+/// The all-to-one model's budget: all 1000 demo images, at most 30 steps of 9 mini-batches
+/// of 32 (the same cost per step as `BUDGET`'s one pass over ~270 samples), seed 0.
+const ALL_TO_ONE_BUDGET: &[&str] = &[
+    "--data",
+    "datasets/mnist-demo",
+    "--samples",
+    "1000",
+    "--batches-per-step",
+    "9",
+    "--steps",
+    "30",
+    "--device",
+    "cpu",
+    "--seed",
+    "0",
+    "--quiet",
+];
+
+/// `models/backdoor-cnn`: Neural Cleanse's own MNIST setting (all-to-one: the 4×4 patch on
+/// 10% of every other class relabelled 0; `models/backdoor-cnn/make.py`). Class 0's natural
+/// trigger is above the median on the bundled nets, so the flag comes from the backdoor.
+///
+/// Measured at this budget (seeds 0-7): class 0's trigger is always the smallest, 0.23-0.38
+/// of the next smallest, with 76-86% of its mass on the 16 patch pixels (mean mask there
+/// 0.62-0.79), and it sends 99.5-99.7% of the non-0 demo images to 0 through `robust
+/// predict`. Its anomaly index, though, is only just past the paper's threshold: 2.47 at
+/// seed 0, 1.75-2.43 at seeds 1-7 (3 of 8 seeds flagged only at a threshold below 2; with
+/// `BUDGET`'s 300 samples 1.68-3.21, 2.06 at seed 0; the full default run 1.84-2.59 over
+/// seeds 0-5, 2.59 at seed 0). The natural triggers of this small net spread widely (46-91),
+/// so the MAD is large. The flag at seed 0 is asserted, with the exit code; what holds at
+/// every seed is asserted with margin.
+#[test]
+fn neural_cleanse_flags_the_all_to_one_backdoor() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("backdoor");
+    let (o, json, masks) = cleanse_with(BACKDOORED, ALL_TO_ONE_BUDGET, &out, &[]);
+    let idx = check_consistent(&o, &json, &masks, 2.0);
+    assert_eq!(json["flagged"], serde_json::json!([0]), "indices {idx:?}");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(idx[0] < -1.5, "class 0 index {}", idx[0]);
+    let (norms, _) = norms_and_indices(&masks);
+    let mut sorted = norms.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(sorted[0], norms[0], "norms {norms:?}");
+    assert!(norms[0] <= 0.5 * sorted[1], "norms {norms:?}");
+    let (share, mean) = patch_share(&masks[..784]);
+    assert!(share >= 0.6, "patch share {share}");
+    assert!(mean >= 0.45, "patch mean {mean}");
+    let asr = trigger_success_by_predict(dir.path(), &out, "models/backdoor-cnn/model.onnx", 0);
+    assert!(asr >= 0.95, "class-0 trigger success {asr}");
+}
+
+/// STRIP on `models/backdoor-cnn`: the patch on every demo image of classes 1-9 (915), then
+/// the same images without it. Measured at this budget (seeds 0-2): 95.4-98.5% of the
+/// patched images flagged, 0.8-1.9% of the plain ones, and 912-914 of 915 patched images
+/// with a lower entropy than their plain twin (with 100 overlays and 1000 clean samples:
+/// 98.9% against 0.9%, the NumPy reference 99.0% against 0.8%;
+/// `models/poisoned-cnn/strip_reference.md`).
+#[test]
+fn strip_flags_the_all_to_one_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, n) = patched_and_plain(|y| y != 0);
+    let (o, entropy, threshold) = strip_checked(BACKDOORED, &x, n, dir.path());
+    let flagged = |r: std::ops::Range<usize>| r.filter(|&i| entropy[i] < threshold).count();
+    let (patched, plain) = (flagged(0..n), flagged(n..2 * n));
+    let lower = (0..n).filter(|&i| entropy[i] < entropy[n + i]).count();
+    assert!(lower * 100 >= n * 98, "{lower} of {n} lower");
+    assert!(patched * 10 >= n * 9, "{patched} of {n} patched flagged");
+    assert!(plain * 25 <= n, "{plain} of {n} plain flagged");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
