@@ -6,7 +6,7 @@
 //! 64-bit indices) and small convolutions (a single-threaded NHWC copy, im2col and many small
 //! matrix products). The kernels here compute those cases directly on burn-flex's buffers:
 //!
-//! * [`max_pool2d`]: unpadded, undilated 2-D max pooling; the backward pass keeps one byte
+//! * [`max_pool2d`]: undilated 2-D max pooling (padded or not); the backward pass keeps one byte
 //!   per output (the arg-max position inside its window).
 //! * [`conv2d`]: stride-1, undilated, ungrouped 2-D convolution with padding up to the
 //!   kernel size minus one, and its input gradient (the same kernel on the flipped weights),

@@ -1,4 +1,4 @@
-//! Unpadded, undilated 2-D max pooling with a one-byte arg-max per output.
+//! Undilated, floor-mode 2-D max pooling (padded or not) with a one-byte arg-max per output.
 
 use std::sync::Arc;
 
@@ -24,17 +24,31 @@ struct Geometry {
     out_w: usize,
     kernel: [usize; 2],
     stride: [usize; 2],
+    /// Padding before the first row and column (the padding after only sets the output
+    /// size). Padded positions never win (PyTorch pads max pooling with −∞).
+    pad: [usize; 2],
 }
 
 impl Geometry {
-    /// The geometry, or `None` for shapes this kernel does not handle.
-    fn new(dims: [usize; 4], kernel: [usize; 2], stride: [usize; 2]) -> Option<Self> {
+    /// The geometry, or `None` for shapes this kernel does not handle (every window must
+    /// overlap the image: each padding below the kernel size).
+    fn new(
+        dims: [usize; 4],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pads: [(usize, usize); 2],
+    ) -> Option<Self> {
         let [n, c, in_h, in_w] = dims;
         let window = kernel[0].checked_mul(kernel[1])?;
         if window == 0 || window > 256 || stride.contains(&0) {
             return None;
         }
-        if in_h < kernel[0] || in_w < kernel[1] {
+        let [(t, b), (l, r)] = pads;
+        if t >= kernel[0] || b >= kernel[0] || l >= kernel[1] || r >= kernel[1] {
+            return None;
+        }
+        let (span_h, span_w) = (in_h + t + b, in_w + l + r);
+        if span_h < kernel[0] || span_w < kernel[1] {
             return None;
         }
         Some(Self {
@@ -42,11 +56,23 @@ impl Geometry {
             planes: n * c,
             in_h,
             in_w,
-            out_h: (in_h - kernel[0]) / stride[0] + 1,
-            out_w: (in_w - kernel[1]) / stride[1] + 1,
+            out_h: (span_h - kernel[0]) / stride[0] + 1,
+            out_w: (span_w - kernel[1]) / stride[1] + 1,
             kernel,
             stride,
+            pad: [t, l],
         })
+    }
+
+    /// For output `o` along axis `a`: the first input index its window covers (negative in
+    /// the padding) and the window positions `lo..hi` inside the image.
+    #[inline(always)]
+    fn window(&self, a: usize, o: usize) -> (isize, usize, usize) {
+        let (k, size) = (self.kernel[a], [self.in_h, self.in_w][a]);
+        let start = (o * self.stride[a]) as isize - self.pad[a] as isize;
+        let lo = (-start).max(0) as usize;
+        let hi = (size as isize - start).clamp(0, k as isize) as usize;
+        (start, lo, hi)
     }
 
     fn in_plane(&self) -> usize {
@@ -79,7 +105,7 @@ fn keep_max((m, p): (f32, u8), v: f32, q: u8) -> (f32, u8) {
 fn pool_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
     let w = g.in_w;
     let ow = g.out_w;
-    if g.kernel == [2, 2] && g.stride == [2, 2] {
+    if g.kernel == [2, 2] && g.stride == [2, 2] && g.pad == [0, 0] {
         let rows = x.chunks_exact(2 * w).zip(out.chunks_exact_mut(ow));
         for ((pair, o), a) in rows.zip(argmax.chunks_exact_mut(ow)) {
             let (top, bottom) = pair.split_at(w);
@@ -94,15 +120,18 @@ fn pool_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
         }
         return;
     }
-    let [kh, kw] = g.kernel;
-    let [sh, sw] = g.stride;
+    let kw = g.kernel[1];
     for r in 0..g.out_h {
+        let (r0, i_lo, i_hi) = g.window(0, r);
         for c in 0..ow {
-            let mut best = (x[r * sh * w + c * sw], 0u8);
-            for i in 0..kh {
-                let start = (r * sh + i) * w + c * sw;
-                for (j, &v) in x[start..start + kw].iter().enumerate() {
-                    best = keep_max(best, v, (i * kw + j) as u8);
+            let (c0, j_lo, j_hi) = g.window(1, c);
+            // Window positions in order, from the first one inside the image.
+            let at =
+                |i: usize, j: usize| ((r0 + i as isize) * w as isize + c0 + j as isize) as usize;
+            let mut best = (x[at(i_lo, j_lo)], (i_lo * kw + j_lo) as u8);
+            for i in i_lo..i_hi {
+                for j in j_lo..j_hi {
+                    best = keep_max(best, x[at(i, j)], (i * kw + j) as u8);
                 }
             }
             out[r * ow + c] = best.0;
@@ -148,7 +177,6 @@ fn backward(state: &PoolState, grad_out: &[f32]) -> Vec<f32> {
     let g = &state.geometry;
     let (ip, op) = (g.in_plane(), g.out_plane());
     let [_, kw] = g.kernel;
-    let [sh, sw] = g.stride;
     let mut grad_in = vec![0f32; g.planes * ip];
     grad_in
         .par_chunks_mut(ip)
@@ -156,7 +184,7 @@ fn backward(state: &PoolState, grad_out: &[f32]) -> Vec<f32> {
         .zip(state.argmax.par_chunks(op))
         .with_min_len(MIN_PLANES_PER_TASK)
         .for_each(|((gi, go), a)| {
-            if g.kernel == [2, 2] && g.stride == [2, 2] {
+            if g.kernel == [2, 2] && g.stride == [2, 2] && g.pad == [0, 0] {
                 let w = g.in_w;
                 let rows = gi.chunks_exact_mut(2 * w).zip(go.chunks_exact(g.out_w));
                 for ((pair, go), a) in rows.zip(a.chunks_exact(g.out_w)) {
@@ -172,11 +200,13 @@ fn backward(state: &PoolState, grad_out: &[f32]) -> Vec<f32> {
                 return;
             }
             for r in 0..g.out_h {
+                let (r0, _, _) = g.window(0, r);
                 for c in 0..g.out_w {
+                    let (c0, _, _) = g.window(1, c);
                     let k = r * g.out_w + c;
                     let p = a[k] as usize;
-                    let (i, j) = (p / kw, p % kw);
-                    gi[(r * sh + i) * g.in_w + c * sw + j] += go[k];
+                    let (i, j) = ((p / kw) as isize, (p % kw) as isize);
+                    gi[((r0 + i) * g.in_w as isize + c0 + j) as usize] += go[k];
                 }
             }
         });
@@ -193,15 +223,17 @@ impl InputGradient for PoolState {
     }
 }
 
-/// Unpadded, undilated, floor-mode 2-D max pooling on the CPU backend, or `None` when the
-/// tensor is not on burn-flex (plain or under autodiff) or the case is not handled; the
-/// caller then uses burn's `max_pool2d`.
+/// Undilated, floor-mode 2-D max pooling on the CPU backend, with padding `[(top, bottom),
+/// (left, right)]` below the kernel size, or `None` when the tensor is not on burn-flex
+/// (plain or under autodiff) or the case is not handled; the caller then uses burn's
+/// `max_pool2d`.
 pub(crate) fn max_pool2d(
     x: &Tensor<4>,
     kernel: [usize; 2],
     stride: [usize; 2],
+    pads: [(usize, usize); 2],
 ) -> Option<Tensor<4>> {
-    let g = Geometry::new(x.dims(), kernel, stride)?;
+    let g = Geometry::new(x.dims(), kernel, stride, pads)?;
     let x = FlexValue::of(x)?;
     let (out, argmax) = {
         let data = x.f32_data()?;
@@ -225,8 +257,15 @@ mod tests {
     use burn::tensor::ops::MaxPoolOptions;
     use burn::tensor::{Device, Distribution, TensorData};
 
-    fn burn_pool(x: Tensor<4>, kernel: [usize; 2], stride: [usize; 2]) -> Tensor<4> {
-        burn_max_pool2d(x, MaxPoolOptions::new(kernel).with_stride(stride))
+    type Pads = [(usize, usize); 2];
+
+    fn burn_pool(x: Tensor<4>, kernel: [usize; 2], stride: [usize; 2], pads: Pads) -> Tensor<4> {
+        burn_max_pool2d(
+            x,
+            MaxPoolOptions::new(kernel)
+                .with_stride(stride)
+                .with_padding_pairs(pads),
+        )
     }
 
     /// Random data with many exact ties (values rounded to a few levels, half of them zero as
@@ -238,24 +277,37 @@ mod tests {
             .clamp_min(0.0)
     }
 
-    const CASES: [([usize; 4], [usize; 2], [usize; 2]); 5] = [
-        ([3, 4, 28, 28], [2, 2], [2, 2]),
-        ([2, 3, 7, 9], [2, 2], [2, 2]),
-        ([2, 3, 11, 10], [3, 3], [2, 2]),
-        ([1, 2, 9, 9], [3, 2], [1, 3]),
-        ([2, 2, 5, 6], [5, 6], [1, 1]),
+    const NO: Pads = [(0, 0), (0, 0)];
+    /// Input shape, kernel, stride, padding.
+    type Case = ([usize; 4], [usize; 2], [usize; 2], Pads);
+    const CASES: [Case; 9] = [
+        ([3, 4, 28, 28], [2, 2], [2, 2], NO),
+        ([2, 3, 7, 9], [2, 2], [2, 2], NO),
+        ([2, 3, 11, 10], [3, 3], [2, 2], NO),
+        ([1, 2, 9, 9], [3, 2], [1, 3], NO),
+        ([2, 2, 5, 6], [5, 6], [1, 1], NO),
+        // Padded: the ResNet stem's pool (3×3, stride 2, padding 1) on even and odd
+        // planes, padding on one side only, and a 2×2 window with padding.
+        ([2, 3, 16, 16], [3, 3], [2, 2], [(1, 1), (1, 1)]),
+        ([2, 3, 7, 9], [3, 3], [2, 2], [(1, 1), (1, 1)]),
+        ([1, 2, 6, 5], [3, 2], [1, 2], [(2, 0), (0, 1)]),
+        ([2, 2, 5, 5], [2, 2], [2, 2], [(1, 1), (1, 1)]),
     ];
 
     #[test]
     fn forward_matches_burn_on_plain_cpu_tensors() {
         let device = Device::flex();
-        for (dims, k, s) in CASES {
+        for (dims, k, s, p) in CASES {
             for x in [
                 Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device),
                 tied_input(dims, &device),
             ] {
-                let fast = max_pool2d(&x, k, s).expect("the kernel handles this case");
-                assert_eq!(host(fast), host(burn_pool(x, k, s)), "{dims:?} {k:?} {s:?}");
+                let fast = max_pool2d(&x, k, s, p).expect("the kernel handles this case");
+                assert_eq!(
+                    host(fast),
+                    host(burn_pool(x, k, s, p)),
+                    "{dims:?} {k:?} {s:?} {p:?}"
+                );
             }
         }
     }
@@ -263,20 +315,20 @@ mod tests {
     #[test]
     fn gradient_matches_burn_under_autodiff() {
         let device = Device::flex().autodiff();
-        for (dims, k, s) in CASES {
+        for (dims, k, s, p) in CASES {
             let x0 = tied_input(dims, &device);
             // A weight per output so that every output gradient differs.
-            let out_dims = burn_pool(x0.clone(), k, s).dims();
+            let out_dims = burn_pool(x0.clone(), k, s, p).dims();
             let weights = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
 
             let x = x0.clone().require_grad();
-            let fast = max_pool2d(&x, k, s).expect("the kernel handles this case");
+            let fast = max_pool2d(&x, k, s, p).expect("the kernel handles this case");
             let fast_y = host(fast.clone());
             let grads = (fast * weights.clone()).sum().backward();
             let fast_g = host(x.grad(&grads).expect("tracked"));
 
             let x = x0.require_grad();
-            let reference = burn_pool(x.clone(), k, s);
+            let reference = burn_pool(x.clone(), k, s, p);
             let ref_y = host(reference.clone());
             let grads = (reference * weights).sum().backward();
             let ref_g = host(x.grad(&grads).expect("tracked"));
@@ -291,8 +343,8 @@ mod tests {
         let device = Device::flex();
         let data = vec![1.0, f32::NAN, 3.0, 2.0, 0.5, 0.25, 7.0, f32::NAN];
         let x = Tensor::<4>::from_data(TensorData::new(data, [1, 1, 2, 4]), &device);
-        let fast = host(max_pool2d(&x, [2, 2], [2, 2]).expect("handled"));
-        let reference = host(burn_pool(x, [2, 2], [2, 2]));
+        let fast = host(max_pool2d(&x, [2, 2], [2, 2], NO).expect("handled"));
+        let reference = host(burn_pool(x, [2, 2], [2, 2], NO));
         assert!(fast[0].is_nan() && fast[1].is_nan());
         assert!(reference[0].is_nan() && reference[1].is_nan());
     }
@@ -302,11 +354,13 @@ mod tests {
         let device = Device::flex();
         let x = Tensor::<4>::zeros([1, 1, 2, 2], &device);
         // Kernel larger than the input, and a window over 256 positions.
-        assert!(max_pool2d(&x, [3, 3], [1, 1]).is_none());
+        assert!(max_pool2d(&x, [3, 3], [1, 1], NO).is_none());
         let big = Tensor::<4>::zeros([1, 1, 20, 20], &device);
-        assert!(max_pool2d(&big, [17, 17], [1, 1]).is_none());
+        assert!(max_pool2d(&big, [17, 17], [1, 1], NO).is_none());
+        // Padding as large as the kernel (a window could miss the image).
+        assert!(max_pool2d(&big, [2, 2], [1, 1], [(2, 0), (0, 0)]).is_none());
         assert_eq!(
-            max_pool2d(&x, [2, 2], [2, 2]).expect("handled").dims(),
+            max_pool2d(&x, [2, 2], [2, 2], NO).expect("handled").dims(),
             [1, 1, 1, 1]
         );
     }

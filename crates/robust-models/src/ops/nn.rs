@@ -326,8 +326,8 @@ pub(crate) fn max_pool(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResu
     let x = float_input(ctx, i, 0)?;
     let p = pool2d(ctx, n, &x)?;
     let x = x.at_rank::<4>("MaxPool input")?;
-    if p.pads == [(0, 0); 2] && p.dilations == [1, 1] && !p.ceil {
-        if let Some(y) = crate::kernels::max_pool2d(&x, p.kernel, p.strides) {
+    if p.dilations == [1, 1] && !p.ceil {
+        if let Some(y) = crate::kernels::max_pool2d(&x, p.kernel, p.strides, p.pads) {
             return one(FloatValue::from_tensor(y)?);
         }
     }
