@@ -281,7 +281,7 @@ impl Model {
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        let bytes = read(path, &spec.limits)?;
+        let bytes = bytes::Bytes::from(read(path, &spec.limits)?);
         let sha256 = sha256_hex(&bytes);
         let mut external_data = Vec::new();
         let (graph, format, arch_info) = match ext.as_str() {

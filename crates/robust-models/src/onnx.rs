@@ -331,17 +331,18 @@ impl ExternalData {
 }
 
 /// Parses ONNX bytes into a checked [`Graph`]; `external` receives the external data
-/// files read, with their SHA-256 digests.
+/// files read, with their SHA-256 digests. The initializers' raw data stays in `bytes`
+/// (protobuf slices it, no copy) until it is converted to host tensors.
 pub(crate) fn parse(
     path: &Path,
-    bytes: &[u8],
+    bytes: &bytes::Bytes,
     limits: &Limits,
     external_files: &mut Vec<(PathBuf, String)>,
 ) -> Result<Graph> {
     if bytes.is_empty() {
         return Err(invalid(path, "the file is empty, not an ONNX model"));
     }
-    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| {
+    let model = ModelProto::parse_from_tokio_bytes(bytes).map_err(|e| {
         invalid(
             path,
             format!("not a valid ONNX model (protobuf error: {e})"),
