@@ -487,13 +487,21 @@ pub(crate) fn sub_batch(
     )
 }
 
-/// The clean logits of a batch on the host, and the number of classes.
+/// The clean logits of a batch on the host, and the number of classes; an input error when
+/// the model has fewer than `need` classes, which attack `name` requires.
 pub(crate) fn clean_logits(
     ctx: &AttackCtx<'_>,
     batch: &Batch,
+    name: &str,
+    need: usize,
 ) -> Result<(Vec<f32>, usize), AttackError> {
     let logits = ctx.model().forward(batch.x.clone())?;
     let k = logits.dims()[1];
+    if k < need {
+        return Err(AttackError::Input(format!(
+            "attack '{name}' needs a model with at least {need} classes (this one has {k})"
+        )));
+    }
     Ok((robust_models::to_host(logits), k))
 }
 
@@ -580,19 +588,13 @@ impl Attack for Apgd {
         batch: &Batch,
         eps: f32,
     ) -> Result<Tensor<4>, AttackError> {
-        let (logits, k) = clean_logits(ctx, batch)?;
         let need = match (self.target_classes, self.loss, batch.targeted()) {
             (Some(_), _, _) => 4,
             (None, ApgdLoss::Dlr, false) => 3,
             (None, ApgdLoss::Dlr, true) => 4,
             _ => 2,
         };
-        if k < need {
-            return Err(AttackError::Input(format!(
-                "attack '{}' needs a model with at least {need} classes (this one has {k})",
-                self.name
-            )));
-        }
+        let (logits, k) = clean_logits(ctx, batch, &self.name, need)?;
         let dims = batch.x.dims();
         let per = dims[1] * dims[2] * dims[3];
         let mut alive: Vec<bool> = clean_fooled(batch, &logits, k)

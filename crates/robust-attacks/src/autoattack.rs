@@ -236,7 +236,7 @@ impl Attack for AutoAttack {
         batch: &Batch,
         eps: f32,
     ) -> Result<Tensor<4>, AttackError> {
-        let (logits, k) = clean_logits(ctx, batch)?;
+        let (logits, k) = clean_logits(ctx, batch, self.name(), 2)?;
         let dims = batch.x.dims();
         let per = dims[1] * dims[2] * dims[3];
         let mut alive: Vec<bool> = clean_fooled(batch, &logits, k)

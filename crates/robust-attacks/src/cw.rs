@@ -169,12 +169,7 @@ impl Adam {
 
 impl MinimumNorm for CarliniWagner {
     fn find(&self, ctx: &mut AttackCtx<'_>, batch: &Batch) -> Result<Tensor<4>, AttackError> {
-        let (logits, k) = clean_logits(ctx, batch)?;
-        if k < 2 {
-            return Err(AttackError::Input(format!(
-                "attack 'cw-l2' needs a model with at least 2 classes (this one has {k})"
-            )));
-        }
+        let (logits, k) = clean_logits(ctx, batch, "cw-l2", 2)?;
         let dims = batch.x.dims();
         let per = dims[1] * dims[2] * dims[3];
         let device = batch.x.device();

@@ -75,12 +75,7 @@ impl DeepFool {
 
 impl MinimumNorm for DeepFool {
     fn find(&self, ctx: &mut AttackCtx<'_>, batch: &Batch) -> Result<Tensor<4>, AttackError> {
-        let (logits, k) = clean_logits(ctx, batch)?;
-        if k < 2 {
-            return Err(AttackError::Input(format!(
-                "attack 'deepfool' needs a model with at least 2 classes (this one has {k})"
-            )));
-        }
+        let (logits, k) = clean_logits(ctx, batch, "deepfool", 2)?;
         let cand = self.candidates.min(k);
         let dims = batch.x.dims();
         let per = dims[1] * dims[2] * dims[3];

@@ -450,13 +450,7 @@ impl Attack for FabT {
         batch: &Batch,
         eps: f32,
     ) -> Result<Tensor<4>, AttackError> {
-        let (logits, k) = clean_logits(ctx, batch)?;
-        if k < 2 {
-            return Err(AttackError::Input(format!(
-                "attack '{}' needs a model with at least 2 classes (this one has {k})",
-                self.name()
-            )));
-        }
+        let (logits, k) = clean_logits(ctx, batch, self.name(), 2)?;
         let dims = batch.x.dims();
         let per = dims[1] * dims[2] * dims[3];
         let eps = eps.min(f32::MAX / 4.0);

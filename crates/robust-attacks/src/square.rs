@@ -122,12 +122,7 @@ impl Square {
         let dims = batch.x.dims();
         let [n, c, h, w] = dims;
         let per = c * h * w;
-        let (logits, k) = clean_logits(ctx, batch)?;
-        if k < 2 {
-            return Err(AttackError::Input(format!(
-                "attack 'square' needs a model with at least 2 classes (this one has {k})"
-            )));
-        }
+        let (logits, k) = clean_logits(ctx, batch, "square", 2)?;
         let rows: Vec<usize> = clean_fooled(batch, &logits, k)
             .into_iter()
             .enumerate()

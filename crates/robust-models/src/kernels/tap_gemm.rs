@@ -39,7 +39,9 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::scratch::scratch;
-use super::{finish, flex_tensor, ConstantOperands, FlexValue, InputGradient, SharedMut};
+use super::{
+    finish, flex_tensor, parameter_data, ConstantOperands, FlexValue, InputGradient, SharedMut,
+};
 
 /// Output channels per product (the rows of one task's matrix product).
 const CO_BLOCK: usize = 64;
@@ -607,11 +609,7 @@ pub(crate) fn conv2d(
         weight: wv,
         bias: bv,
     } = ConstantOperands::of(x, weight, bias)?;
-    let wd = wv.f32_data()?;
-    let bd = match &bv {
-        Some(b) => Some(b.f32_data().filter(|b| b.len() == co)?),
-        None => None,
-    };
+    let (wd, bd) = parameter_data(&wv, bv.as_ref(), co)?;
     let weights = match &wd {
         std::borrow::Cow::Borrowed(d) => WeightCache::get(wv.flex(), d, &g),
         std::borrow::Cow::Owned(d) => Arc::new(Rearranged::new(d, &g)),
