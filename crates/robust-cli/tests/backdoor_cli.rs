@@ -31,25 +31,11 @@
 //! mask file, the MAD statistics from the norms, the trigger's success by `robust predict`
 //! on images composed here), not read back from the tool's own summary.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn robust(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_robust"))
-        .args(args)
-        .current_dir(root())
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("robust runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{robust, root, stderr, write_npy};
 
 const POISONED: &[&str] = &["--model", "models/poisoned-cnn/model.onnx"];
 const CLEAN: &[&str] = &[
@@ -125,20 +111,6 @@ fn read_i64(p: &Path) -> Vec<i64> {
         .unwrap()
         .into_vec::<i64>()
         .unwrap()
-}
-
-fn write_npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(p: &Path, shape: &[u64], data: &[T]) {
-    use npyz::WriterBuilder;
-    let mut buf = Vec::new();
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(&mut buf)
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-    std::fs::write(p, buf).unwrap();
 }
 
 fn median(v: &[f64]) -> f64 {

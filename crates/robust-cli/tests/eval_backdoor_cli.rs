@@ -14,24 +14,10 @@
 //! 8 steps per target, on a seeded draw of 150 of the 200 samples).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn robust(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_robust"))
-        .args(args)
-        .current_dir(root())
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("robust runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{robust, root, stderr, write_npy};
 
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
@@ -42,20 +28,6 @@ fn read_npy<T: npyz::Deserialize>(p: &Path) -> (Vec<u64>, Vec<T>) {
     let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
     let shape = npy.shape().to_vec();
     (shape, npy.into_vec::<T>().unwrap())
-}
-
-fn write_npy<T: npyz::Serialize + npyz::AutoSerialize + Copy>(p: &Path, shape: &[u64], data: &[T]) {
-    use npyz::WriterBuilder;
-    let mut buf = Vec::new();
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(&mut buf)
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-    std::fs::write(p, buf).unwrap();
 }
 
 /// The first `n` demo images and labels as `dir/images.npy` + `dir/labels.npy`.

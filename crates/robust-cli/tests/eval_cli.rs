@@ -1,25 +1,15 @@
 //! `robust eval` and `robust report` end to end: exit codes, outputs, the gate, determinism
 //! and bad input, running the real binary on the bundled demo.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use sha2::{Digest, Sha256};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{robust, root};
 
 /// Runs `robust` from the repository root (so robust.toml, the demo, is found).
-fn robust(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_robust"))
-        .args(args)
-        .current_dir(root())
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("robust runs")
-}
-
 fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),

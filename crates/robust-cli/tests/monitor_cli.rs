@@ -4,27 +4,13 @@
 //! carry alibi-detect's verdict, p-values, distances and threshold.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn robust(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_robust"))
-        .args(args)
-        .current_dir(root())
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("robust runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{robust, root, stderr};
 
 fn case(name: &str) -> Value {
     let text = std::fs::read_to_string(root().join("datasets/alibi/cases.json")).unwrap();
