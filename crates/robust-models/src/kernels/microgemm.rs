@@ -48,6 +48,16 @@ impl PackedLhs {
     pub(crate) fn dims(&self) -> (usize, usize) {
         (self.m, self.k)
     }
+
+    /// Values held (rows rounded up to whole panels).
+    pub(crate) fn len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Values a packed `m × k` operand holds (see [`pack_lhs`]).
+pub(crate) fn packed_len(m: usize, k: usize) -> usize {
+    m.div_ceil(PACK) * k * PACK
 }
 
 /// Packs `lhs[m×k]` (row stride `lhs_rs`, columns at `lhs_cols`) for [`product_packed`].
@@ -61,7 +71,7 @@ pub(crate) fn pack_lhs(
             "lhs out of bounds"
         );
     }
-    let mut data = vec![0f32; m.div_ceil(PACK) * k * PACK];
+    let mut data = vec![0f32; packed_len(m, k)];
     for (pb, panel) in data.chunks_exact_mut((k * PACK).max(1)).enumerate() {
         let rows = PACK.min(m - pb * PACK);
         for (kk, dst) in panel.chunks_exact_mut(PACK).enumerate() {

@@ -100,9 +100,17 @@ fn keep_max((m, p): (f32, u8), v: f32, q: u8) -> (f32, u8) {
     (if wins { v } else { m }, if wins { q } else { p })
 }
 
-/// Pools one plane; `argmax` receives each output's window position (row-major).
+/// Pools one plane; `argmax` receives each output's window position (row-major). `rows` and
+/// `row_arg` are scratch of `in_h × out_w` for the separable passes of the general case.
 #[inline(always)]
-fn pool_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
+fn pool_plane(
+    g: &Geometry,
+    x: &[f32],
+    out: &mut [f32],
+    argmax: &mut [u8],
+    rows: &mut [f32],
+    row_arg: &mut [u8],
+) {
     let w = g.in_w;
     let ow = g.out_w;
     if g.kernel == [2, 2] && g.stride == [2, 2] && g.pad == [0, 0] {
@@ -120,22 +128,46 @@ fn pool_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
         }
         return;
     }
+    // Separable: the maximum of each input row over each output column's window (with its
+    // column in the window), then the maximum of those over each output row's window. Both
+    // passes scan in window order and keep the first maximum (or the last NaN), so the pair
+    // is the one the row-major scan over the whole window finds: the first row holding the
+    // overall maximum and that row's first column holding it (or the last NaN of the last
+    // row that has one).
     let kw = g.kernel[1];
-    for r in 0..g.out_h {
-        let (r0, i_lo, i_hi) = g.window(0, r);
-        for c in 0..ow {
+    for (row, (m, a)) in x
+        .chunks_exact(w)
+        .zip(rows.chunks_exact_mut(ow).zip(row_arg.chunks_exact_mut(ow)))
+    {
+        for (c, (m, a)) in m.iter_mut().zip(a.iter_mut()).enumerate() {
             let (c0, j_lo, j_hi) = g.window(1, c);
-            // Window positions in order, from the first one inside the image.
-            let at =
-                |i: usize, j: usize| ((r0 + i as isize) * w as isize + c0 + j as isize) as usize;
-            let mut best = (x[at(i_lo, j_lo)], (i_lo * kw + j_lo) as u8);
-            for i in i_lo..i_hi {
-                for j in j_lo..j_hi {
-                    best = keep_max(best, x[at(i, j)], (i * kw + j) as u8);
-                }
+            let first = (c0 + j_lo as isize) as usize;
+            let window = &row[first..first + (j_hi - j_lo)];
+            let mut best = (window[0], j_lo as u8);
+            for (j, &v) in window.iter().enumerate().skip(1) {
+                best = keep_max(best, v, (j_lo + j) as u8);
             }
-            out[r * ow + c] = best.0;
-            argmax[r * ow + c] = best.1;
+            (*m, *a) = best;
+        }
+    }
+    for (r, (o, a)) in out
+        .chunks_exact_mut(ow)
+        .zip(argmax.chunks_exact_mut(ow))
+        .enumerate()
+    {
+        let (r0, i_lo, i_hi) = g.window(0, r);
+        let at = |i: usize| (r0 + i as isize) as usize * ow;
+        o.copy_from_slice(&rows[at(i_lo)..][..ow]);
+        let base = (i_lo * kw) as u8;
+        for (a, &q) in a.iter_mut().zip(&row_arg[at(i_lo)..][..ow]) {
+            *a = base + q;
+        }
+        for i in i_lo + 1..i_hi {
+            let base = (i * kw) as u8;
+            let (m, q) = (&rows[at(i)..][..ow], &row_arg[at(i)..][..ow]);
+            for ((o, a), (&v, &q)) in o.iter_mut().zip(a.iter_mut()).zip(m.iter().zip(q)) {
+                (*o, *a) = keep_max((*o, *a), v, base + q);
+            }
         }
     }
 }
@@ -147,6 +179,8 @@ struct PoolPlane<'a> {
     x: &'a [f32],
     out: &'a mut [f32],
     argmax: &'a mut [u8],
+    rows: &'a mut [f32],
+    row_arg: &'a mut [u8],
 }
 
 impl WithSimd for PoolPlane<'_> {
@@ -154,7 +188,14 @@ impl WithSimd for PoolPlane<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self) {
-        pool_plane(self.g, self.x, self.out, self.argmax)
+        pool_plane(
+            self.g,
+            self.x,
+            self.out,
+            self.argmax,
+            self.rows,
+            self.row_arg,
+        )
     }
 }
 
@@ -167,7 +208,19 @@ fn forward(g: &Geometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
         .zip(argmax.par_chunks_mut(op))
         .zip(x.par_chunks(ip))
         .with_min_len(MIN_PLANES_PER_TASK)
-        .for_each(|((out, argmax), x)| super::simd::dispatch(PoolPlane { g, x, out, argmax }));
+        .for_each_init(
+            || (vec![0f32; g.in_h * g.out_w], vec![0u8; g.in_h * g.out_w]),
+            |(rows, row_arg), ((out, argmax), x)| {
+                super::simd::dispatch(PoolPlane {
+                    g,
+                    x,
+                    out,
+                    argmax,
+                    rows,
+                    row_arg,
+                })
+            },
+        );
     (out, argmax)
 }
 
@@ -275,6 +328,75 @@ mod tests {
             .mul_scalar(3.0)
             .round()
             .clamp_min(0.0)
+    }
+
+    /// The plain row-major scan over each window (the kernel before the separable passes):
+    /// the reference for values and arg-max positions.
+    fn reference_plane(g: &Geometry, x: &[f32], out: &mut [f32], argmax: &mut [u8]) {
+        let w = g.in_w;
+        let ow = g.out_w;
+        let kw = g.kernel[1];
+        for r in 0..g.out_h {
+            let (r0, i_lo, i_hi) = g.window(0, r);
+            for c in 0..ow {
+                let (c0, j_lo, j_hi) = g.window(1, c);
+                // Window positions in order, from the first one inside the image.
+                let at = |i: usize, j: usize| {
+                    ((r0 + i as isize) * w as isize + c0 + j as isize) as usize
+                };
+                let mut best = (x[at(i_lo, j_lo)], (i_lo * kw + j_lo) as u8);
+                for i in i_lo..i_hi {
+                    for j in j_lo..j_hi {
+                        best = keep_max(best, x[at(i, j)], (i * kw + j) as u8);
+                    }
+                }
+                out[r * ow + c] = best.0;
+                argmax[r * ow + c] = best.1;
+            }
+        }
+    }
+
+    #[test]
+    fn separable_passes_match_the_row_major_scan() {
+        // Values from a few levels (many ties), NaNs here and there, every geometry.
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        for (dims, k, s, p) in CASES {
+            let g = Geometry::new(dims, k, s, p).expect("valid case");
+            for nan_every in [0u32, 7, 2] {
+                let x: Vec<f32> = (0..g.planes * g.in_plane())
+                    .map(|_| {
+                        let r = next();
+                        if nan_every > 0 && r % (nan_every * 3) == 0 {
+                            f32::NAN
+                        } else {
+                            (r % 4) as f32 - 1.0
+                        }
+                    })
+                    .collect();
+                let (out, argmax) = forward(&g, &x);
+                let (ip, op) = (g.in_plane(), g.out_plane());
+                for plane in 0..g.planes {
+                    let mut o = vec![0f32; op];
+                    let mut a = vec![0u8; op];
+                    reference_plane(&g, &x[plane * ip..][..ip], &mut o, &mut a);
+                    let got = &out[plane * op..][..op];
+                    assert_eq!(
+                        &argmax[plane * op..][..op],
+                        &a[..],
+                        "{dims:?} {k:?} {s:?} {p:?}"
+                    );
+                    for (u, v) in got.iter().zip(&o) {
+                        assert!(u.to_bits() == v.to_bits() || (u.is_nan() && v.is_nan()));
+                    }
+                }
+            }
+        }
     }
 
     const NO: Pads = [(0, 0), (0, 0)];

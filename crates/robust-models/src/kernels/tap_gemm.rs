@@ -222,8 +222,9 @@ impl Geometry {
 }
 
 /// `Y = conv(X)` on the layout: `x` is `[h, c, width, n]`, `wt` the weights
-/// [`by_column`], `y` (`[ho, co, wo, n]`) is overwritten.
-fn convolve(g: &Geometry, x: &[f32], wt: &[f32], y: &mut [f32]) {
+/// [`by_column`] (with every product's weights packed in advance when `packed` is given),
+/// `y` (`[ho, co, wo, n]`) is overwritten.
+fn convolve(g: &Geometry, x: &[f32], wt: &[f32], packed: Option<&Packed>, y: &mut [f32]) {
     let (n, ho, wo) = (g.n, g.ho(), g.wo());
     let row = g.co * wo * n;
     let groups = g.groups();
@@ -233,18 +234,36 @@ fn convolve(g: &Geometry, x: &[f32], wt: &[f32], y: &mut [f32]) {
         .for_each(|(oh, yrow)| {
             yrow.par_chunks_mut(CO_BLOCK * wo * n)
                 .enumerate()
-                .for_each(|(b, dst)| block(g, x, wt, &groups, oh, b * CO_BLOCK, dst))
+                .for_each(|(b, dst)| {
+                    let lhs = packed.map(|p| p.get(g, oh, b));
+                    block(g, x, wt, lhs, &groups, oh, b * CO_BLOCK, dst)
+                })
         });
+}
+
+/// The weight columns (offsets into [`by_column`]'s arrangement, from output channel
+/// `o0`'s row) of the taps of kernel rows `i_lo..i_hi` and group `grp`, in the product's
+/// fixed order: kernel row, kernel column, channel (so that the weights of consecutive taps
+/// are consecutive in memory).
+fn lhs_columns(g: &Geometry, (i_lo, i_hi): (usize, usize), grp: &Group, cols: &mut Vec<usize>) {
+    cols.clear();
+    for i in i_lo..i_hi {
+        for j in grp.j_lo..grp.j_hi {
+            cols.extend((0..g.c).map(|ci| j * g.co * g.kh * g.c + i * g.c + ci));
+        }
+    }
 }
 
 /// One task of [`convolve`]: output row `oh`, output channels `o0..` (as many as `dst`
 /// holds rows of `wo·n`). Each group of output columns is one product over all the taps
-/// that read inside the image, `k = rows · columns · c`, gathered in place. (Packing the
-/// weights once for all the rows that share them was measured no faster on ResNet-50.)
+/// that read inside the image, `k = rows · columns · c`, gathered in place; `packed` holds
+/// this row's and block's weights per group, packed in advance.
+#[allow(clippy::too_many_arguments)]
 fn block(
     g: &Geometry,
     x: &[f32],
     wt: &[f32],
+    packed: Option<&[PackedLhs]>,
     groups: &[Group],
     oh: usize,
     o0: usize,
@@ -256,37 +275,147 @@ fn block(
     let (l, s) = (g.pads[2], g.stride[1]);
     let mut lhs_cols = Vec::new();
     let mut rhs_rows = Vec::new();
-    for grp in groups {
-        // The taps in a fixed order: kernel row, kernel column, channel (so that the
-        // weights of consecutive taps are consecutive in memory).
-        lhs_cols.clear();
+    for (gi, grp) in groups.iter().enumerate() {
+        // The input rows in the order of `lhs_columns`.
         rhs_rows.clear();
         for i in i_lo..i_hi {
             for j in grp.j_lo..grp.j_hi {
                 let col = g.col(grp.ow_a * s + j - l);
-                for ci in 0..g.c {
-                    lhs_cols.push(j * g.co * g.kh * g.c + i * g.c + ci);
-                    rhs_rows.push(((ih + i - i_lo) * g.c + ci) * width * n + col * n);
-                }
+                rhs_rows
+                    .extend((0..g.c).map(|ci| ((ih + i - i_lo) * g.c + ci) * width * n + col * n));
             }
         }
         let (a0, b0) = (grp.ow_a * n, grp.ow_b * n);
-        // SAFETY: `dst` is this task's own; the product writes `m` rows of `b0 - a0` values
-        // from `a0`, inside it (checked by `gathered`).
-        #[allow(unsafe_code)]
-        unsafe {
-            super::microgemm::gathered(
-                (m, b0 - a0, lhs_cols.len()),
-                (dst.as_mut_ptr().add(a0), dst.len() - a0, wo * n),
-                (
-                    &wt[o0 * g.kh * g.c..],
-                    g.kh * g.c,
-                    super::microgemm::Offsets::Table(&lhs_cols),
-                ),
-                (x, super::microgemm::Offsets::Table(&rhs_rows)),
-                false,
-            )
-        };
+        let out = (unsafe_ptr(dst, a0), dst.len() - a0, wo * n);
+        let rhs = (x, super::microgemm::Offsets::Table(&rhs_rows));
+        match packed {
+            Some(p) => {
+                debug_assert_eq!(p[gi].dims(), (m, rhs_rows.len()));
+                // SAFETY: `dst` is this task's own; the product writes `m` rows of `b0 - a0`
+                // values from `a0`, inside it (checked by `product_packed`).
+                #[allow(unsafe_code)]
+                unsafe {
+                    super::microgemm::product_packed(b0 - a0, out, &p[gi], rhs, false)
+                }
+            }
+            None => {
+                lhs_columns(g, (i_lo, i_hi), grp, &mut lhs_cols);
+                // SAFETY: as above (checked by `gathered`).
+                #[allow(unsafe_code)]
+                unsafe {
+                    super::microgemm::gathered(
+                        (m, b0 - a0, lhs_cols.len()),
+                        out,
+                        (
+                            &wt[o0 * g.kh * g.c..],
+                            g.kh * g.c,
+                            super::microgemm::Offsets::Table(&lhs_cols),
+                        ),
+                        rhs,
+                        false,
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// `dst`'s pointer at `at` (for the products, which write through raw pointers).
+fn unsafe_ptr(dst: &mut [f32], at: usize) -> *mut f32 {
+    dst[at..].as_mut_ptr()
+}
+
+/// Every product's weights of one convolution, packed once: for each range of kernel rows
+/// that some output row reads inside the image (`kinds`), each group of output columns and
+/// each block of output channels. Kept with the cached arrangement when small (see
+/// [`Packed::MAX_RATIO`]): on small planes (a CIFAR ResNet's 2×2 and 1×1 stages) a product
+/// has few columns and packing its weights cost a third of it, on every attack step.
+#[derive(Debug)]
+struct Packed {
+    kinds: Vec<(usize, usize)>,
+    groups: usize,
+    blocks: usize,
+    packs: Vec<PackedLhs>,
+}
+
+use super::microgemm::PackedLhs;
+
+impl Packed {
+    /// Largest packed size, as a multiple of the weights' size, that is kept: on large
+    /// planes every edge row and column has its own subset of the taps, and the variants
+    /// together hold about 5.4 times a 3×3 kernel's weights.
+    const MAX_RATIO: usize = 2;
+
+    /// The packed weights of `g` (arranged by [`by_column`] in `wt`), or `None` when they
+    /// would exceed [`Packed::MAX_RATIO`] times the weights.
+    fn new(g: &Geometry, wt: &[f32]) -> Option<Self> {
+        let mut kinds: Vec<(usize, usize)> = Vec::new();
+        for oh in 0..g.ho() {
+            let (i_lo, i_hi, _) = g.rows(oh);
+            if !kinds.contains(&(i_lo, i_hi)) {
+                kinds.push((i_lo, i_hi));
+            }
+        }
+        let groups = g.groups();
+        let blocks = g.co.div_ceil(CO_BLOCK);
+        let taps: usize = kinds
+            .iter()
+            .flat_map(|&(a, b)| {
+                groups
+                    .iter()
+                    .map(move |grp| (b - a) * (grp.j_hi - grp.j_lo))
+            })
+            .sum();
+        let size: usize = (0..blocks)
+            .map(|b| super::microgemm::packed_len(CO_BLOCK.min(g.co - b * CO_BLOCK), taps * g.c))
+            .sum();
+        if size > Self::MAX_RATIO * wt.len() {
+            return None;
+        }
+        let n_groups = groups.len();
+        let jobs: Vec<(usize, usize, usize)> = (0..kinds.len())
+            .flat_map(|k| (0..blocks).flat_map(move |b| (0..n_groups).map(move |gi| (k, gi, b))))
+            .collect();
+        let packs = jobs
+            .par_iter()
+            .map(|&(k, gi, b)| {
+                let mut cols = Vec::new();
+                lhs_columns(g, kinds[k], &groups[gi], &mut cols);
+                let o0 = b * CO_BLOCK;
+                let m = CO_BLOCK.min(g.co - o0);
+                super::microgemm::pack_lhs(
+                    (m, cols.len()),
+                    (
+                        &wt[o0 * g.kh * g.c..],
+                        g.kh * g.c,
+                        super::microgemm::Offsets::Table(&cols),
+                    ),
+                )
+            })
+            .collect();
+        Some(Self {
+            kinds,
+            groups: groups.len(),
+            blocks,
+            packs,
+        })
+    }
+
+    /// The packs of output row `oh`'s products for output-channel block `b`, one per group.
+    fn get(&self, g: &Geometry, oh: usize, b: usize) -> &[PackedLhs] {
+        let (i_lo, i_hi, _) = g.rows(oh);
+        let k = self
+            .kinds
+            .iter()
+            .position(|&r| r == (i_lo, i_hi))
+            .expect("every output row's kind was packed");
+        // Laid out [kind][block][group].
+        debug_assert!(b < self.blocks);
+        &self.packs[(k * self.blocks + b) * self.groups..][..self.groups]
+    }
+
+    fn values(&self) -> usize {
+        self.packs.iter().map(PackedLhs::len).sum()
     }
 }
 
@@ -466,18 +595,31 @@ fn plain(dims: [usize; 4]) -> Geometry {
 struct Rearranged {
     forward: Vec<f32>,
     transposed: Option<Vec<f32>>,
+    /// The forward products' weights, packed (when small: see [`Packed`]).
+    forward_packed: Option<Packed>,
+    /// The same for the transposed convolution.
+    transposed_packed: Option<Packed>,
 }
 
 impl Rearranged {
     fn new(data: &[f32], g: &Geometry) -> Self {
         let (co, c, kh, kw) = (g.co, g.c, g.kh, g.kw);
+        let forward = by_column(data, co, c, kh, kw);
+        let transposed = (g.stride == [1, 1]).then(|| flipped_by_column(data, co, c, kh, kw));
         Self {
-            forward: by_column(data, co, c, kh, kw),
-            transposed: (g.stride == [1, 1]).then(|| flipped_by_column(data, co, c, kh, kw)),
+            forward_packed: Packed::new(g, &forward),
+            transposed_packed: transposed
+                .as_ref()
+                .and_then(|t| Packed::new(&g.transposed(), t)),
+            forward,
+            transposed,
         }
     }
     fn values(&self) -> usize {
-        self.forward.len() + self.transposed.as_ref().map_or(0, Vec::len)
+        self.forward.len()
+            + self.transposed.as_ref().map_or(0, Vec::len)
+            + self.forward_packed.as_ref().map_or(0, Packed::values)
+            + self.transposed_packed.as_ref().map_or(0, Packed::values)
     }
 }
 
@@ -561,7 +703,13 @@ impl InputGradient for State {
         let mut dx = scratch(g.n * g.c * g.h * g.width());
         match &self.weights.transposed {
             // Stride 1: the transposed convolution, with parallel tasks per input row.
-            Some(wt) => convolve(&g.transposed(), &dy, wt, &mut dx),
+            Some(wt) => convolve(
+                &g.transposed(),
+                &dy,
+                wt,
+                self.weights.transposed_packed.as_ref(),
+                &mut dx,
+            ),
             None => scatter(g, &dy, &self.weights.forward, &mut dx),
         }
         drop(dy);
@@ -620,7 +768,13 @@ pub(crate) fn conv2d(
         let mut xt = scratch(h * c * g.width() * n);
         to_layout(&xd, [n, c, h, w], &g, None, &mut xt);
         let mut yt = scratch(n * co * g.ho() * g.wo());
-        convolve(&g, &xt, &weights.forward, &mut yt);
+        convolve(
+            &g,
+            &xt,
+            &weights.forward,
+            weights.forward_packed.as_ref(),
+            &mut yt,
+        );
         drop(xt);
         from_layout(&yt, out_dims, &plain(out_dims), bd.as_deref(), relu)
     };
@@ -709,6 +863,57 @@ mod tests {
                 assert!(bits(&first.1) == bits(&other.1), "{xs:?}: gradients differ");
             }
         }
+    }
+
+    /// Weights packed in advance give the same bits as packing them in every product, for
+    /// the forward and the transposed convolution; they are kept on small planes only.
+    #[test]
+    fn packed_weights_give_the_same_bits() {
+        let mut state = 11u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        let mut kept = Vec::new();
+        for (xs, ws, st, p) in CASES {
+            let g = Geometry {
+                n: xs[0],
+                c: xs[1],
+                h: xs[2],
+                w: xs[3],
+                co: ws[0],
+                kh: ws[2],
+                kw: ws[3],
+                stride: st,
+                pads: [p[0].0, p[0].1, p[1].0, p[1].1],
+            };
+            let weights: Vec<f32> = (0..ws.iter().product::<usize>()).map(|_| next()).collect();
+            let r = Rearranged::new(&weights, &g);
+            let mut runs = vec![(g, r.forward.as_slice(), r.forward_packed.as_ref())];
+            if let Some(t) = &r.transposed {
+                runs.push((g.transposed(), t.as_slice(), r.transposed_packed.as_ref()));
+            }
+            for (g, wt, packed) in runs {
+                let Some(packed) = packed else { continue };
+                kept.push((g.h, g.w));
+                let x: Vec<f32> = (0..g.h * g.c * g.width() * g.n).map(|_| next()).collect();
+                let len = g.ho() * g.co * g.wo() * g.n;
+                let (mut with, mut without) = (vec![f32::NAN; len], vec![0f32; len]);
+                convolve(&g, &x, wt, Some(packed), &mut with);
+                convolve(&g, &x, wt, None, &mut without);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert!(
+                    bits(&with) == bits(&without),
+                    "{xs:?} {ws:?}: products differ"
+                );
+            }
+        }
+        // The 2×2 and 1×1 planes (forward and transposed) and the strided 2×2 → 1×1 one;
+        // not the 8×8 plane, whose edge variants would hold 5.4 times its weights.
+        assert!(kept.contains(&(2, 2)) && kept.contains(&(1, 1)), "{kept:?}");
+        assert!(!kept.contains(&(8, 8)), "{kept:?}");
     }
 
     /// Stride-1 convolutions with fewer input channels than [`MIN_CHANNELS`], padding as
