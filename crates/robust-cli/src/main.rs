@@ -111,7 +111,7 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    alloc::keep_freed_memory();
+    alloc::configure();
     // Vulkan's loader complains on stderr when this is unset (common in containers and CI);
     // wgpu works either way, so give it a harmless value before any adapter is probed.
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {

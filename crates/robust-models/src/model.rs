@@ -282,39 +282,47 @@ impl Model {
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
         let bytes = bytes::Bytes::from(read(path, &spec.limits)?);
-        let sha256 = sha256_hex(&bytes);
         let mut external_data = Vec::new();
-        let (graph, format, arch_info) = match ext.as_str() {
-            "onnx" => (
-                crate::onnx::parse(path, &bytes, &spec.limits, &mut external_data)?,
-                ModelFormat::Onnx,
-                None,
-            ),
-            "safetensors" => {
-                let arch_path = match &spec.arch {
-                    Some(p) => p.clone(),
-                    None => find_arch(path).ok_or_else(|| ModelError::Invalid {
+        let mut parse = || -> Result<_> {
+            Ok(match ext.as_str() {
+                "onnx" => (
+                    crate::onnx::parse(path, &bytes, &spec.limits, &mut external_data)?,
+                    ModelFormat::Onnx,
+                    None,
+                ),
+                "safetensors" => {
+                    let arch_path = match &spec.arch {
+                        Some(p) => p.clone(),
+                        None => find_arch(path).ok_or_else(|| ModelError::Invalid {
+                            path: path.to_path_buf(),
+                            reason: "a safetensors file holds weights only: give its architecture \
+                                     file (model.arch, or arch.json beside the weights)"
+                                .into(),
+                        })?,
+                    };
+                    let arch_bytes = read(&arch_path, &spec.limits)?;
+                    let arch = Architecture::read(&arch_path)?;
+                    let g = arch::build(&arch, path, &bytes)?;
+                    (
+                        g,
+                        ModelFormat::Safetensors,
+                        Some((arch_path.clone(), sha256_hex(&arch_bytes))),
+                    )
+                }
+                _ => {
+                    return Err(ModelError::UnknownFormat {
                         path: path.to_path_buf(),
-                        reason: "a safetensors file holds weights only: give its architecture \
-                                 file (model.arch, or arch.json beside the weights)"
-                            .into(),
-                    })?,
-                };
-                let arch_bytes = read(&arch_path, &spec.limits)?;
-                let arch = Architecture::read(&arch_path)?;
-                let g = arch::build(&arch, path, &bytes)?;
-                (
-                    g,
-                    ModelFormat::Safetensors,
-                    Some((arch_path.clone(), sha256_hex(&arch_bytes))),
-                )
-            }
-            _ => {
-                return Err(ModelError::UnknownFormat {
-                    path: path.to_path_buf(),
-                })
-            }
+                    })
+                }
+            })
         };
+        // The digest (a read of the whole file) runs beside the parse.
+        let (sha256, parsed) = std::thread::scope(|scope| {
+            let digest = scope.spawn(|| sha256_hex(&bytes));
+            let parsed = parse();
+            (digest.join().unwrap_or_else(|_| sha256_hex(&bytes)), parsed)
+        });
+        let (graph, format, arch_info) = parsed?;
         drop(bytes);
         // The operators of the file as written (reports list these), then the graph as run.
         let mut op_names: Vec<String> = graph.nodes.iter().map(|n| n.op.clone()).collect();
