@@ -35,25 +35,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
+from flops import forward_macs  # noqa: E402
+
 SIZES = {"resnet18": (32, 256), "resnet50": (224, 32)}
 
 
-def forward_macs(model: torch.nn.Module, shape: tuple[int, ...]) -> int:
-    macs = 0
-
-    def hook(m, inp, out):
-        nonlocal macs
-        if isinstance(m, torch.nn.Conv2d):
-            macs += out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-        elif isinstance(m, torch.nn.Linear):
-            macs += out.numel() * m.in_features
-
-    hs = [m.register_forward_hook(hook) for m in model.modules()]
-    with torch.no_grad():
-        model(torch.zeros(1, *shape))
-    for h in hs:
-        h.remove()
-    return macs
 
 
 def main() -> None:

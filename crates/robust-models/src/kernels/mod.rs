@@ -254,6 +254,18 @@ pub(crate) mod testing {
 
     use crate::to_host as host;
 
+    /// A seeded stream of 32-bit values (a 64-bit linear congruential generator, Knuth's
+    /// MMIX constants), for test data that must not depend on burn's random numbers.
+    pub(crate) fn lcg(seed: u64) -> impl FnMut() -> u32 {
+        let mut state = seed;
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 32) as u32
+        }
+    }
+
     /// `a` equals `b` within 1e-5 of `b`'s largest magnitude (at least 1).
     pub(crate) fn close(a: &[f32], b: &[f32], what: &str) {
         assert_eq!(a.len(), b.len(), "{what}: length");

@@ -359,20 +359,14 @@ mod tests {
     #[test]
     fn separable_passes_match_the_row_major_scan() {
         // Values from a few levels (many ties), NaNs here and there, every geometry.
-        let mut state = 7u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u32
-        };
+        let mut next = crate::kernels::testing::lcg(7);
         for (dims, k, s, p) in CASES {
             let g = Geometry::new(dims, k, s, p).expect("valid case");
             for nan_every in [0u32, 7, 2] {
                 let x: Vec<f32> = (0..g.planes * g.in_plane())
                     .map(|_| {
                         let r = next();
-                        if nan_every > 0 && r % (nan_every * 3) == 0 {
+                        if nan_every > 0 && r.is_multiple_of(nan_every * 3) {
                             f32::NAN
                         } else {
                             (r % 4) as f32 - 1.0

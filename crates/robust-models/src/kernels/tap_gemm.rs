@@ -76,6 +76,27 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of a convolution of an `[n, c, h, w]` input with `[co, _, kh, kw]`
+    /// weights (the weights' channel count is checked by the caller).
+    fn of(
+        [n, c, h, w]: [usize; 4],
+        [co, _, kh, kw]: [usize; 4],
+        stride: [usize; 2],
+        pads: [(usize, usize); 2],
+    ) -> Self {
+        Self {
+            n,
+            c,
+            h,
+            w,
+            co,
+            kh,
+            kw,
+            stride,
+            pads: [pads[0].0, pads[0].1, pads[1].0, pads[1].1],
+        }
+    }
+
     fn ho(&self) -> usize {
         (self.h + self.pads[0] + self.pads[1] - self.kh) / self.stride[0] + 1
     }
@@ -732,17 +753,7 @@ pub(crate) fn conv2d(
 ) -> Option<Tensor<4>> {
     let [n, c, h, w] = x.dims();
     let [co, wc, kh, kw] = weight.dims();
-    let g = Geometry {
-        n,
-        c,
-        h,
-        w,
-        co,
-        kh,
-        kw,
-        stride,
-        pads: [pads[0].0, pads[0].1, pads[1].0, pads[1].1],
-    };
+    let g = Geometry::of([n, c, h, w], [co, wc, kh, kw], stride, pads);
     let unit = stride == [1, 1];
     let pointwise = unit && kh == 1 && kw == 1 && g.pads == [0; 4];
     if wc != c
@@ -869,26 +880,11 @@ mod tests {
     /// the forward and the transposed convolution; they are kept on small planes only.
     #[test]
     fn packed_weights_give_the_same_bits() {
-        let mut state = 11u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        };
+        let mut bits = crate::kernels::testing::lcg(11);
+        let mut next = || (bits() >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
         let mut kept = Vec::new();
         for (xs, ws, st, p) in CASES {
-            let g = Geometry {
-                n: xs[0],
-                c: xs[1],
-                h: xs[2],
-                w: xs[3],
-                co: ws[0],
-                kh: ws[2],
-                kw: ws[3],
-                stride: st,
-                pads: [p[0].0, p[0].1, p[1].0, p[1].1],
-            };
+            let g = Geometry::of(xs, ws, st, p);
             let weights: Vec<f32> = (0..ws.iter().product::<usize>()).map(|_| next()).collect();
             let r = Rearranged::new(&weights, &g);
             let mut runs = vec![(g, r.forward.as_slice(), r.forward_packed.as_ref())];
