@@ -38,6 +38,7 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use super::microgemm::PackedLhs;
 use super::scratch::scratch;
 use super::{
     finish, flex_tensor, parameter_data, ConstantOperands, FlexValue, InputGradient, SharedMut,
@@ -307,7 +308,7 @@ fn block(
             }
         }
         let (a0, b0) = (grp.ow_a * n, grp.ow_b * n);
-        let out = (unsafe_ptr(dst, a0), dst.len() - a0, wo * n);
+        let out = (dst[a0..].as_mut_ptr(), dst.len() - a0, wo * n);
         let rhs = (x, super::microgemm::Offsets::Table(&rhs_rows));
         match packed {
             Some(p) => {
@@ -341,11 +342,6 @@ fn block(
     }
 }
 
-/// `dst`'s pointer at `at` (for the products, which write through raw pointers).
-fn unsafe_ptr(dst: &mut [f32], at: usize) -> *mut f32 {
-    dst[at..].as_mut_ptr()
-}
-
 /// Every product's weights of one convolution, packed once: for each range of kernel rows
 /// that some output row reads inside the image (`kinds`), each group of output columns and
 /// each block of output channels. Kept with the cached arrangement when small (see
@@ -358,8 +354,6 @@ struct Packed {
     blocks: usize,
     packs: Vec<PackedLhs>,
 }
-
-use super::microgemm::PackedLhs;
 
 impl Packed {
     /// Largest packed size, as a multiple of the weights' size, that is kept: on large
@@ -416,7 +410,7 @@ impl Packed {
             .collect();
         Some(Self {
             kinds,
-            groups: groups.len(),
+            groups: n_groups,
             blocks,
             packs,
         })
