@@ -16,7 +16,8 @@
 //! * [`tap_conv2d`]: one-group undilated convolutions with 32 or more input channels, and
 //!   strided ones of any width, as matrix products over only the kernel taps that read
 //!   inside the image, in a batch-innermost layout (see `tap_gemm.rs`): what CIFAR- and
-//!   ImageNet-size ResNets are made of.
+//!   ImageNet-size ResNets are made of. Stride-1 3×3 ones on planes of 4×4 or more run as
+//!   Winograd F(4×4, 3×3) on the same layout (`tap_gemm/winograd.rs`).
 //! * [`gemm_conv2d`]: every other one-group 2-D convolution (dilation, 1×1 over large
 //!   planes) as one wide matrix product over a group of images (see `gemm_conv.rs`).
 //!

@@ -31,12 +31,18 @@
 //! in and out, the way out also adding the bias and applying a fused ReLU, the way into the
 //! backward pass masking the gradient with it. The rearranged weights are cached per weight
 //! tensor (see [`WeightCache`]).
+//!
+//! Stride-1 3×3 convolutions on planes of at least 4×4 (and their input gradients) run
+//! instead as Winograd F(4×4, 3×3) on the same layout and micro-kernel (see [`winograd`]),
+//! with 2.3–4× fewer multiplies; `ROBUST_WINOGRAD=0` turns that off.
 
 use std::sync::{Arc, Mutex};
 
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
+
+mod winograd;
 
 use super::microgemm::PackedLhs;
 use super::scratch::scratch;
@@ -605,7 +611,8 @@ fn plain(dims: [usize; 4]) -> Geometry {
 }
 
 /// The rearranged weights of one convolution: forward ([`by_column`]) and, for a stride-1
-/// convolution, those of its transposed convolution (flipped, then [`by_column`]).
+/// convolution, those of its transposed convolution (flipped, then [`by_column`]); or, for a
+/// 3×3 one that takes the Winograd path ([`winograd::applies`]), both transformed instead.
 #[derive(Debug)]
 struct Rearranged {
     forward: Vec<f32>,
@@ -614,11 +621,25 @@ struct Rearranged {
     forward_packed: Option<Packed>,
     /// The same for the transposed convolution.
     transposed_packed: Option<Packed>,
+    /// The forward and transposed weights for [`winograd::convolve`].
+    winograd: Option<[winograd::Transformed; 2]>,
 }
 
 impl Rearranged {
     fn new(data: &[f32], g: &Geometry) -> Self {
         let (co, c, kh, kw) = (g.co, g.c, g.kh, g.kw);
+        if winograd::applies(g) {
+            return Self {
+                forward: Vec::new(),
+                transposed: None,
+                forward_packed: None,
+                transposed_packed: None,
+                winograd: Some([
+                    winograd::Transformed::forward(data, co, c),
+                    winograd::Transformed::transposed(data, co, c),
+                ]),
+            };
+        }
         let forward = by_column(data, co, c, kh, kw);
         let transposed = (g.stride == [1, 1]).then(|| flipped_by_column(data, co, c, kh, kw));
         Self {
@@ -628,6 +649,7 @@ impl Rearranged {
                 .and_then(|t| Packed::new(&g.transposed(), t)),
             forward,
             transposed,
+            winograd: None,
         }
     }
     fn values(&self) -> usize {
@@ -635,6 +657,30 @@ impl Rearranged {
             + self.transposed.as_ref().map_or(0, Vec::len)
             + self.forward_packed.as_ref().map_or(0, Packed::values)
             + self.transposed_packed.as_ref().map_or(0, Packed::values)
+            + self
+                .winograd
+                .as_ref()
+                .map_or(0, |w| w.iter().map(winograd::Transformed::values).sum())
+    }
+
+    /// `y = conv(x)` on the layout, by whichever path the weights were arranged for.
+    fn convolve(&self, g: &Geometry, x: &[f32], y: &mut [f32]) {
+        match &self.winograd {
+            Some([forward, _]) => winograd::convolve(g, x, forward, y),
+            None => convolve(g, x, &self.forward, self.forward_packed.as_ref(), y),
+        }
+    }
+
+    /// The input gradient `dx` of `g` from the output gradient `dy`, on the layout.
+    fn transpose(&self, g: &Geometry, dy: &[f32], dx: &mut [f32]) {
+        match (&self.winograd, &self.transposed) {
+            (Some([_, transposed]), _) => winograd::convolve(&g.transposed(), dy, transposed, dx),
+            // Stride 1: the transposed convolution, with parallel tasks per input row.
+            (None, Some(wt)) => {
+                convolve(&g.transposed(), dy, wt, self.transposed_packed.as_ref(), dx)
+            }
+            (None, None) => scatter(g, dy, &self.forward, dx),
+        }
     }
 }
 
@@ -652,8 +698,10 @@ struct WeightCache {
 }
 
 impl WeightCache {
-    /// Most cached `f32` values (all arrangements of all entries): 256 MiB.
-    const MAX_VALUES: usize = 64 << 20;
+    /// Most cached `f32` values (all arrangements of all entries): 640 MiB. ResNet-50's
+    /// arrangements take 95 M values (its Winograd weights are 8 times its 3×3 weights, forward
+    /// and transposed); a model that needs more re-arranges the evicted ones on every pass.
+    const MAX_VALUES: usize = 160 << 20;
 
     fn get(weight: &FlexTensor, data: &[f32], g: &Geometry) -> Arc<Rearranged> {
         static CACHE: Mutex<WeightCache> = Mutex::new(WeightCache {
@@ -716,17 +764,7 @@ impl InputGradient for State {
             &mut dy,
         );
         let mut dx = scratch(g.n * g.c * g.h * g.width());
-        match &self.weights.transposed {
-            // Stride 1: the transposed convolution, with parallel tasks per input row.
-            Some(wt) => convolve(
-                &g.transposed(),
-                &dy,
-                wt,
-                self.weights.transposed_packed.as_ref(),
-                &mut dx,
-            ),
-            None => scatter(g, &dy, &self.weights.forward, &mut dx),
-        }
+        self.weights.transpose(g, &dy, &mut dx);
         drop(dy);
         (from_layout(&dx, in_dims, g, None, false), in_dims)
     }
@@ -773,13 +811,7 @@ pub(crate) fn conv2d(
         let mut xt = scratch(h * c * g.width() * n);
         to_layout(&xd, [n, c, h, w], &g, None, &mut xt);
         let mut yt = scratch(n * co * g.ho() * g.wo());
-        convolve(
-            &g,
-            &xt,
-            &weights.forward,
-            weights.forward_packed.as_ref(),
-            &mut yt,
-        );
+        weights.convolve(&g, &xt, &mut yt);
         drop(xt);
         from_layout(&yt, out_dims, &plain(out_dims), bd.as_deref(), relu)
     };
