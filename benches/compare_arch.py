@@ -23,7 +23,9 @@ The two alternate for --reps repetitions; medians are reported, with the ratio
 robust/torchattacks in images per second, end to end and for the marginal cost of 10 more
 steps (PGD-20 minus PGD-10 with each tool, which leaves out robust's fixed costs), and the fraction of the machine's peak FLOP rate
 robust reaches: each PGD step is a forward pass and an input gradient (about twice the
-forward multiply-adds, counted with hooks on Conv2d/Linear), against --peak-gflops
+forward multiply-adds, counted with hooks on Conv2d/Linear, as a direct convolution does
+them: robust's Winograd path for stride-1 3x3 convolutions does 2.3-4x fewer, so this is an
+effective rate, which can pass 100% on the marginal steps), against --peak-gflops
 (--peak-gflops; by default 442 GFLOP/s, two Zen 5 cores with AVX-512 at ~3.45 GHz, or 221
 with --isa avx2, which caps both tools below AVX-512 as on a CPU without it).
 Robust accuracies must agree within 2 / n.
