@@ -287,40 +287,47 @@ fn output_1d<S: Simd>(m: [Vector<S, f32>; T]) -> [Vector<S, f32>; M] {
     ]
 }
 
-/// `out = Lᵀ d L` for a `K×K` tile of [`LANES`] images (`d[a·K + b]`), with `L` the 1-D
-/// transform from `K` values to `R`, [`input_1d`] (`K = 6, R = 6`) or [`output_1d`]
-/// (`K = 6, R = 4`): columns first, then rows. (No closures: their bodies would be compiled
-/// for the baseline target, outside the vector extension's dispatch.)
+/// `out = Lᵀ d L` for a 6×6 tile of [`LANES`] images (`d[a·6 + b]`), with `L` the 1-D
+/// transform from 6 values to `R`, [`input_1d`] (`R = 6`) or [`output_1d`] (`R = 4`):
+/// columns first, then rows. (No closures: their bodies would be compiled for the baseline
+/// target, outside the vector extension's dispatch.)
 #[inline(always)]
 fn tile_2d<S: Simd, const R: usize>(d: &[Lanes], out: &mut [Lanes]) {
     let lanes = f32::lanes::<S>();
     debug_assert!(LANES.is_multiple_of(lanes) && d.len() == T * T && out.len() == R * R);
-    let zero = 0f32.splat::<S>();
     let mut e = [[0f32; LANES]; T * T];
     for l in (0..LANES).step_by(lanes) {
-        // SAFETY: `l + lanes ≤ LANES`, so every load and store stays inside its run.
+        for b in 0..T {
+            line::<S, R>((d, b, T), (&mut e, b, T), l);
+        }
+        for a in 0..R {
+            line::<S, R>((&e, a * T, 1), (out, a * R, 1), l);
+        }
+    }
+}
+
+/// One row or column of [`tile_2d`]: the 1-D transform of `src[at + i·step]` (`i < 6`) into
+/// `dst[at + i·step]` (`i < R`), lanes `l..l + lanes`.
+#[inline(always)]
+fn line<S: Simd, const R: usize>(
+    (src, s0, s_step): (&[Lanes], usize, usize),
+    (dst, d0, d_step): (&mut [Lanes], usize, usize),
+    l: usize,
+) {
+    assert!(l + f32::lanes::<S>() <= LANES);
+    let mut v = [0f32.splat::<S>(); T];
+    for (i, x) in v.iter_mut().enumerate() {
+        // SAFETY: `l + lanes ≤ LANES` (asserted): the load stays inside the run.
         #[allow(unsafe_code)]
         unsafe {
-            for b in 0..T {
-                let mut col = [zero; T];
-                for (a, v) in col.iter_mut().enumerate() {
-                    *v = vload_unaligned::<S, f32>(d[a * T + b].as_ptr().add(l));
-                }
-                let col = one_d::<S, R>(col);
-                for (a, v) in col.iter().enumerate().take(R) {
-                    vstore_unaligned::<S, f32>(e[a * T + b].as_mut_ptr().add(l), *v);
-                }
-            }
-            for a in 0..R {
-                let mut row = [zero; T];
-                for (b, v) in row.iter_mut().enumerate() {
-                    *v = vload_unaligned::<S, f32>(e[a * T + b].as_ptr().add(l));
-                }
-                let row = one_d::<S, R>(row);
-                for (b, v) in row.iter().enumerate().take(R) {
-                    vstore_unaligned::<S, f32>(out[a * R + b].as_mut_ptr().add(l), *v);
-                }
-            }
+            *x = vload_unaligned::<S, f32>(src[s0 + i * s_step].as_ptr().add(l));
+        }
+    }
+    for (i, x) in one_d::<S, R>(v).iter().enumerate().take(R) {
+        // SAFETY: as above.
+        #[allow(unsafe_code)]
+        unsafe {
+            vstore_unaligned::<S, f32>(dst[d0 + i * d_step].as_mut_ptr().add(l), *x);
         }
     }
 }
