@@ -25,9 +25,10 @@
 //! first arena (1 GiB) at the process's first allocation, before `main`, and madvises it
 //! then (`strace -e madvise` shows one `MADV_HUGEPAGE` of 1 GiB). A run that stays within it,
 //! such as a CIFAR-size ResNet-18 PGD sweep, keeps huge pages; ResNet-50 at 224×224 outgrows
-//! it. `MIMALLOC_ALLOW_THP=0` in the environment covers the first arena too. On ResNet-18
-//! that gave a faster first step (PGD-1 0.67–0.79 s against 0.82–1.50 s, 60 MB less resident)
-//! but no clear change to PGD-10 (1.95–2.31 s against 1.91–2.04 s), so it is left to the user.
+//! it. `MIMALLOC_ALLOW_THP=0` in the environment covers the first arena too. Two A/Bs of that
+//! on ResNet-18 disagreed (PGD-1 0.67–0.79 s against 0.82–1.50 s in one, 0.47–0.56 s against
+//! 0.33–0.60 s in the other; PGD-10 1.55–2.11 s against 1.27–1.92 s), with 50–60 MB less
+//! resident memory, so the first arena is left as mimalloc makes it.
 
 // Two calls into mimalloc's C API, which the mimalloc crate does not wrap.
 #![allow(unsafe_code)]
