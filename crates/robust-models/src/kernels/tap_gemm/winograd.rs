@@ -375,15 +375,19 @@ impl WithSimd for InputTransform<'_> {
         let cols = task.cols();
         let (pt, pl) = (g.pads[0], g.pads[2]);
         let (mut d, mut out) = ([[0f32; LANES]; XI], [[0f32; LANES]; XI]);
-        for ci in 0..g.c {
-            for &(tr, tc, n0, lanes, col) in &task.runs {
-                for (ab, dv) in d.iter_mut().enumerate() {
-                    let ih = (tr * M + ab / T).checked_sub(pt).filter(|&r| r < g.h);
-                    let iw = (tc * M + ab % T).checked_sub(pl).filter(|&c| c < g.w);
-                    let src = ih
-                        .zip(iw)
-                        .map(|(ih, iw)| &x[((ih * g.c + ci) * g.w + iw) * g.n + n0..]);
-                    load_lanes(dv, src, lanes);
+        let plane = g.w * g.n;
+        for &(tr, tc, n0, lanes, col) in &task.runs {
+            // Where each of the tile's 36 inputs starts for channel 0 (none: outside the
+            // image); channel `ci` is `ci · w · n` further.
+            let mut at = [None; XI];
+            for (ab, a) in at.iter_mut().enumerate() {
+                let ih = (tr * M + ab / T).checked_sub(pt).filter(|&r| r < g.h);
+                let iw = (tc * M + ab % T).checked_sub(pl).filter(|&c| c < g.w);
+                *a = ih.zip(iw).map(|(ih, iw)| (ih * g.c * g.w + iw) * g.n + n0);
+            }
+            for ci in 0..g.c {
+                for (dv, a) in d.iter_mut().zip(&at) {
+                    load_lanes(dv, a.map(|a| &x[a + ci * plane..]), lanes);
                 }
                 tile_2d::<S, T>(&d, &mut out);
                 for (xi, r) in out.iter().enumerate() {
@@ -411,22 +415,26 @@ impl WithSimd for OutputTransform<'_> {
         let g = task.g;
         let (cols, ho, wo) = (task.cols(), g.ho(), g.wo());
         let (mut mm, mut out) = ([[0f32; LANES]; XI], [[0f32; LANES]; M * M]);
-        for o in 0..g.co {
-            for &(tr, tc, n0, lanes, col) in &task.runs {
+        let plane = wo * g.n;
+        for &(tr, tc, n0, lanes, col) in &task.runs {
+            // Where each of the tile's 16 outputs goes for output channel 0 (none: past the
+            // edge); channel `o` is `o · wo · n` further.
+            let mut at = [None; M * M];
+            for (ab, a) in at.iter_mut().enumerate() {
+                let (oh, ow) = (tr * M + ab / M, tc * M + ab % M);
+                *a = (oh < ho && ow < wo).then(|| (oh * g.co * wo + ow) * g.n + n0);
+            }
+            for o in 0..g.co {
                 for (xi, mv) in mm.iter_mut().enumerate() {
                     load_lanes(mv, Some(&m[(o * XI + xi) * cols + col..]), lanes);
                 }
                 tile_2d::<S, M>(&mm, &mut out);
-                for (ab, r) in out.iter().enumerate() {
-                    let (oh, ow) = (tr * M + ab / M, tc * M + ab % M);
-                    if oh >= ho || ow >= wo {
-                        continue;
-                    }
-                    let at = ((oh * g.co + o) * wo + ow) * g.n + n0;
+                for (r, a) in out.iter().zip(&at) {
+                    let Some(a) = a else { continue };
                     // SAFETY: output (oh, o, ow) of these images belongs to this task's
                     // (tile, image) pairs alone.
                     #[allow(unsafe_code)]
-                    let dst = unsafe { y.slice(at, lanes) };
+                    let dst = unsafe { y.slice(a + o * plane, lanes) };
                     copy_lanes(dst, r, lanes);
                 }
             }
