@@ -34,7 +34,7 @@
 //!
 //! Stride-1 3×3 convolutions on planes of at least 4×4 (and their input gradients) run
 //! instead as Winograd F(4×4, 3×3) on the same layout and micro-kernel (see [`winograd`]),
-//! with 2.3–4× fewer multiplies; `ROBUST_WINOGRAD=0` turns that off.
+//! with 2.5–3.9× fewer multiplies on ResNet planes; `ROBUST_WINOGRAD=0` turns that off.
 
 use std::sync::{Arc, Mutex};
 

@@ -7,9 +7,9 @@
 //! over channels is 36 matrix products, one per position `ξ` of the 6×6 transform,
 //! `M[ξ] = U[ξ] · V[ξ]` (`co × c` by `c × tiles·images`), on the same micro-kernel as the
 //! direct path ([`crate::kernels::microgemm`]). That is 36 multiplies per 16 outputs and
-//! channel pair instead of 9 per output: 4× fewer on large planes, 2.8× on the 7×7 and 4×4
-//! planes of ResNets (whose tiles overhang the edge) where the direct path already skips the
-//! padding taps.
+//! channel pair instead of 9 per output, against which the direct path already skips the
+//! padding taps: 2.5× fewer on 7×7 planes and 2.8× on 4×4 and 14×14 ones (whose tiles
+//! overhang the edge), 3.4× on 8×8, 3.8–3.9× on 28×28 and 56×56, 4× at most.
 //!
 //! The transforms run along the batch axis (the layout's innermost), 16 images per vector.
 //! They are fixed sequences of separate adds and multiplies on each image, and each product
@@ -27,7 +27,7 @@
 use macerator::{vload_unaligned, vstore_unaligned, Scalar, Simd, Vector, WithSimd};
 use rayon::prelude::*;
 
-use super::Geometry;
+use super::{copy_run, Geometry};
 use crate::kernels::microgemm::{self, Offsets, PackedLhs};
 use crate::kernels::SharedMut;
 
@@ -37,8 +37,9 @@ const M: usize = 4;
 const T: usize = 6;
 /// Positions of the 6×6 transform.
 const XI: usize = T * T;
-/// Images per transform vector.
-const LANES: usize = 16;
+/// Images per transform vector: the layout changes' run of images ([`super::NB`]), so that
+/// [`copy_run`] moves one run as a whole vector.
+const LANES: usize = super::NB;
 /// Values of one task's transformed input, at most (1 MiB, half a core's L2).
 const BUDGET: usize = 1 << 18;
 
@@ -85,30 +86,25 @@ impl Transformed {
         tap: impl Fn(usize, usize, usize, usize) -> f32 + Sync,
     ) -> Self {
         // [row][ξ][k]
-        let per_row: Vec<Vec<f32>> = (0..rows)
-            .into_par_iter()
-            .map(|r| {
-                let mut out = vec![0f32; XI * k];
-                for kk in 0..k {
-                    // G g: 6×3.
-                    let mut gg = [[0f64; 3]; T];
-                    for (a, row) in gg.iter_mut().enumerate() {
-                        for (j, v) in row.iter_mut().enumerate() {
-                            *v = (0..3).map(|i| G[a][i] * tap(r, kk, i, j) as f64).sum();
-                        }
-                    }
-                    // (G g) Gᵀ: 6×6.
-                    for a in 0..T {
-                        for b in 0..T {
-                            let u: f64 = (0..3).map(|j| gg[a][j] * G[b][j]).sum();
-                            out[(a * T + b) * k + kk] = u as f32;
-                        }
+        let mut u = vec![0f32; rows * XI * k];
+        u.par_chunks_mut(XI * k).enumerate().for_each(|(r, out)| {
+            for kk in 0..k {
+                // G g: 6×3.
+                let mut gg = [[0f64; 3]; T];
+                for (a, row) in gg.iter_mut().enumerate() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = (0..3).map(|i| G[a][i] * tap(r, kk, i, j) as f64).sum();
                     }
                 }
-                out
-            })
-            .collect();
-        let u = per_row.concat();
+                // (G g) Gᵀ: 6×6.
+                for a in 0..T {
+                    for b in 0..T {
+                        let u: f64 = (0..3).map(|j| gg[a][j] * G[b][j]).sum();
+                        out[(a * T + b) * k + kk] = u as f32;
+                    }
+                }
+            }
+        });
         let packs = (0..XI)
             .into_par_iter()
             .map(|xi| microgemm::pack_lhs((rows, k), (&u[xi * k..], XI * k, Offsets::Stride(1))))
@@ -140,16 +136,18 @@ impl Transformed {
 /// transformed input stays near the L2 cache, with at least two of the micro-kernel's
 /// 3-vector strips, and there are a multiple of the thread count of them (the partition
 /// does not change any value: every output is summed by one product in a fixed order).
-fn task_cols(g: &Geometry) -> usize {
+/// Returns (all columns, columns per task).
+fn task_cols(g: &Geometry) -> (usize, usize) {
     let total = g.ho().div_ceil(M) * g.wo().div_ceil(M) * g.n;
     let target = (BUDGET / (XI * g.c.max(g.co))).clamp(96, 512);
     let threads = rayon::current_num_threads().max(1);
     let tasks = total.div_ceil(target);
     let tasks = (tasks + threads / 2) / threads * threads;
-    total
+    let per_task = total
         .div_ceil(tasks.max(1))
         .next_multiple_of(LANES)
-        .min(total)
+        .min(total);
+    (total, per_task)
 }
 
 /// `Y = conv(X)` on the layout: `x` is `[h, c, w, n]`, `y` (`[ho, co, wo, n]`) is
@@ -160,8 +158,7 @@ pub(super) fn convolve(g: &Geometry, x: &[f32], u: &Transformed, y: &mut [f32]) 
     assert!(y.len() >= ho * g.co * wo * g.n, "output too short");
     assert_eq!(u.packs.len(), XI);
     let shared = SharedMut::new(&mut y[..ho * g.co * wo * g.n]);
-    let total = ho.div_ceil(M) * wo.div_ceil(M) * g.n;
-    let per_task = task_cols(g);
+    let (total, per_task) = task_cols(g);
     (0..total.div_ceil(per_task)).into_par_iter().for_each(|k| {
         let task = Task::new(g, k * per_task, ((k + 1) * per_task).min(total));
         let cols = task.cols();
@@ -244,18 +241,6 @@ impl<'a> Task<'a> {
 
 /// 16 images' values.
 type Lanes = [f32; LANES];
-
-/// Copies the first `len` (at most [`LANES`]) values of `src` to `dst`; a whole vector has
-/// a constant length, which compiles to vector moves instead of a call.
-#[inline(always)]
-fn copy_lanes(dst: &mut [f32], src: &[f32], len: usize) {
-    if len == LANES {
-        let d: &mut Lanes = (&mut dst[..LANES]).try_into().expect("LANES values");
-        d.copy_from_slice(&src[..LANES]);
-    } else {
-        dst[..len].copy_from_slice(&src[..len]);
-    }
-}
 
 /// `Bᵀ d` for one row or column of a tile (one image per lane).
 #[inline(always)]
@@ -391,7 +376,7 @@ impl WithSimd for InputTransform<'_> {
                 }
                 tile_2d::<S, T>(&d, &mut out);
                 for (xi, r) in out.iter().enumerate() {
-                    copy_lanes(&mut v[(ci * XI + xi) * cols + col..], r, lanes);
+                    copy_run(&mut v[(ci * XI + xi) * cols + col..], r, lanes);
                 }
             }
         }
@@ -435,7 +420,7 @@ impl WithSimd for OutputTransform<'_> {
                     // (tile, image) pairs alone.
                     #[allow(unsafe_code)]
                     let dst = unsafe { y.slice(a + o * plane, lanes) };
-                    copy_lanes(dst, r, lanes);
+                    copy_run(dst, r, lanes);
                 }
             }
         }
