@@ -360,10 +360,32 @@ impl Sweep {
         x: Tensor<4>,
         labels: Vec<usize>,
         indices: Vec<usize>,
+        progress: impl FnMut(),
+    ) -> Result<(), AttackError> {
+        let clean_logits = model.forward(x.clone())?;
+        self.run_batch_with_clean(model, x, clean_logits, labels, indices, progress)
+    }
+
+    /// [`Sweep::run_batch`] with the model's clean logits of `x` already computed (`[N, K]`,
+    /// from `model.forward(x)`), for a caller that needed them first (to check them), so
+    /// that the batch's clean pass runs once.
+    pub fn run_batch_with_clean(
+        &mut self,
+        model: &Model,
+        x: Tensor<4>,
+        clean_logits: Tensor<2>,
+        labels: Vec<usize>,
+        indices: Vec<usize>,
         mut progress: impl FnMut(),
     ) -> Result<(), AttackError> {
         let k = self.num_classes;
-        let clean_logits = model.forward(x.clone())?;
+        let [n, kk] = clean_logits.dims();
+        if n != labels.len() || kk != k {
+            return Err(AttackError::Internal(format!(
+                "clean logits of shape [{n}, {kk}] for {} samples and {k} classes",
+                labels.len()
+            )));
+        }
         let (clean_pred, clean_conf) = predictions(clean_logits.clone());
         let clean_ok: Vec<bool> = clean_pred
             .iter()

@@ -868,13 +868,20 @@ pub(crate) fn capped_batch_size(
 }
 
 /// Refuses (exit 2) a batch on which the model's clean outputs are NaN or infinite: no
-/// accuracy measured on them would mean anything.
-fn check_logits(model: &Model, x: &Tensor<4>, indices: &[usize], data: &str) -> anyhow::Result<()> {
+/// accuracy measured on them would mean anything. Returns the clean logits, which the sweep
+/// then uses (the batch's one clean pass).
+fn check_logits(
+    model: &Model,
+    x: &Tensor<4>,
+    indices: &[usize],
+    data: &str,
+) -> anyhow::Result<Tensor<2>> {
     // A model that fails while it runs (a node that does not fit the data) is bad input
     // (exit 2), named by file and node.
     let model_failed =
         |e: robust_models::ModelError| bad_input(format!("{}: {e}", model.info().path.display()));
-    let logits = robust_models::to_host(model.forward(x.clone()).map_err(model_failed)?);
+    let clean = model.forward(x.clone()).map_err(model_failed)?;
+    let logits = robust_models::to_host(clean.clone());
     let per = logits.len().checked_div(indices.len()).unwrap_or(0).max(1);
     if let Some(bad) = logits.iter().position(|v| !v.is_finite()) {
         let sample = indices.get(bad / per).copied().unwrap_or(0);
@@ -886,7 +893,7 @@ fn check_logits(model: &Model, x: &Tensor<4>, indices: &[usize], data: &str) -> 
             logits[bad]
         )));
     }
-    Ok(())
+    Ok(clean)
 }
 
 /// What one pass over the data set produced: the sweep's statistics, and per evaluated
@@ -1037,9 +1044,9 @@ fn run_sweep(
             indices.extend_from_slice(&batch.indices);
             let x =
                 Tensor::<4>::from_data(TensorData::new(batch.pixels, [n, c, h, w]), model.device());
-            check_logits(model, &x, &batch.indices, &dataset.info().source)?;
+            let clean = check_logits(model, &x, &batch.indices, &dataset.info().source)?;
             sweep
-                .run_batch(model, x, batch.labels, batch.indices, || bar.inc(1))
+                .run_batch_with_clean(model, x, clean, batch.labels, batch.indices, || bar.inc(1))
                 .map_err(|e| attack_error(model, e))?;
             if let Some(st) = state.as_deref_mut() {
                 st.record(
