@@ -197,7 +197,7 @@ impl Graph {
         }
     }
 
-    /// The attribute [`Graph::fuse_relus`] sets on a `Conv` whose ReLU it absorbed.
+    /// The attribute [`Graph::fuse_relus`] sets on a `Conv` or `Add` whose ReLU it absorbed.
     pub const FUSED_RELU: &'static str = "robust.fused_relu";
 
     /// Rewrites the graph for speed without changing what it computes:
@@ -224,9 +224,9 @@ impl Graph {
         removed
     }
 
-    /// The index of the `Conv` node whose output node `k` reads as its first input, if that
-    /// `Conv` has one output and node `k` is its only reader (and it is no graph output).
-    fn sole_conv_producer(&self, k: usize) -> Option<usize> {
+    /// The index of the `op` node whose output node `k` reads as its first input, if that
+    /// node has one output and node `k` is its only reader (and it is no graph output).
+    fn sole_producer(&self, k: usize, op: &str) -> Option<usize> {
         let x = self.nodes[k].inputs.first()?.as_str();
         let conv = self.nodes[..k]
             .iter()
@@ -238,11 +238,11 @@ impl Graph {
             .flat_map(|n| &n.inputs)
             .filter(|i| *i == x);
         let only_reader = readers.count() == 1 && !self.outputs.iter().any(|o| o == x);
-        (c.op == "Conv" && c.outputs.len() == 1 && only_reader).then_some(conv)
+        (c.op == op && c.outputs.len() == 1 && only_reader).then_some(conv)
     }
 
-    /// Removes node `k`, whose only input is the output of node `conv`, giving `conv` node
-    /// `k`'s output name.
+    /// Removes node `k`, whose only input is the output of node `conv` (a `Conv`, or an
+    /// `Add` for a fused ReLU), giving `conv` node `k`'s output name.
     fn absorb(&mut self, conv: usize, k: usize) {
         let gone = self.nodes.remove(k);
         let new = gone.outputs[0].clone();
@@ -250,16 +250,25 @@ impl Graph {
         self.folded.insert(old, new);
     }
 
-    /// Marks every `Conv` whose output only a `Relu` reads with [`Self::FUSED_RELU`] and
-    /// removes the `Relu`: the convolution op then applies the ReLU itself (in one pass on
-    /// the CPU). Returns the number of `Relu` nodes removed.
+    /// Marks every `Conv`, and every two-input `Add` (a residual block's sum), whose output
+    /// only a `Relu` reads with [`Self::FUSED_RELU`] and removes the `Relu`: the op then
+    /// applies the ReLU itself (in one pass on the CPU, keeping one bit per value for the
+    /// backward pass). Returns the number of `Relu` nodes removed.
     pub fn fuse_relus(&mut self) -> usize {
         let mut fused = 0;
         let mut k = 1;
         while k < self.nodes.len() {
             let n = &self.nodes[k];
             let candidate = n.op == "Relu" && n.inputs.len() == 1 && n.outputs.len() == 1;
-            match candidate.then(|| self.sole_conv_producer(k)).flatten() {
+            let producer = candidate
+                .then(|| {
+                    self.sole_producer(k, "Conv").or_else(|| {
+                        self.sole_producer(k, "Add")
+                            .filter(|&a| self.nodes[a].inputs.len() == 2)
+                    })
+                })
+                .flatten();
+            match producer {
                 Some(conv) => {
                     self.nodes[conv]
                         .attrs
@@ -307,7 +316,7 @@ impl Graph {
         {
             return None;
         }
-        let conv = self.sole_conv_producer(k)?;
+        let conv = self.sole_producer(k, "Conv")?;
         let c = &self.nodes[conv];
         let eps = f64::from(bn.float("epsilon", 1e-5).ok()?);
         let w_name = c.inputs.get(1)?.clone();
@@ -472,6 +481,49 @@ mod tests {
         assert_eq!(g.fuse(), 0);
         assert_eq!(g.nodes.len(), 4);
         assert_eq!(g.consts.len(), 6);
+    }
+
+    /// A residual block's `relu(conv(x) + x)`: the Relu fuses into the two-input Add; an
+    /// Add whose sum is read elsewhere too, and a Relu on an input, stay as they are.
+    #[test]
+    fn a_relu_after_a_sum_fuses_into_the_add() {
+        let residual = |sum_also_read: bool| {
+            let mut nodes = vec![
+                node("Conv", "conv", &["x", "w"], &["y"]),
+                node("Add", "add", &["y", "x"], &["s"]),
+                node("Relu", "relu", &["s"], &["out"]),
+                node("Relu", "relu_x", &["x"], &["x2"]),
+            ];
+            if sum_also_read {
+                nodes.push(node("Neg", "neg", &["s"], &["t"]));
+            }
+            let mut consts = HashMap::new();
+            consts.insert("w".into(), f32s(vec![2, 2, 1, 1], vec![1.0, 2.0, 3.0, 4.0]));
+            Graph {
+                nodes,
+                consts,
+                input: "x".into(),
+                input_dims: vec![Some(2), Some(1), Some(1)],
+                input_batch: None,
+                outputs: vec!["out".into(), "x2".into()],
+                opset: 17,
+                folded: HashMap::new(),
+            }
+        };
+        let mut g = residual(false);
+        assert_eq!(g.fuse(), 1);
+        let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.as_str()).collect();
+        assert_eq!(ops, ["Conv", "Add", "Relu"]);
+        assert_eq!(g.nodes[1].outputs, ["out"]);
+        assert_eq!(g.nodes[1].attrs.get(Graph::FUSED_RELU), Some(&Attr::Int(1)));
+        assert!(!g.nodes[0].attrs.contains_key(Graph::FUSED_RELU));
+        assert_eq!(
+            g.folded,
+            HashMap::from([("s".to_string(), "out".to_string())])
+        );
+        let mut g = residual(true);
+        assert_eq!(g.fuse(), 0);
+        assert_eq!(g.nodes.len(), 5);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use macerator::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::{finish, flex_tensor, parameter_data, ConstantOperands, FlexValue, InputGradient};
+use super::{finish, flex_tensor, parameter_data, ConstantOperands, InputGradient, ReluMask};
 
 /// Output channels accumulated together.
 const CHANNEL_BLOCK: usize = 4;
@@ -143,7 +143,7 @@ fn axpy_block<const B: usize>(w: [f32; B], src: &[f32], acc: &mut [f32]) {
     }
 }
 
-/// Convolves one image `op.x` (`[c_in, h, w]`, zeroed where `op.mask` is not positive)
+/// Convolves one image `op.x` (`[c_in, h, w]`, zeroed where `op.mask` is off)
 /// into the output channels `op.co0..` that fit in `op.out` (at most [`CHANNEL_BLOCK`]
 /// planes of `[ho, wo]`), with the bias, and a ReLU if `op.relu`.
 #[inline(always)]
@@ -170,12 +170,7 @@ fn conv_block(op: ConvBlock<'_>) {
             match mask {
                 // The backward pass of a fused ReLU: the gradient passes where the output was
                 // positive.
-                Some(m) => {
-                    let m = &m[c * g.h * g.w + r * g.w..][..g.w];
-                    for ((d, &v), &keep) in dst.iter_mut().zip(src).zip(m) {
-                        *d = if keep > 0.0 { v } else { 0.0 };
-                    }
-                }
+                Some((m, base)) => m.copy(base + c * g.h * g.w + r * g.w, src, |j, v| dst[j] = v),
                 None => dst.copy_from_slice(src),
             }
         }
@@ -231,7 +226,8 @@ fn conv_block(op: ConvBlock<'_>) {
 struct ConvBlock<'a> {
     g: &'a Geometry,
     x: &'a [f32],
-    mask: Option<&'a [f32]>,
+    /// The mask over the whole batch, and where this image starts in it.
+    mask: Option<(&'a ReluMask, usize)>,
     weight: &'a [f32],
     bias: Option<&'a [f32]>,
     co0: usize,
@@ -249,13 +245,13 @@ impl WithSimd for ConvBlock<'_> {
 }
 
 /// Convolves a batch `[n, c_in, h, w]` into `[n, c_out, ho, wo]`, followed by a ReLU if
-/// `relu`, with the input first zeroed where `mask` (same layout) is not positive; one task
+/// `relu`, with the input first zeroed where `mask` (over its values) is off; one task
 /// per image and block of [`CHANNEL_BLOCK`] output channels, so that a single image uses
 /// every core too.
 fn forward(
     g: &Geometry,
     x: &[f32],
-    mask: Option<&[f32]>,
+    mask: Option<&ReluMask>,
     weight: &[f32],
     bias: Option<&[f32]>,
     relu: bool,
@@ -267,7 +263,7 @@ fn forward(
         .enumerate()
         .for_each(|(i, out)| {
             let x = &x[i * in_image..(i + 1) * in_image];
-            let mask = mask.map(|m| &m[i * in_image..(i + 1) * in_image]);
+            let mask = mask.map(|m| (m, i * in_image));
             out.par_chunks_mut(CHANNEL_BLOCK * out_plane)
                 .enumerate()
                 .for_each(|(b, out)| {
@@ -287,22 +283,18 @@ fn forward(
 }
 
 /// What the backward pass needs: the transposed convolution and its weights, and for a
-/// fused ReLU the output (the gradient passes where it is positive).
+/// fused ReLU which outputs it kept (the gradient passes there).
 #[derive(Clone, Debug)]
 struct ConvState {
     transposed: Geometry,
     weight: Arc<[f32]>,
-    relu_output: Option<FlexValue>,
+    relu: Option<ReluMask>,
 }
 
 impl InputGradient for ConvState {
     fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
         let t = &self.transposed;
-        let mask = self
-            .relu_output
-            .as_ref()
-            .map(|out| out.f32_data().expect("the kernel's output is f32"));
-        let values = forward(t, grad_out, mask.as_deref(), &self.weight, None, false);
+        let values = forward(t, grad_out, self.relu.as_ref(), &self.weight, None, false);
         (values, [t.n, t.c_out, t.ho(), t.wo()])
     }
 }
@@ -345,13 +337,12 @@ pub(crate) fn conv2d(
         forward(&g, &xd, None, &wd, bd.as_deref(), relu)
     };
     let out = flex_tensor(out, [n, c_out, g.ho(), g.wo()]);
-    let relu_output = relu.then(|| FlexValue::Plain(out.clone()));
-    Some(finish(x, out, || {
+    Some(finish(x, out, |out| {
         let (transposed, flipped) = g.transposed(&wd);
         ConvState {
             transposed,
             weight: flipped.into(),
-            relu_output,
+            relu: relu.then(|| ReluMask::of(out)),
         }
     }))
 }

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use super::microgemm::PackedLhs;
 
 use super::{
-    finish, flex_tensor, parameter_data, ConstantOperands, FlexValue, InputGradient, SharedMut,
+    finish, flex_tensor, parameter_data, ConstantOperands, InputGradient, ReluMask, SharedMut,
 };
 
 /// Most `f32` values of im2col columns held at once (64 MiB).
@@ -307,27 +307,18 @@ fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, relu: 
 struct State {
     g: Geometry,
     weight: Arc<[f32]>,
-    relu_output: Option<FlexValue>,
+    /// With a fused ReLU: which outputs it kept.
+    relu: Option<ReluMask>,
 }
 
 impl InputGradient for State {
     fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
         let g = &self.g;
         let (p, k) = (g.positions(), g.k());
-        let mask = self
-            .relu_output
-            .as_ref()
-            .map(|o| o.f32_data().expect("the kernel's output is f32"));
         let mut dx = vec![0f32; g.n * g.c * g.h * g.w];
         if g.pointwise() {
             // dX = Wᵀ · dY per image, with dY zeroed first where the fused ReLU was off.
-            let masked: Option<Vec<f32>> = mask.as_ref().map(|mk| {
-                grad_out
-                    .par_iter()
-                    .zip(mk.par_iter())
-                    .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 })
-                    .collect()
-            });
+            let masked: Option<Vec<f32>> = self.relu.as_ref().map(|mk| mk.apply(grad_out));
             let dy = masked.as_deref().unwrap_or(grad_out);
             per_image(g, g.c, g.co, (&self.weight, 1, g.c), dy, &mut dx, |_, _| {});
             return (dx, [g.n, g.c, g.h, g.w]);
@@ -348,12 +339,8 @@ impl InputGradient for State {
                         let at = ((n0 + b) * g.co + o) * p;
                         let src = &grad_out[at..at + p];
                         let d = &mut dst[b * p..(b + 1) * p];
-                        match &mask {
-                            Some(mk) => {
-                                for ((d, &s), &y) in d.iter_mut().zip(src).zip(&mk[at..at + p]) {
-                                    *d = if y > 0.0 { s } else { 0.0 };
-                                }
-                            }
+                        match &self.relu {
+                            Some(mk) => mk.copy(at, src, |j, v| d[j] = v),
                             None => d.copy_from_slice(src),
                         }
                     }
@@ -414,11 +401,10 @@ pub(crate) fn conv2d(
         forward(&g, &xd, &wd, bd.as_deref(), relu)
     };
     let out = flex_tensor(out, [n, co, g.ho(), g.wo()]);
-    let relu_output = relu.then(|| FlexValue::Plain(out.clone()));
-    Some(finish(x, out, || State {
+    Some(finish(x, out, |out| State {
         g,
         weight: wd.to_vec().into(),
-        relu_output,
+        relu: relu.then(|| ReluMask::of(out)),
     }))
 }
 

@@ -36,6 +36,7 @@ mod conv;
 mod gemm_conv;
 mod microgemm;
 mod pool;
+mod relu;
 mod scratch;
 pub mod simd;
 mod tap_gemm;
@@ -56,6 +57,8 @@ use burn_flex::{Flex, FlexTensor};
 pub(crate) use conv::conv2d;
 pub(crate) use gemm_conv::conv2d as gemm_conv2d;
 pub(crate) use pool::max_pool2d;
+use relu::ReluMask;
+pub(crate) use relu::{add_relu, relu};
 pub(crate) use tap_gemm::conv2d as tap_conv2d;
 
 /// The autodiff backend whose graph the kernels join (burn's default checkpointing).
@@ -185,8 +188,13 @@ impl<S: InputGradient> Backward<Flex, 1> for KernelBackward<S> {
 }
 
 /// Wraps a kernel's output computed from `x`: a plain tensor when `x` was plain, otherwise a
-/// node of `x`'s autodiff graph, whose backward state `state` makes only when gradients flow.
-fn finish<S: InputGradient>(x: FlexValue, out: FlexTensor, state: impl FnOnce() -> S) -> Tensor<4> {
+/// node of `x`'s autodiff graph, whose backward state `state` makes (from the output's
+/// values) only when gradients flow.
+fn finish<S: InputGradient>(
+    x: FlexValue,
+    out: FlexTensor,
+    state: impl FnOnce(&[f32]) -> S,
+) -> Tensor<4> {
     match x {
         FlexValue::Plain(_) => Tensor::from_primitive::<Flex>(out),
         FlexValue::Graph(x) => {
@@ -195,7 +203,10 @@ fn finish<S: InputGradient>(x: FlexValue, out: FlexTensor, state: impl FnOnce() 
                 .compute_bound()
                 .stateful();
             let out = match node {
-                OpsKind::Tracked(prep) => prep.finish(state(), out),
+                OpsKind::Tracked(prep) => {
+                    let values = out.as_slice::<f32>().expect("a kernel's output is f32");
+                    prep.finish(state(values), out)
+                }
                 OpsKind::UnTracked(prep) => prep.finish(out),
             };
             Tensor::from_primitive::<Graph>(out)

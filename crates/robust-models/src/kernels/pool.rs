@@ -296,7 +296,7 @@ pub(crate) fn max_pool2d(
         forward(&g, &data)
     };
     let out = flex_tensor(out, [g.n_c[0], g.n_c[1], g.out_h, g.out_w]);
-    Some(finish(x, out, || PoolState {
+    Some(finish(x, out, |_| PoolState {
         geometry: g,
         argmax: argmax.into(),
     }))

@@ -47,7 +47,7 @@ mod winograd;
 use super::microgemm::PackedLhs;
 use super::scratch::scratch;
 use super::{
-    finish, flex_tensor, parameter_data, ConstantOperands, FlexValue, InputGradient, SharedMut,
+    finish, flex_tensor, parameter_data, ConstantOperands, InputGradient, ReluMask, SharedMut,
 };
 
 /// Output channels per product (the rows of one task's matrix product).
@@ -489,7 +489,7 @@ fn scatter(g: &Geometry, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
 const NB: usize = 16;
 
 /// `[n, c, h, w]` → the layout of `g`'s input (`[h, c, width, n]`, columns by phase),
-/// zeroing where `mask` (same layout as `x`) is not positive. `g` gives the column
+/// zeroing where `mask` (over the values of `x`) is off. `g` gives the column
 /// arrangement; `dims` the tensor's shape. One task per channel: [`NB`] images at a time,
 /// it reads each image's plane as one contiguous run into a small tile and writes every
 /// position as a run of [`NB`] images (reading one position of many images instead would
@@ -498,7 +498,7 @@ fn to_layout(
     x: &[f32],
     [n, c, h, w]: [usize; 4],
     g: &Geometry,
-    mask: Option<&[f32]>,
+    mask: Option<&ReluMask>,
     out: &mut [f32],
 ) {
     let (hw, width) = (h * w, g.width());
@@ -519,11 +519,7 @@ fn to_layout(
                 let at = ((n0 + b) * c + ci) * hw;
                 let src = &x[at..at + hw];
                 match mask {
-                    Some(mk) => {
-                        for (p, (&v, &k)) in src.iter().zip(&mk[at..at + hw]).enumerate() {
-                            tile[p * NB + b] = if k > 0.0 { v } else { 0.0 };
-                        }
-                    }
+                    Some(mk) => mk.copy(at, src, |p, v| tile[p * NB + b] = v),
                     None => {
                         for (p, &v) in src.iter().enumerate() {
                             tile[p * NB + b] = v;
@@ -744,23 +740,20 @@ impl WeightCache {
 struct State {
     g: Geometry,
     weights: Arc<Rearranged>,
-    relu_output: Option<FlexValue>,
+    /// With a fused ReLU: which outputs it kept.
+    relu: Option<ReluMask>,
 }
 
 impl InputGradient for State {
     fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
         let g = &self.g;
         let (in_dims, out_dims) = ([g.n, g.c, g.h, g.w], [g.n, g.co, g.ho(), g.wo()]);
-        let mask = self
-            .relu_output
-            .as_ref()
-            .map(|o| o.f32_data().expect("the kernel's output is f32"));
         let mut dy = scratch(g.n * g.co * g.ho() * g.wo());
         to_layout(
             grad_out,
             out_dims,
             &plain(out_dims),
-            mask.as_deref(),
+            self.relu.as_ref(),
             &mut dy,
         );
         let mut dx = scratch(g.n * g.c * g.h * g.width());
@@ -816,11 +809,10 @@ pub(crate) fn conv2d(
         from_layout(&yt, out_dims, &plain(out_dims), bd.as_deref(), relu)
     };
     let out = flex_tensor(out, out_dims);
-    let relu_output = relu.then(|| FlexValue::Plain(out.clone()));
-    Some(finish(x, out, || State {
+    Some(finish(x, out, |out| State {
         g,
         weights,
-        relu_output,
+        relu: relu.then(|| ReluMask::of(out)),
     }))
 }
 

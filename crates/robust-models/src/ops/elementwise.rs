@@ -12,7 +12,12 @@ use crate::value::{broadcast_shapes, norm_axis, FloatValue, IntValue, Value, MAX
 type T = Tensor<MAX_RANK>;
 
 pub(crate) fn relu(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
-    unary(ctx, i, activation::relu)
+    let x = float_input(ctx, i, 0)?;
+    // On the CPU: the same values, keeping one bit per value for the backward pass.
+    match crate::kernels::relu(&x.t) {
+        Some(t) => one(FloatValue::from_padded(t, x.shape)),
+        None => one(x.map(activation::relu)),
+    }
 }
 
 pub(crate) fn leaky_relu(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
@@ -173,7 +178,19 @@ fn binary(
     one(FloatValue::from_padded(ff(x.t, y.t), shape))
 }
 
-pub(crate) fn add(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
+pub(crate) fn add(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
+    // Set by `Graph::fuse` when it removed the Relu that read this node's output.
+    if n.int(crate::graph::Graph::FUSED_RELU, 0)? != 0 {
+        if let (Some(Some(Value::Float(a))), Some(Some(Value::Float(b)))) = (i.first(), i.get(1)) {
+            if a.shape == b.shape {
+                if let Some(t) = crate::kernels::add_relu(&a.t, &b.t) {
+                    return one(FloatValue::from_padded(t, a.shape.clone()));
+                }
+            }
+        }
+        let sum = binary(ctx, i, |a, b| a + b, i64::checked_add)?;
+        return relu(ctx, n, &sum.into_iter().map(Some).collect::<Vec<_>>());
+    }
     binary(ctx, i, |a, b| a + b, i64::checked_add)
 }
 
