@@ -105,7 +105,8 @@ const MATMUL_COLUMNS: usize = 512;
 /// every vector width and thread count).
 fn matmul(m: usize, n: usize, k: usize, lhs: (&[f32], usize, usize), rhs: &[f32], dst: &mut [f32]) {
     assert!(m > 0 && n > 0 && k > 0);
-    matmul_packed(&pack(m, k, lhs), n, rhs, dst);
+    assert!(dst.len() >= m * n, "dst too short");
+    matmul_packed(&pack(m, k, lhs), n, rhs, &SharedMut::new(&mut dst[..m * n]));
 }
 
 /// `lhs[m×k]` (with the given row and column strides) packed for [`matmul_packed`].
@@ -116,19 +117,18 @@ fn pack(m: usize, k: usize, lhs: (&[f32], usize, usize)) -> PackedLhs {
     )
 }
 
-/// [`matmul`] with `lhs` packed once by [`pack`] (a weight used for every image).
-fn matmul_packed(packed: &PackedLhs, n: usize, rhs: &[f32], dst: &mut [f32]) {
+/// [`matmul`] with `lhs` packed once by [`pack`] (a weight used for every image), into `dst`
+/// (`m × n` values, only written: it may be uninitialised).
+fn matmul_packed(packed: &PackedLhs, n: usize, rhs: &[f32], shared: &SharedMut<'_>) {
     let (m, k) = packed.dims();
     assert!(m > 0 && n > 0 && k > 0);
     assert!(
-        rhs.len() >= k * n && dst.len() >= m * n,
+        rhs.len() >= k * n && shared.len() >= m * n,
         "rhs or dst too short"
     );
-    let shared = SharedMut::new(&mut dst[..m * n]);
     (0..n.div_ceil(MATMUL_COLUMNS))
         .into_par_iter()
         .for_each(|t| {
-            let shared = &shared;
             let c0 = t * MATMUL_COLUMNS;
             let cols = MATMUL_COLUMNS.min(n - c0);
             let (start, room) = shared.tail(c0);
@@ -232,32 +232,40 @@ impl Geometry {
 /// Output positions per image from which a 1×1 convolution is one product per image.
 const POINTWISE_MIN_POSITIONS: usize = 196;
 
-/// `out = W · x` per image for a [`Geometry::pointwise`] convolution (`W` as `lhs`, with
-/// its strides), then `epilogue(image, out_image)`.
+/// `W · x` per image for a [`Geometry::pointwise`] convolution (`W` as `lhs`, with its
+/// strides), then `epilogue(image, out_image)`: the `[n, rows, positions]` output.
 fn per_image(
     g: &Geometry,
     rows: usize,
     inner: usize,
     lhs: (&[f32], usize, usize),
     x: &[f32],
-    out: &mut [f32],
     epilogue: impl Fn(usize, &mut [f32]) + Sync,
-) {
+) -> Vec<f32> {
     let p = g.positions();
     // The weights are packed once for every image.
     let packed = pack(rows, inner, lhs);
-    out.par_chunks_mut(rows * p).enumerate().for_each(|(b, o)| {
-        matmul_packed(&packed, p, &x[b * inner * p..(b + 1) * inner * p], o);
+    let image = |b: usize, o: &mut [std::mem::MaybeUninit<f32>]| {
+        let shared = SharedMut::uninit(o);
+        matmul_packed(&packed, p, &x[b * inner * p..(b + 1) * inner * p], &shared);
+        // SAFETY: the product wrote all `rows × p` values of the image just now.
+        #[allow(unsafe_code)]
+        let o = unsafe { &mut *(o as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
         epilogue(b, o);
-    });
+    };
+    // SAFETY: each chunk is one image's `rows × p` outputs, every one of which the product
+    // writes (it overwrites its destination, never reading it).
+    #[allow(unsafe_code)]
+    unsafe {
+        super::filled(g.n * rows * p, rows * p, image)
+    }
 }
 
 /// The forward pass: `[n, c, h, w]` → `[n, co, ho, wo]`, plus bias, then ReLU if `relu`.
 fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, relu: bool) -> Vec<f32> {
     let (p, k) = (g.positions(), g.k());
-    let mut out = vec![0f32; g.n * g.co * p];
     if g.pointwise() {
-        per_image(g, g.co, g.c, (weight, g.c, 1), x, &mut out, |_, o| {
+        return per_image(g, g.co, g.c, (weight, g.c, 1), x, |_, o| {
             o.par_chunks_mut(p).enumerate().for_each(|(co, plane)| {
                 let add = bias.map_or(0.0, |bv| bv[co]);
                 for v in plane {
@@ -266,8 +274,8 @@ fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, relu: 
                 }
             })
         });
-        return out;
     }
+    let mut out = vec![0f32; g.n * g.co * p];
     let group = g.group();
     let mut cols = vec![0f32; k * group * p];
     let mut prod = vec![0f32; g.co * group * p];
@@ -315,14 +323,14 @@ impl InputGradient for State {
     fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
         let g = &self.g;
         let (p, k) = (g.positions(), g.k());
-        let mut dx = vec![0f32; g.n * g.c * g.h * g.w];
         if g.pointwise() {
             // dX = Wᵀ · dY per image, with dY zeroed first where the fused ReLU was off.
             let masked: Option<Vec<f32>> = self.relu.as_ref().map(|mk| mk.apply(grad_out));
             let dy = masked.as_deref().unwrap_or(grad_out);
-            per_image(g, g.c, g.co, (&self.weight, 1, g.c), dy, &mut dx, |_, _| {});
+            let dx = per_image(g, g.c, g.co, (&self.weight, 1, g.c), dy, |_, _| {});
             return (dx, [g.n, g.c, g.h, g.w]);
         }
+        let mut dx = vec![0f32; g.n * g.c * g.h * g.w];
         let group = g.group();
         let mut dy = vec![0f32; g.co * group * p];
         let mut dcols = vec![0f32; k * group * p];

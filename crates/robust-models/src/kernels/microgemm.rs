@@ -148,7 +148,8 @@ impl Offsets<'_> {
 
 /// `dst[m×cols] (+)= lhs[m×k] · rhs[k×cols]`: `dst` points to `len` values with row stride
 /// `dst_rs`, `rhs` has row stride `rhs_rs` (both with contiguous columns), `lhs` has the
-/// given row and column strides. Overwrites `dst` unless `accumulate`.
+/// given row and column strides. Overwrites `dst` unless `accumulate`, without reading it
+/// (so that it may be uninitialised then).
 ///
 /// # Safety
 /// `dst` points to `len` writable `f32`, and no other thread reads or writes the elements the
@@ -285,7 +286,9 @@ fn run<S: Simd, const MR: usize>(p: Product<'_>) {
                 for rb in group.clone() {
                     let rows = MR.min(p.m - rb * MR);
                     let at = |r: usize| (rb * MR + r) * p.dst_rs + c0;
-                    for r in 0..rows {
+                    // Only a sum that continues reads `dst` (which may be uninitialised
+                    // otherwise: see `product_packed`).
+                    for r in (0..rows).filter(|_| part.accumulate) {
                         // SAFETY: in bounds (checked in `product_packed`); exclusive by its
                         // contract.
                         #[allow(unsafe_code)]

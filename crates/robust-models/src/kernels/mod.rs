@@ -156,6 +156,29 @@ fn parameter_data<'a>(
     Some((w, b))
 }
 
+/// A vector of `len` values that `fill` writes in parallel chunks of `chunk` values (it gets
+/// the chunk's index `k`, which starts at value `k·chunk`, and the chunk). Not zeroed first:
+/// for an activation-sized output, zeroing cost a pass over memory as large as the output.
+///
+/// # Safety
+/// `fill` must write every value of every chunk it gets.
+#[allow(unsafe_code)]
+unsafe fn filled(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(k, c)| fill(k, c));
+    // SAFETY: the first `len` values were written by `fill` (the caller's contract).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// Wraps a kernel's output `[d0, d1, d2, d3]` as a burn-flex tensor.
 fn flex_tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::from_data(burn::tensor::TensorData::new(data, shape))
@@ -234,6 +257,21 @@ impl<'a> SharedMut<'a> {
             len: buf.len(),
             _buf: PhantomData,
         }
+    }
+
+    /// A buffer whose values are not initialised yet: only [`SharedMut::tail`]'s pointers,
+    /// written through, may touch it (never [`SharedMut::slice`], which would read them).
+    pub(crate) fn uninit(buf: &'a mut [std::mem::MaybeUninit<f32>]) -> Self {
+        Self {
+            ptr: buf.as_mut_ptr().cast(),
+            len: buf.len(),
+            _buf: PhantomData,
+        }
+    }
+
+    /// Values held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// A pointer to element `start` and the number of elements from there to the end.

@@ -24,7 +24,7 @@ use burn_flex::{Flex, FlexTensor};
 use macerator::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::{FlexValue, Graph};
+use super::{filled, FlexValue, Graph};
 
 /// Values per parallel task (a multiple of 64, so that tasks own whole mask words).
 const CHUNK: usize = 1 << 16;
@@ -93,32 +93,18 @@ impl ReluMask {
     /// `grad` where the value was kept, `0` elsewhere.
     pub(crate) fn apply(&self, grad: &[f32]) -> Vec<f32> {
         assert_eq!(grad.len(), self.len, "gradient and mask differ in length");
-        filled(grad.len(), |k, out| {
-            super::simd::dispatch(Masked {
-                grad: &grad[k * CHUNK..][..out.len()],
-                words: &self.words[k * CHUNK / 64..],
-                out,
+        // SAFETY: `Masked` writes every value of its chunk (one per gradient value).
+        #[allow(unsafe_code)]
+        unsafe {
+            filled(grad.len(), CHUNK, |k, out| {
+                super::simd::dispatch(Masked {
+                    grad: &grad[k * CHUNK..][..out.len()],
+                    words: &self.words[k * CHUNK / 64..],
+                    out,
+                })
             })
-        })
+        }
     }
-}
-
-/// A vector of `len` values whose chunks of [`CHUNK`] (the `k`th of them) `fill` writes in
-/// parallel; it must write every value of the chunk it gets. (Not zeroed first: that cost
-/// a pass over memory as large as the output itself.)
-fn filled(len: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
-    let mut out = Vec::with_capacity(len);
-    out.spare_capacity_mut()[..len]
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(k, chunk)| fill(k, chunk));
-    // SAFETY: every chunk of the first `len` values was written by `fill` (its contract;
-    // the passes below write each value of the chunks they get).
-    #[allow(unsafe_code)]
-    unsafe {
-        out.set_len(len)
-    };
-    out
 }
 
 /// One chunk's pass, compiled for the CPU's vector extensions: `out = relu(a (+ b))` when
@@ -235,15 +221,20 @@ fn forward<const D: usize>(
     let mut words = vec![0u64; if tracked { a.len().div_ceil(64) } else { 0 }];
     let out = {
         let words = SharedWords(words.as_mut_ptr(), words.len());
-        filled(a.len(), |k, out| {
-            let at = k * CHUNK;
-            super::simd::dispatch(Pass {
-                a: &a[at..at + out.len()],
-                b: b.map(|b| &b[at..at + out.len()]),
-                words: tracked.then(|| words.chunk(k)),
-                out: Some(out),
+        // SAFETY: `Pass` writes an output for every value of `a` it gets, one per value of
+        // the chunk.
+        #[allow(unsafe_code)]
+        unsafe {
+            filled(a.len(), CHUNK, |k, out| {
+                let at = k * CHUNK;
+                super::simd::dispatch(Pass {
+                    a: &a[at..at + out.len()],
+                    b: b.map(|b| &b[at..at + out.len()]),
+                    words: tracked.then(|| words.chunk(k)),
+                    out: Some(out),
+                })
             })
-        })
+        }
     };
     let mask = tracked.then(|| ReluMask {
         words: words.into(),

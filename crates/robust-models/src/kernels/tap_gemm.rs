@@ -554,10 +554,11 @@ fn from_layout(
     let offsets: Vec<usize> = (0..hw)
         .map(|p| (p / w) * c * width + g.col(p % w))
         .collect();
-    let mut out = vec![0f32; n * img];
-    out.par_chunks_mut(NB * img)
-        .enumerate()
-        .for_each(|(blk, imgs)| {
+    // SAFETY: each chunk holds `nb` whole images, and the loops below write every value of
+    // them: every channel `ci < c` of every image `b < nb`, every position `p < hw`.
+    #[allow(unsafe_code)]
+    unsafe {
+        super::filled(n * img, NB * img, |blk, imgs| {
             let n0 = blk * NB;
             let nb = imgs.len() / img;
             let mut tile = vec![0f32; hw * NB];
@@ -570,12 +571,12 @@ fn from_layout(
                     let dst = &mut imgs[b * img + ci * hw..][..hw];
                     for (p, d) in dst.iter_mut().enumerate() {
                         let v = tile[p * NB + b] + add;
-                        *d = if relu { v.max(0.0) } else { v };
+                        d.write(if relu { v.max(0.0) } else { v });
                     }
                 }
             }
-        });
-    out
+        })
+    }
 }
 
 /// Copies `len` (at most [`NB`]) values from `src` to `dst`; a full run has a constant
