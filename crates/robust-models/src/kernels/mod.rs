@@ -40,6 +40,7 @@ mod relu;
 mod scratch;
 pub mod simd;
 mod tap_gemm;
+mod transpose;
 
 use std::borrow::Cow;
 use std::marker::PhantomData;

@@ -63,6 +63,11 @@ impl ReluMask {
         }
     }
 
+    /// The mask's bits, 64 values per word (value `i` is bit `i % 64` of word `i / 64`).
+    pub(crate) fn words(&self) -> &[u64] {
+        &self.words
+    }
+
     /// Values covered.
     pub(crate) fn len(&self) -> usize {
         self.len

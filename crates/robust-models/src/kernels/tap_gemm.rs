@@ -46,6 +46,7 @@ mod winograd;
 
 use super::microgemm::PackedLhs;
 use super::scratch::scratch;
+use super::transpose;
 use super::{
     finish, flex_tensor, parameter_data, ConstantOperands, InputGradient, ReluMask, SharedMut,
 };
@@ -510,14 +511,38 @@ fn to_layout(
         .map(|p| (p / w) * c * width + g.col(p % w))
         .collect();
     let shared = SharedMut::new(&mut out[..total]);
+    let fast = transpose::available();
     (0..c).into_par_iter().for_each(|ci| {
         let shared = &shared;
         let mut tile = vec![0f32; hw * NB];
         for n0 in (0..n).step_by(NB) {
             let nb = NB.min(n - n0);
+            // 16 images × 16 positions at a time in registers, where there are that many.
+            let mut p0 = 0;
+            while fast && nb == NB && p0 + 16 <= hw {
+                let at: [usize; 16] = std::array::from_fn(|b| ((n0 + b) * c + ci) * hw + p0);
+                let src = at.map(|a| x[a..a + 16].as_ptr());
+                let dst =
+                    std::array::from_fn(|j| shared.tail((offsets[p0 + j] + ci * width) * n + n0).0);
+                let op = match mask {
+                    Some(mk) => transpose::Op::Mask(mk, at),
+                    None => transpose::Op::Copy,
+                };
+                // SAFETY: the transposes are available; each source is 16 values of `x`
+                // (sliced above), each destination channel `ci`'s run of the 16 images at
+                // one position, inside `out` (`n0 + 16 <= n`) and this task's alone.
+                #[allow(unsafe_code)]
+                unsafe {
+                    transpose::block(&src, &dst, &op)
+                };
+                p0 += 16;
+            }
+            if p0 == hw {
+                continue;
+            }
             for b in 0..nb {
-                let at = ((n0 + b) * c + ci) * hw;
-                let src = &x[at..at + hw];
+                let at = ((n0 + b) * c + ci) * hw + p0;
+                let src = &x[at..at + hw - p0];
                 match mask {
                     Some(mk) => mk.copy(at, src, |p, v| tile[p * NB + b] = v),
                     None => {
@@ -527,8 +552,8 @@ fn to_layout(
                     }
                 }
             }
-            for (p, &off) in offsets.iter().enumerate() {
-                // SAFETY: channel `ci`'s run for position `p` is this task's alone.
+            for (p, &off) in offsets[p0..].iter().enumerate() {
+                // SAFETY: channel `ci`'s run for position `p0 + p` is this task's alone.
                 #[allow(unsafe_code)]
                 let dst = unsafe { shared.slice((off + ci * width) * n + n0, nb) };
                 copy_run(dst, &tile[p * NB..], nb);
@@ -554,28 +579,54 @@ fn from_layout(
     let offsets: Vec<usize> = (0..hw)
         .map(|p| (p / w) * c * width + g.col(p % w))
         .collect();
-    // SAFETY: each chunk holds `nb` whole images, and the loops below write every value of
-    // them: every channel `ci < c` of every image `b < nb`, every position `p < hw`.
-    #[allow(unsafe_code)]
-    unsafe {
-        super::filled(n * img, NB * img, |blk, imgs| {
-            let n0 = blk * NB;
-            let nb = imgs.len() / img;
-            let mut tile = vec![0f32; hw * NB];
-            for ci in 0..c {
-                let add = bias.map_or(0.0, |bv| bv[ci]);
-                for (p, &off) in offsets.iter().enumerate() {
-                    copy_run(&mut tile[p * NB..], &y[(off + ci * width) * n + n0..], nb);
-                }
-                for b in 0..nb {
-                    let dst = &mut imgs[b * img + ci * hw..][..hw];
-                    for (p, d) in dst.iter_mut().enumerate() {
-                        let v = tile[p * NB + b] + add;
-                        d.write(if relu { v.max(0.0) } else { v });
-                    }
+    let fast = transpose::available();
+    let images = |blk: usize, imgs: &mut [std::mem::MaybeUninit<f32>]| {
+        let n0 = blk * NB;
+        let nb = imgs.len() / img;
+        let mut tile = vec![0f32; hw * NB];
+        for ci in 0..c {
+            let add = bias.map_or(0.0, |bv| bv[ci]);
+            // 16 positions × 16 images at a time in registers, where there are that many.
+            let mut p0 = 0;
+            while fast && nb == NB && p0 + 16 <= hw {
+                let src = std::array::from_fn(|j| {
+                    y[(offsets[p0 + j] + ci * width) * n + n0..][..16].as_ptr()
+                });
+                let base = imgs.as_mut_ptr().cast::<f32>();
+                // SAFETY (`add`): image `b < nb`, values `p0..p0 + 16` of plane `ci`: inside
+                // `imgs` (`nb · img` values).
+                #[allow(unsafe_code)]
+                let dst = std::array::from_fn(|b| unsafe { base.add(b * img + ci * hw + p0) });
+                // SAFETY: the transposes are available; each source is 16 values of `y`
+                // (sliced above), each destination 16 of this task's own output.
+                #[allow(unsafe_code)]
+                unsafe {
+                    transpose::block(&src, &dst, &transpose::Op::Bias(add, relu))
+                };
+                p0 += 16;
+            }
+            if p0 == hw {
+                continue;
+            }
+            for (p, &off) in offsets[p0..].iter().enumerate() {
+                copy_run(&mut tile[p * NB..], &y[(off + ci * width) * n + n0..], nb);
+            }
+            for b in 0..nb {
+                let dst = &mut imgs[b * img + ci * hw + p0..][..hw - p0];
+                for (p, d) in dst.iter_mut().enumerate() {
+                    let v = tile[p * NB + b] + add;
+                    // As the transposes clamp (NaN and -0 become 0).
+                    d.write(if !relu || v > 0.0 { v } else { 0.0 });
                 }
             }
-        })
+        }
+    };
+    // SAFETY: each chunk holds `nb` whole images, and `images` writes every value of them:
+    // every channel `ci < c` of every image `b < nb`, every position `p < hw` (those below
+    // `p0` by the transposes, 16 images × 16 positions at a time).
+    #[allow(unsafe_code)]
+    unsafe {
+        super::filled(n * img, NB * img, images)
     }
 }
 
