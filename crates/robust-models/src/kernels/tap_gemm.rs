@@ -519,7 +519,7 @@ fn to_layout(
             let nb = NB.min(n - n0);
             // 16 images × 16 positions at a time in registers, where there are that many.
             let mut p0 = 0;
-            while fast && nb == NB && p0 + 16 <= hw {
+            while let (Some(isa), true) = (fast, nb == NB && p0 + 16 <= hw) {
                 let at: [usize; 16] = std::array::from_fn(|b| ((n0 + b) * c + ci) * hw + p0);
                 let src = at.map(|a| x[a..a + 16].as_ptr());
                 let dst =
@@ -533,7 +533,7 @@ fn to_layout(
                 // one position, inside `out` (`n0 + 16 <= n`) and this task's alone.
                 #[allow(unsafe_code)]
                 unsafe {
-                    transpose::block(&src, &dst, &op)
+                    transpose::block(isa, &src, &dst, &op)
                 };
                 p0 += 16;
             }
@@ -588,7 +588,7 @@ fn from_layout(
             let add = bias.map_or(0.0, |bv| bv[ci]);
             // 16 positions × 16 images at a time in registers, where there are that many.
             let mut p0 = 0;
-            while fast && nb == NB && p0 + 16 <= hw {
+            while let (Some(isa), true) = (fast, nb == NB && p0 + 16 <= hw) {
                 let src = std::array::from_fn(|j| {
                     y[(offsets[p0 + j] + ci * width) * n + n0..][..16].as_ptr()
                 });
@@ -601,7 +601,7 @@ fn from_layout(
                 // (sliced above), each destination 16 of this task's own output.
                 #[allow(unsafe_code)]
                 unsafe {
-                    transpose::block(&src, &dst, &transpose::Op::Bias(add, relu))
+                    transpose::block(isa, &src, &dst, &transpose::Op::Bias(add, relu))
                 };
                 p0 += 16;
             }

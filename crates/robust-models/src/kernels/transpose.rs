@@ -12,16 +12,29 @@
 
 use super::relu::ReluMask;
 
-/// Whether the transposes run: x86-64 with AVX-512F, and the kernels' vector extension not
-/// capped below it (see [`super::simd`]).
-pub(crate) fn available() -> bool {
+/// The vector extension a transpose runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// 512-bit registers: one 16 × 16 transpose.
+    Avx512,
+    /// 256-bit registers: four 8 × 8 transposes.
+    Avx2,
+}
+
+/// Which transposes run, if any: x86-64 with AVX-512F or AVX2, not capped below it (see
+/// [`super::simd`]).
+pub(crate) fn available() -> Option<Isa> {
     #[cfg(target_arch = "x86_64")]
     {
-        super::simd::simd_level() == "avx-512" && std::arch::is_x86_feature_detected!("avx512f")
+        match super::simd::simd_level() {
+            "avx-512" if std::arch::is_x86_feature_detected!("avx512f") => Some(Isa::Avx512),
+            "avx-512" | "avx2" if std::arch::is_x86_feature_detected!("avx2") => Some(Isa::Avx2),
+            _ => None,
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        None
     }
 }
 
@@ -46,19 +59,23 @@ pub(crate) enum Op<'a> {
 /// `dst[j][i] = f(src[i][j])` for `i, j < 16`.
 ///
 /// # Safety
-/// [`available`] returned true; each `src[i]` points to 16 readable `f32`, each `dst[j]` to
-/// 16 writable ones that no other thread touches meanwhile and that overlap no source.
+/// [`available`] returned `Some(isa)`; each `src[i]` points to 16 readable `f32`, each
+/// `dst[j]` to 16 writable ones that no other thread touches meanwhile and that overlap no
+/// source.
 #[allow(unsafe_code)]
-pub(crate) unsafe fn block(src: &[*const f32; 16], dst: &[*mut f32; 16], op: &Op<'_>) {
+pub(crate) unsafe fn block(isa: Isa, src: &[*const f32; 16], dst: &[*mut f32; 16], op: &Op<'_>) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: forwarded from the caller.
     unsafe {
-        avx512::block(src, dst, op)
+        match isa {
+            Isa::Avx512 => avx512::block(src, dst, op),
+            Isa::Avx2 => avx2::block(src, dst, op),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (src, dst, op);
-        unreachable!("transpose::available() is false off x86-64")
+        let _ = (isa, src, dst, op);
+        unreachable!("transpose::available() is None off x86-64")
     }
 }
 
@@ -122,6 +139,75 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{bits16, Op};
+
+    /// See [`super::block`]: the 16 × 16 block as four 8 × 8 quadrants.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn block(src: &[*const f32; 16], dst: &[*mut f32; 16], op: &Op<'_>) {
+        let zero = _mm256_setzero_ps();
+        let lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        let bits: [u16; 16] = match op {
+            Op::Mask(mask, at) => std::array::from_fn(|i| bits16(mask, at[i])),
+            _ => [u16::MAX; 16],
+        };
+        for qi in 0..2 {
+            for qj in 0..2 {
+                // SAFETY: rows `8·qi + i`, values `8·qj..8·qj + 8` of 16 (the caller's
+                // contract).
+                let r: [__m256; 8] = std::array::from_fn(|i| unsafe {
+                    let v = _mm256_loadu_ps(src[8 * qi + i].add(8 * qj));
+                    if let Op::Mask(..) = op {
+                        let m = _mm256_set1_epi32(i32::from((bits[8 * qi + i] >> (8 * qj)) as u8));
+                        let on = _mm256_cmpeq_epi32(_mm256_and_si256(m, lane_bits), lane_bits);
+                        _mm256_and_ps(v, _mm256_castsi256_ps(on))
+                    } else {
+                        v
+                    }
+                });
+                let t: [__m256; 8] = std::array::from_fn(|k| {
+                    let (a, b) = (r[k & !1], r[k | 1]);
+                    if k % 2 == 0 {
+                        _mm256_unpacklo_ps(a, b)
+                    } else {
+                        _mm256_unpackhi_ps(a, b)
+                    }
+                });
+                let s = [
+                    _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+                    _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+                    _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+                    _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+                    _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+                    _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+                    _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+                    _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+                ];
+                for j in 0..8 {
+                    let mut v = if j < 4 {
+                        _mm256_permute2f128_ps::<0x20>(s[j], s[j + 4])
+                    } else {
+                        _mm256_permute2f128_ps::<0x31>(s[j - 4], s[j])
+                    };
+                    if let Op::Bias(bias, relu) = op {
+                        v = _mm256_add_ps(v, _mm256_set1_ps(*bias));
+                        if *relu {
+                            v = _mm256_and_ps(v, _mm256_cmp_ps::<_CMP_GT_OQ>(v, zero));
+                        }
+                    }
+                    // SAFETY: row `8·qj + j`, values `8·qi..8·qi + 8` of 16 (the caller's
+                    // contract).
+                    unsafe { _mm256_storeu_ps(dst[8 * qj + j].add(8 * qi), v) };
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,10 +216,14 @@ mod tests {
     /// the same as the scalar definition, bit for bit.
     #[test]
     fn block_transposes_masks_and_biases() {
-        if !available() {
-            eprintln!("skipped: no AVX-512 here");
-            return;
-        }
+        let isas: Vec<Isa> = match available() {
+            Some(Isa::Avx512) => vec![Isa::Avx512, Isa::Avx2],
+            Some(Isa::Avx2) => vec![Isa::Avx2],
+            None => {
+                eprintln!("skipped: neither AVX-512 nor AVX2 here");
+                return;
+            }
+        };
         let src: Vec<f32> = (0..256)
             .map(|v| {
                 if v % 7 == 3 {
@@ -146,14 +236,16 @@ mod tests {
         let values: Vec<f32> = (0..300).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
         let mask = ReluMask::of(&values);
         let ats: [usize; 16] = std::array::from_fn(|i| [0, 1, 47, 48, 49, 63, 64, 100][i % 8] + i);
-        for (k, op) in [
+        let ops = [
             Op::Copy,
             Op::Mask(&mask, ats),
             Op::Bias(0.25, true),
             Op::Bias(-1.5, false),
-        ]
-        .iter()
-        .enumerate()
+        ];
+        for (k, (op, &isa)) in ops
+            .iter()
+            .flat_map(|op| isas.iter().map(move |isa| (op, isa)))
+            .enumerate()
         {
             let mut dst = vec![f32::NAN; 256];
             let s: [*const f32; 16] = std::array::from_fn(|i| src[i * 16..].as_ptr());
@@ -161,7 +253,7 @@ mod tests {
             // SAFETY: AVX-512 present; 16 values behind every pointer, disjoint.
             #[allow(unsafe_code)]
             unsafe {
-                block(&s, &d, op)
+                block(isa, &s, &d, op)
             };
             for i in 0..16 {
                 for j in 0..16 {
@@ -187,7 +279,7 @@ mod tests {
                     assert_eq!(
                         dst[j * 16 + i].to_bits(),
                         want.to_bits(),
-                        "op {k}: row {i}, column {j}"
+                        "{isa:?} op {k}: row {i}, column {j}"
                     );
                 }
             }
