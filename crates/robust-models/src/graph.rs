@@ -423,13 +423,18 @@ mod tests {
         if conv_output_also_read {
             nodes.push(node("Relu", "tap", &["y"], &["y2"]));
         }
+        graph(nodes, consts, &["out"])
+    }
+
+    /// A graph of `nodes` on a `[2, 1, 1]` input `x`.
+    fn graph(nodes: Vec<Node>, consts: HashMap<String, HostTensor>, outputs: &[&str]) -> Graph {
         Graph {
             nodes,
             consts,
             input: "x".into(),
             input_dims: vec![Some(2), Some(1), Some(1)],
             input_batch: None,
-            outputs: vec!["out".into()],
+            outputs: outputs.iter().map(|o| o.to_string()).collect(),
             opset: 17,
             folded: HashMap::new(),
         }
@@ -499,16 +504,7 @@ mod tests {
             }
             let mut consts = HashMap::new();
             consts.insert("w".into(), f32s(vec![2, 2, 1, 1], vec![1.0, 2.0, 3.0, 4.0]));
-            Graph {
-                nodes,
-                consts,
-                input: "x".into(),
-                input_dims: vec![Some(2), Some(1), Some(1)],
-                input_batch: None,
-                outputs: vec!["out".into(), "x2".into()],
-                opset: 17,
-                folded: HashMap::new(),
-            }
+            graph(nodes, consts, &["out", "x2"])
         };
         let mut g = residual(false);
         assert_eq!(g.fuse(), 1);

@@ -573,7 +573,8 @@ impl Model {
     }
 
     /// For a value removed by [`Graph::fuse`], the value that now exists in its place (the
-    /// end of the chain: a Conv's output folded into a BatchNormalization, itself into a Relu).
+    /// end of the chain: a Conv's output folded into a BatchNormalization, itself into a Relu;
+    /// or an Add's output fused with its Relu).
     fn folded_into(&self, name: &str) -> Option<&str> {
         let mut end = self.graph.folded.get(name)?;
         while let Some(next) = self.graph.folded.get(end) {

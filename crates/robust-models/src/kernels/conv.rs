@@ -168,8 +168,8 @@ fn conv_block(op: ConvBlock<'_>) {
             let start = c * padded_plane + (r + top) * wp + left;
             let dst = &mut padded[start..start + g.w];
             match mask {
-                // The backward pass of a fused ReLU: the gradient passes where the output was
-                // positive.
+                // The backward pass of a fused ReLU: the gradient passes where the ReLU kept
+                // the output.
                 Some((m, base)) => m.copy(base + c * g.h * g.w + r * g.w, src, |j, v| dst[j] = v),
                 None => dst.copy_from_slice(src),
             }

@@ -305,10 +305,16 @@ fn run<S: Simd, const MR: usize>(p: Product<'_>) {
                         lanes,
                     );
                     for r in 0..rows {
-                        // SAFETY: as above.
+                        // SAFETY: as above (written through a pointer: the destination may be
+                        // uninitialised, so no reference to it is made).
                         #[allow(unsafe_code)]
-                        let d = unsafe { std::slice::from_raw_parts_mut(p.dst.add(at(r)), rest) };
-                        d.copy_from_slice(&scratch[r * lanes..][..rest]);
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                scratch[r * lanes..][..rest].as_ptr(),
+                                p.dst.add(at(r)),
+                                rest,
+                            )
+                        };
                     }
                 }
             }

@@ -20,6 +20,9 @@
 //!   Winograd F(4×4, 3×3) on the same layout (`tap_gemm/winograd.rs`).
 //! * [`gemm_conv2d`]: every other one-group 2-D convolution (dilation, 1×1 over large
 //!   planes) as one wide matrix product over a group of images (see `gemm_conv.rs`).
+//! * [`relu`] and [`add_relu`] (a residual block's `relu(a + b)`, fused by the graph): ReLUs
+//!   that keep one bit per value for the backward pass, as the convolutions' fused ReLUs do
+//!   (see `relu.rs`).
 //!
 //! The matrix products of the last two run on `microgemm.rs`, a register-tiled product that
 //! uses AVX-512 where the CPU has it and sums every output in the same order at every vector
@@ -247,7 +250,7 @@ pub(crate) struct SharedMut<'a> {
 }
 
 // SAFETY: every user has each task write only elements no other task touches (see the
-// callers: `tap_gemm::scatter` and `to_layout`, `gemm_conv::matmul`).
+// callers: `tap_gemm::scatter` and `to_layout`, `gemm_conv::matmul_packed`).
 #[allow(unsafe_code)]
 unsafe impl Sync for SharedMut<'_> {}
 
@@ -261,7 +264,8 @@ impl<'a> SharedMut<'a> {
     }
 
     /// A buffer whose values are not initialised yet: only [`SharedMut::tail`]'s pointers,
-    /// written through, may touch it (never [`SharedMut::slice`], which would read them).
+    /// written through, may touch it (never [`SharedMut::slice`], which would make a
+    /// reference to values that do not exist yet).
     pub(crate) fn uninit(buf: &'a mut [std::mem::MaybeUninit<f32>]) -> Self {
         Self {
             ptr: buf.as_mut_ptr().cast(),
@@ -335,7 +339,11 @@ pub(crate) mod testing {
 
     /// The kernel's output and input gradient (under a random weighting of the outputs)
     /// against burn's conv2d with `opts`, then ReLU if `relu`, on random inputs of shape
-    /// `xs` and weights `ws`, with and without the fused ReLU.
+    /// `xs` and weights `ws`, with and without the fused ReLU. With the ReLU, the reference
+    /// gradient takes the kernel's own mask (where its output is positive, checked by the
+    /// forward comparison): an output within rounding of zero may fall on the other side
+    /// of the kink in burn (a Winograd sum differs from a direct one by a few ulps), which
+    /// would change that output's whole gradient term.
     pub(crate) fn matches_burn(
         kernel: Kernel<'_>,
         xs: [usize; 4],
@@ -368,7 +376,13 @@ pub(crate) mod testing {
             let x = x0.require_grad();
             let slow = reference(x.clone());
             let slow_y = host(slow.clone());
-            let slow_g = host(x.grad(&(slow * r).sum().backward()).unwrap());
+            let on = fast_y
+                .iter()
+                .map(|&v| if !relu || v > 0.0 { 1f32 } else { 0.0 })
+                .collect::<Vec<_>>();
+            let on = Tensor::<4>::from_data(burn::tensor::TensorData::new(on, r.dims()), &device);
+            let linear = burn_conv2d(x.clone(), w.clone(), Some(b.clone()), opts.clone());
+            let slow_g = host(x.grad(&(linear * (r * on)).sum().backward()).unwrap());
             let what = format!("{what} relu {relu}");
             close(&fast_y, &slow_y, &format!("forward {what}"));
             close(&fast_g, &slow_g, &format!("gradient {what}"));

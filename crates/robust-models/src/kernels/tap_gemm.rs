@@ -494,7 +494,9 @@ const NB: usize = 16;
 /// arrangement; `dims` the tensor's shape. One task per channel: [`NB`] images at a time,
 /// it reads each image's plane as one contiguous run into a small tile and writes every
 /// position as a run of [`NB`] images (reading one position of many images instead would
-/// hit addresses a large power of two apart, which share cache sets).
+/// hit addresses a large power of two apart, which share cache sets); 16 images × 16
+/// positions at a time go through a register transpose instead where the CPU has one
+/// ([`transpose`]).
 fn to_layout(
     x: &[f32],
     [n, c, h, w]: [usize; 4],
@@ -564,7 +566,8 @@ fn to_layout(
 
 /// The layout (`[h, c, width, n]`, columns as `g.col` places them) → `[n, c, h, w]`,
 /// adding `bias[c]` and applying ReLU if asked. Tasks take [`NB`] images; each read is a run
-/// of [`NB`] consecutive images, each write a run of positions, through a small tile.
+/// of [`NB`] consecutive images, each write a run of positions, through a small tile or
+/// (16 positions at a time) a register transpose ([`transpose`]).
 fn from_layout(
     y: &[f32],
     [n, c, h, w]: [usize; 4],
@@ -615,8 +618,8 @@ fn from_layout(
                 let dst = &mut imgs[b * img + ci * hw + p0..][..hw - p0];
                 for (p, d) in dst.iter_mut().enumerate() {
                     let v = tile[p * NB + b] + add;
-                    // As the transposes clamp (NaN and -0 become 0).
-                    d.write(if !relu || v > 0.0 { v } else { 0.0 });
+                    // burn's ReLU (and the transposes'): NaN stays, -0 becomes 0.
+                    d.write(if relu && v <= 0.0 { 0.0 } else { v });
                 }
             }
         }
@@ -878,7 +881,7 @@ mod tests {
 
     /// (input, weight, stride, pads (top, bottom), (left, right))
     type Case = ([usize; 4], [usize; 4], [usize; 2], [(usize, usize); 2]);
-    const CASES: [Case; 11] = [
+    const CASES: [Case; 13] = [
         // CIFAR ResNet planes: 8×8, 2×2 and 1×1 with a 3×3 kernel (only the centre tap
         // reads inside a 1×1 plane).
         ([3, 32, 8, 8], [40, 32, 3, 3], [1, 1], [(1, 1), (1, 1)]),
@@ -896,6 +899,11 @@ mod tests {
         ([2, 16, 6, 7], [12, 16, 1, 1], [2, 2], [(0, 0), (0, 0)]),
         ([2, 5, 9, 10], [6, 5, 3, 4], [3, 2], [(2, 0), (1, 3)]),
         ([4, 40, 2, 2], [50, 40, 3, 3], [2, 2], [(1, 1), (1, 1)]),
+        // Batches past 16 images and planes past 16 positions, so that the layout changes
+        // take their register transposes for whole blocks and the tile path for the rest:
+        // stride 1 (Winograd, 63 positions) and stride 2 (16 output positions).
+        ([33, 32, 7, 9], [20, 32, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        ([33, 32, 8, 8], [24, 32, 3, 3], [2, 2], [(1, 1), (1, 1)]),
     ];
 
     /// Output and input gradient against burn's conv2d (and ReLU) under a random weighting
