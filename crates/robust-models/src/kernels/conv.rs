@@ -210,7 +210,7 @@ fn conv_block(op: ConvBlock<'_>) {
                 if relu {
                     // burn's ReLU: values at or below zero become zero, NaN stays NaN.
                     for (d, &v) in dst.iter_mut().zip(&src[..wo]) {
-                        *d = if v <= 0.0 { 0.0 } else { v };
+                        *d = super::relu_value(v);
                     }
                 } else {
                     dst.copy_from_slice(&src[..wo]);

@@ -270,7 +270,7 @@ fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, relu: 
                 let add = bias.map_or(0.0, |bv| bv[co]);
                 for v in plane {
                     let t = *v + add;
-                    *v = if relu && t <= 0.0 { 0.0 } else { t };
+                    *v = if relu { super::relu_value(t) } else { t };
                 }
             })
         });
@@ -302,7 +302,7 @@ fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, relu: 
                 let add = bias.map_or(0.0, |bv| bv[o]);
                 for (d, &s) in dst.iter_mut().zip(src) {
                     let v = s + add;
-                    *d = if relu && v <= 0.0 { 0.0 } else { v };
+                    *d = if relu { super::relu_value(v) } else { v };
                 }
             });
         n0 += nb;

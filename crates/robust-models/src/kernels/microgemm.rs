@@ -287,13 +287,15 @@ fn run<S: Simd, const MR: usize>(p: Product<'_>) {
                     let rows = MR.min(p.m - rb * MR);
                     let at = |r: usize| (rb * MR + r) * p.dst_rs + c0;
                     // Only a sum that continues reads `dst` (which may be uninitialised
-                    // otherwise: see `product_packed`).
-                    for r in (0..rows).filter(|_| part.accumulate) {
-                        // SAFETY: in bounds (checked in `product_packed`); exclusive by its
-                        // contract.
-                        #[allow(unsafe_code)]
-                        let d = unsafe { std::slice::from_raw_parts(p.dst.add(at(r)), rest) };
-                        scratch[r * lanes..][..rest].copy_from_slice(d);
+                    // otherwise: see `product`).
+                    if part.accumulate {
+                        for r in 0..rows {
+                            // SAFETY: in bounds (checked in `product_packed`); exclusive by
+                            // its contract.
+                            #[allow(unsafe_code)]
+                            let d = unsafe { std::slice::from_raw_parts(p.dst.add(at(r)), rest) };
+                            scratch[r * lanes..][..rest].copy_from_slice(d);
+                        }
                     }
                     tile::<S, MR, 1>(
                         &p,

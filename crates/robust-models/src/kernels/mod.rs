@@ -61,8 +61,8 @@ use burn_flex::{Flex, FlexTensor};
 pub(crate) use conv::conv2d;
 pub(crate) use gemm_conv::conv2d as gemm_conv2d;
 pub(crate) use pool::max_pool2d;
-use relu::ReluMask;
 pub(crate) use relu::{add_relu, relu};
+use relu::{relu_value, ReluMask};
 pub(crate) use tap_gemm::conv2d as tap_conv2d;
 
 /// The autodiff backend whose graph the kernels join (burn's default checkpointing).
@@ -243,19 +243,20 @@ fn finish<S: InputGradient>(
 
 /// A buffer shared by parallel tasks that write disjoint elements of it (columns of rows
 /// that interleave in memory, which `par_chunks_mut` cannot hand out).
-pub(crate) struct SharedMut<'a> {
-    ptr: *mut f32,
+pub(crate) struct SharedMut<'a, T = f32> {
+    ptr: *mut T,
     len: usize,
-    _buf: PhantomData<&'a mut [f32]>,
+    _buf: PhantomData<&'a mut [T]>,
 }
 
 // SAFETY: every user has each task write only elements no other task touches (see the
-// callers: `tap_gemm::scatter` and `to_layout`, `gemm_conv::matmul_packed`).
+// callers: `tap_gemm::scatter` and `to_layout`, `gemm_conv::matmul_packed`, the mask words
+// of `relu::forward`).
 #[allow(unsafe_code)]
-unsafe impl Sync for SharedMut<'_> {}
+unsafe impl<T: Send> Sync for SharedMut<'_, T> {}
 
-impl<'a> SharedMut<'a> {
-    pub(crate) fn new(buf: &'a mut [f32]) -> Self {
+impl<'a, T> SharedMut<'a, T> {
+    pub(crate) fn new(buf: &'a mut [T]) -> Self {
         Self {
             ptr: buf.as_mut_ptr(),
             len: buf.len(),
@@ -266,7 +267,7 @@ impl<'a> SharedMut<'a> {
     /// A buffer whose values are not initialised yet: only [`SharedMut::tail`]'s pointers,
     /// written through, may touch it (never [`SharedMut::slice`], which would make a
     /// reference to values that do not exist yet).
-    pub(crate) fn uninit(buf: &'a mut [std::mem::MaybeUninit<f32>]) -> Self {
+    pub(crate) fn uninit(buf: &'a mut [std::mem::MaybeUninit<T>]) -> Self {
         Self {
             ptr: buf.as_mut_ptr().cast(),
             len: buf.len(),
@@ -280,7 +281,7 @@ impl<'a> SharedMut<'a> {
     }
 
     /// A pointer to element `start` and the number of elements from there to the end.
-    pub(crate) fn tail(&self, start: usize) -> (*mut f32, usize) {
+    pub(crate) fn tail(&self, start: usize) -> (*mut T, usize) {
         assert!(start <= self.len, "out of bounds");
         // SAFETY: in bounds (asserted).
         #[allow(unsafe_code)]
@@ -293,7 +294,7 @@ impl<'a> SharedMut<'a> {
     /// # Safety
     /// No other task reads or writes them while the slice lives.
     #[allow(unsafe_code, clippy::mut_from_ref)]
-    pub(crate) unsafe fn slice(&self, start: usize, len: usize) -> &mut [f32] {
+    pub(crate) unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
         assert!(start + len <= self.len, "out of bounds");
         // SAFETY: in bounds (asserted); exclusive by the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }

@@ -24,7 +24,7 @@ use burn_flex::{Flex, FlexTensor};
 use macerator::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::{filled, FlexValue, Graph};
+use super::{filled, FlexValue, Graph, SharedMut};
 
 /// Values per parallel task (a multiple of 64, so that tasks own whole mask words).
 const CHUNK: usize = 1 << 16;
@@ -33,6 +33,17 @@ const CHUNK: usize = 1 << 16;
 #[inline(always)]
 fn keeps(v: f32) -> bool {
     v.is_nan() || v > 0.0
+}
+
+/// burn's ReLU of one value, which every ReLU on the CPU computes: `0` where `v <= 0`
+/// (`-0` included), `v` elsewhere (NaN stays NaN).
+#[inline(always)]
+pub(crate) fn relu_value(v: f32) -> f32 {
+    if v <= 0.0 {
+        0.0
+    } else {
+        v
+    }
 }
 
 /// One bit per value of a tensor: whether a ReLU kept it (see [`keeps`]).
@@ -146,7 +157,7 @@ impl WithSimd for Pass<'_> {
             if let Some(outs) = outs.as_mut() {
                 let out = outs.next().expect("an output run per input run");
                 for (o, &x) in out.iter_mut().zip(v.iter()) {
-                    o.write(if keeps(x) { x } else { 0.0 });
+                    o.write(relu_value(x));
                 }
             }
         }
@@ -230,20 +241,25 @@ fn forward<const D: usize>(
     let tracked = inputs.iter().any(FlexValue::is_tracked);
     let mut words = vec![0u64; if tracked { a.len().div_ceil(64) } else { 0 }];
     let out = {
-        let words = SharedWords(words.as_mut_ptr(), words.len());
+        let words = SharedMut::new(&mut words[..]);
+        let chunk = |k: usize, out: &mut [MaybeUninit<f32>]| {
+            let at = k * CHUNK;
+            // The mask words of chunk `k` (of `CHUNK` values, so 64 values a word).
+            let (start, per) = (k * CHUNK / 64, CHUNK / 64);
+            super::simd::dispatch(Pass {
+                a: &a[at..at + out.len()],
+                b: b.map(|b| &b[at..at + out.len()]),
+                // SAFETY: chunk `k`'s words are written by its task alone.
+                #[allow(unsafe_code)]
+                words: tracked.then(|| unsafe { words.slice(start, per.min(words.len() - start)) }),
+                out: Some(out),
+            })
+        };
         // SAFETY: `Pass` writes an output for every value of `a` it gets, one per value of
         // the chunk.
         #[allow(unsafe_code)]
         unsafe {
-            filled(a.len(), CHUNK, |k, out| {
-                let at = k * CHUNK;
-                super::simd::dispatch(Pass {
-                    a: &a[at..at + out.len()],
-                    b: b.map(|b| &b[at..at + out.len()]),
-                    words: tracked.then(|| words.chunk(k)),
-                    out: Some(out),
-                })
-            })
+            filled(a.len(), CHUNK, chunk)
         }
     };
     let mask = tracked.then(|| ReluMask {
@@ -252,28 +268,6 @@ fn forward<const D: usize>(
     });
     let out = FlexTensor::from_data(TensorData::new(out, shape.clone()));
     finish(inputs, out, mask.map(|mask| State { mask, shape }))
-}
-
-/// The mask words of a pass, shared by its tasks, each of which writes only its own chunk's.
-struct SharedWords(*mut u64, usize);
-
-// SAFETY: tasks write disjoint chunks (`chunk`).
-#[allow(unsafe_code)]
-unsafe impl Sync for SharedWords {}
-
-impl SharedWords {
-    /// The words of chunk `k` (of [`CHUNK`] values).
-    #[allow(clippy::mut_from_ref)]
-    fn chunk(&self, k: usize) -> &mut [u64] {
-        let per = CHUNK / 64;
-        let start = (k * per).min(self.1);
-        let len = per.min(self.1 - start);
-        // SAFETY: in bounds; chunk `k` is written by task `k` alone.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::slice::from_raw_parts_mut(self.0.add(start), len)
-        }
-    }
 }
 
 /// What the backward pass of a ReLU keeps: the mask and the shape.

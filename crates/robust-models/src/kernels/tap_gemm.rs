@@ -619,7 +619,7 @@ fn from_layout(
                 for (p, d) in dst.iter_mut().enumerate() {
                     let v = tile[p * NB + b] + add;
                     // burn's ReLU (and the transposes'): NaN stays, -0 becomes 0.
-                    d.write(if relu && v <= 0.0 { 0.0 } else { v });
+                    d.write(if relu { super::relu_value(v) } else { v });
                 }
             }
         }
