@@ -13,7 +13,7 @@ use crate::error::{ModelError, Result};
 use crate::graph::{Graph, HostData};
 use crate::limits::Limits;
 use crate::ops::{registry, OpCtx, OpFn};
-use crate::value::{FloatValue, IntValue, Value};
+use crate::value::{FloatValue, IntValue, Layout, Value};
 
 fn default_bounds() -> [f32; 2] {
     [0.0, 1.0]
@@ -676,18 +676,35 @@ impl Model {
             opset: self.graph.opset,
             max_activation_values: self.max_activation_values,
         };
+        // Batch-innermost values changed back to the standard layout for the operators that
+        // need it, kept while the value lives (several operators may read one).
+        let mut standardized: HashMap<&str, Value> = HashMap::new();
         for (k, node) in self.graph.nodes.iter().enumerate() {
-            let inputs: Vec<Option<Value>> = node
-                .inputs
-                .iter()
-                .map(|n| {
-                    if n.is_empty() {
-                        None
-                    } else {
-                        env.get(n.as_str()).or_else(|| self.consts.get(n)).cloned()
+            let aware = crate::ops::BATCH_INNER_OPS.contains(&node.op.as_str());
+            let mut inputs: Vec<Option<Value>> = Vec::with_capacity(node.inputs.len());
+            for name in &node.inputs {
+                let v = if name.is_empty() {
+                    None
+                } else {
+                    env.get(name.as_str())
+                        .or_else(|| self.consts.get(name))
+                        .cloned()
+                };
+                inputs.push(match v {
+                    Some(Value::Float(f)) if !aware && f.layout != Layout::Standard => {
+                        if let Some(done) = standardized.get(name.as_str()) {
+                            Some(done.clone())
+                        } else {
+                            let done = Value::Float(
+                                crate::ops::standard(f).map_err(|e| op_err(node, e.0))?,
+                            );
+                            standardized.insert(name.as_str(), done.clone());
+                            Some(done)
+                        }
                     }
-                })
-                .collect();
+                    v => v,
+                });
+            }
             let outs = catch_unwind(AssertUnwindSafe(|| (self.ops[k])(&ctx, node, &inputs)))
                 .unwrap_or_else(|payload| Err(crate::error::OpError::new(panic_text(&*payload))))
                 .map_err(|e| op_err(node, e.0))?;
@@ -702,13 +719,15 @@ impl Model {
             for dead in &self.frees[k] {
                 if !want.contains(&dead.as_str()) {
                     env.remove(dead.as_str());
+                    standardized.remove(dead.as_str());
                 }
             }
         }
         want.iter()
             .map(
                 |w| match env.remove(w).or_else(|| self.consts.get(*w).cloned()) {
-                    Some(Value::Float(f)) => Ok(f),
+                    Some(Value::Float(f)) => crate::ops::standard(f)
+                        .map_err(|e| ModelError::Input(format!("value '{w}': {}", e.0))),
                     Some(Value::Int(_)) => Err(ModelError::Input(format!(
                         "value '{w}' is an integer tensor, not features"
                     ))),

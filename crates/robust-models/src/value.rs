@@ -31,6 +31,25 @@ pub struct FloatValue {
     /// A host copy of the data, kept for small constants (clip bounds, pad values, exponents)
     /// so that operators can read them without a device round trip.
     pub host: Option<std::sync::Arc<[f32]>>,
+    /// How `t` holds the values.
+    pub layout: Layout,
+}
+
+/// How a [`FloatValue`]'s tensor holds its values.
+///
+/// The CPU convolutions that run as matrix products (`kernels/tap_gemm.rs`) work on images
+/// with the batch innermost. Their outputs stay that way while the next operators can read
+/// them so (convolutions, ReLUs, sums of two such values), which saves two passes over
+/// memory per convolution; the interpreter hands every other operator the standard layout
+/// (see `Model::run_once`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// Row-major in the logical shape, right-aligned in the padded tensor.
+    #[default]
+    Standard,
+    /// A logical `[n, c, h, w]` image batch held as a row-major `[h, c, w, n]` tensor
+    /// (padded to `[1, 1, h, c, w, n]`).
+    BatchInner,
 }
 
 /// A host-side integer tensor (shapes, indices, axes).
@@ -74,6 +93,39 @@ impl FloatValue {
             t,
             shape,
             host: None,
+            layout: Layout::Standard,
+        }
+    }
+
+    /// Wraps a batch-innermost tensor `[h, c, w, n]` as the logical `[n, c, h, w]` value
+    /// (see [`Layout::BatchInner`]).
+    pub fn batch_inner(t: Tensor<4>) -> Self {
+        let [h, c, w, n] = t.dims();
+        Self {
+            t: t.reshape([1, 1, h, c, w, n]),
+            shape: vec![n, c, h, w],
+            host: None,
+            layout: Layout::BatchInner,
+        }
+    }
+
+    /// The tensor as it is held at rank 4: `[h, c, w, n]` for a batch-innermost value,
+    /// `None` for any other.
+    pub fn batch_inner_tensor(&self) -> Option<Tensor<4>> {
+        match (self.layout, &self.shape[..]) {
+            (Layout::BatchInner, &[n, c, h, w]) => Some(self.t.clone().reshape([h, c, w, n])),
+            _ => None,
+        }
+    }
+
+    /// Maps the tensor through an element-wise function, keeping the layout (for a
+    /// batch-innermost value too).
+    pub fn map_held(&self, f: impl FnOnce(Tensor<MAX_RANK>) -> Tensor<MAX_RANK>) -> Self {
+        Self {
+            t: f(self.t.clone()),
+            shape: self.shape.clone(),
+            host: None,
+            layout: self.layout,
         }
     }
 
@@ -102,6 +154,11 @@ impl FloatValue {
                 self.shape
             )));
         }
+        if self.layout != Layout::Standard {
+            return Err(OpError::new(format!(
+                "{what} reads the standard layout, but the value is held batch-innermost"
+            )));
+        }
         let mut dims = [0usize; D];
         dims.copy_from_slice(&self.shape);
         Ok(self.t.clone().reshape(dims))
@@ -109,6 +166,11 @@ impl FloatValue {
 
     /// Reshapes to a new logical shape with the same number of elements.
     pub fn reshape(&self, shape: Vec<usize>) -> Result<Self, OpError> {
+        if self.layout != Layout::Standard {
+            return Err(OpError::new(
+                "cannot reshape a value held batch-innermost".to_string(),
+            ));
+        }
         let n: usize = shape.iter().product();
         if n != self.numel() {
             return Err(OpError::new(format!(
@@ -120,6 +182,7 @@ impl FloatValue {
             t: self.t.clone().reshape(padded(&shape)?),
             shape,
             host: self.host.clone(),
+            layout: Layout::Standard,
         })
     }
 
@@ -138,7 +201,12 @@ impl FloatValue {
         let host: Option<std::sync::Arc<[f32]>> =
             (data.len() <= HOST_COPY_MAX).then(|| data.clone().into());
         let t = Tensor::<MAX_RANK>::from_data(TensorData::new(data, p.to_vec()), device);
-        Ok(Self { t, shape, host })
+        Ok(Self {
+            t,
+            shape,
+            host,
+            layout: Layout::Standard,
+        })
     }
 
     /// The single value of a one-element tensor whose host copy is known.

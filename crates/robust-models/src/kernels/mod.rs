@@ -63,7 +63,7 @@ pub(crate) use gemm_conv::conv2d as gemm_conv2d;
 pub(crate) use pool::max_pool2d;
 pub(crate) use relu::{add_relu, relu};
 use relu::{relu_value, ReluMask};
-pub(crate) use tap_gemm::conv2d as tap_conv2d;
+pub(crate) use tap_gemm::{batch_inner_layout, conv2d as tap_conv2d, standard_layout};
 
 /// The autodiff backend whose graph the kernels join (burn's default checkpointing).
 type Graph = Autodiff<Flex, NoCheckpointing>;

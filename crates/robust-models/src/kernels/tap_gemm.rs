@@ -36,6 +36,7 @@
 //! instead as Winograd F(4×4, 3×3) on the same layout and micro-kernel (see [`winograd`]),
 //! with 2.5–3.9× fewer multiplies on ResNet planes; `ROBUST_WINOGRAD=0` turns that off.
 
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 use burn::tensor::Tensor;
@@ -252,8 +253,14 @@ impl Geometry {
 
 /// `Y = conv(X)` on the layout: `x` is `[h, c, width, n]`, `wt` the weights
 /// [`by_column`] (with every product's weights packed in advance when `packed` is given),
-/// `y` (`[ho, co, wo, n]`) is overwritten.
-fn convolve(g: &Geometry, x: &[f32], wt: &[f32], packed: Option<&Packed>, y: &mut [f32]) {
+/// `y` (`[ho, co, wo, n]`) is written (every value).
+fn convolve(
+    g: &Geometry,
+    x: &[f32],
+    wt: &[f32],
+    packed: Option<&Packed>,
+    y: &mut [MaybeUninit<f32>],
+) {
     let (n, ho, wo) = (g.n, g.ho(), g.wo());
     let row = g.co * wo * n;
     let groups = g.groups();
@@ -296,7 +303,7 @@ fn block(
     groups: &[Group],
     oh: usize,
     o0: usize,
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
 ) {
     let (n, wo, width) = (g.n, g.wo(), g.width());
     let m = dst.len() / (wo * n);
@@ -315,7 +322,8 @@ fn block(
             }
         }
         let (a0, b0) = (grp.ow_a * n, grp.ow_b * n);
-        let out = (dst[a0..].as_mut_ptr(), dst.len() - a0, wo * n);
+        // The products write through the pointer without reading (`accumulate` false).
+        let out = (dst[a0..].as_mut_ptr().cast::<f32>(), dst.len() - a0, wo * n);
         let rhs = (x, super::microgemm::Offsets::Table(&rhs_rows));
         match packed {
             Some(p) => {
@@ -445,19 +453,25 @@ impl Packed {
 /// column) adds `W_jᵀ · dY` onto the input rows and columns it read. Those overlap across
 /// output rows, so the tasks are tiles of input columns instead: each adds every
 /// contribution to its own columns, in a fixed order.
-fn scatter(g: &Geometry, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+fn scatter(g: &Geometry, dy: &[f32], wt: &[f32], dx: &mut [MaybeUninit<f32>]) {
     let (n, wo, width) = (g.n, g.wo(), g.width());
     let row = width * n;
     // Each task owns the columns t0..t1 of every input row; the rows are interleaved in
     // `dx`, so the tasks reach their columns through a shared raw pointer.
-    let shared = SharedMut::new(dx);
+    let shared = SharedMut::uninit(dx);
     (0..row.div_ceil(TILE)).into_par_iter().for_each(|tile| {
         let shared = &shared;
         let (t0, t1) = (tile * TILE, ((tile + 1) * TILE).min(row));
         for r in 0..g.h * g.c {
-            // SAFETY: columns t0..t1 of every row are this task's alone.
+            let (start, room) = shared.tail(r * row + t0);
+            assert!(room >= t1 - t0);
+            // SAFETY: columns t0..t1 of every row are this task's alone, inside the buffer
+            // (checked); zeroed through the pointer, as they may not be initialised yet (the
+            // products below then add onto them).
             #[allow(unsafe_code)]
-            unsafe { shared.slice(r * row + t0, t1 - t0) }.fill(0.0);
+            unsafe {
+                std::ptr::write_bytes(start, 0, t1 - t0)
+            };
         }
         for oh in 0..g.ho() {
             let (i_lo, i_hi, ih) = g.rows(oh);
@@ -502,17 +516,16 @@ fn to_layout(
     [n, c, h, w]: [usize; 4],
     g: &Geometry,
     mask: Option<&ReluMask>,
-    out: &mut [f32],
+    shared: SharedMut<'_>,
 ) {
     let (hw, width) = (h * w, g.width());
     let total = h * c * width * n;
-    assert!(x.len() >= n * c * hw && out.len() >= total);
+    assert!(x.len() >= n * c * hw && shared.len() >= total);
     assert!(mask.is_none_or(|m| m.len() >= n * c * hw));
     // The layout offset (in runs of `n`) of each position of channel 0's rows.
     let offsets: Vec<usize> = (0..hw)
         .map(|p| (p / w) * c * width + g.col(p % w))
         .collect();
-    let shared = SharedMut::new(&mut out[..total]);
     let fast = transpose::available();
     (0..c).into_par_iter().for_each(|ci| {
         let shared = &shared;
@@ -555,10 +568,15 @@ fn to_layout(
                 }
             }
             for (p, &off) in offsets[p0..].iter().enumerate() {
-                // SAFETY: channel `ci`'s run for position `p0 + p` is this task's alone.
+                let (dst, room) = shared.tail((off + ci * width) * n + n0);
+                assert!(room >= nb);
+                // SAFETY: channel `ci`'s run of `nb` values for position `p0 + p`, inside the
+                // buffer (checked) and this task's alone; written through a pointer, as the
+                // buffer may not be initialised yet.
                 #[allow(unsafe_code)]
-                let dst = unsafe { shared.slice((off + ci * width) * n + n0, nb) };
-                copy_run(dst, &tile[p * NB..], nb);
+                unsafe {
+                    std::ptr::copy_nonoverlapping(tile[p * NB..][..nb].as_ptr(), dst, nb)
+                };
             }
         }
     });
@@ -666,7 +684,9 @@ fn plain(dims: [usize; 4]) -> Geometry {
 /// 3×3 one that takes the Winograd path ([`winograd::applies`]), both transformed instead.
 #[derive(Debug)]
 struct Rearranged {
+    /// Empty when only the packed weights are read (see [`Rearranged::new`]).
     forward: Vec<f32>,
+    /// `Some` for a stride-1 convolution; empty inside when only packed weights are read.
     transposed: Option<Vec<f32>>,
     /// The forward products' weights, packed (when small: see [`Packed`]).
     forward_packed: Option<Packed>,
@@ -693,11 +713,23 @@ impl Rearranged {
         }
         let forward = by_column(data, co, c, kh, kw);
         let transposed = (g.stride == [1, 1]).then(|| flipped_by_column(data, co, c, kh, kw));
+        let forward_packed = Packed::new(g, &forward);
+        let transposed_packed = transposed
+            .as_ref()
+            .and_then(|t| Packed::new(&g.transposed(), t));
+        // The products read packed weights only, so the arrangements they were packed from
+        // are not kept (the strided input gradient, `scatter`, reads `forward`).
+        let forward = match forward_packed {
+            Some(_) if g.stride == [1, 1] => Vec::new(),
+            _ => forward,
+        };
+        let transposed = transposed.map(|t| match transposed_packed {
+            Some(_) => Vec::new(),
+            None => t,
+        });
         Self {
-            forward_packed: Packed::new(g, &forward),
-            transposed_packed: transposed
-                .as_ref()
-                .and_then(|t| Packed::new(&g.transposed(), t)),
+            forward_packed,
+            transposed_packed,
             forward,
             transposed,
             winograd: None,
@@ -714,24 +746,64 @@ impl Rearranged {
                 .map_or(0, |w| w.iter().map(winograd::Transformed::values).sum())
     }
 
-    /// `y = conv(x)` on the layout, by whichever path the weights were arranged for.
-    fn convolve(&self, g: &Geometry, x: &[f32], y: &mut [f32]) {
+    /// `y = conv(x)` on the layout, by whichever path the weights were arranged for
+    /// (writing every value of `y`); `true` when that path also applied `epilogue` (see
+    /// [`winograd::convolve`]), `false` when the caller still has to.
+    fn convolve(
+        &self,
+        g: &Geometry,
+        x: &[f32],
+        y: &mut [MaybeUninit<f32>],
+        epilogue: (Option<&[f32]>, bool),
+    ) -> bool {
         match &self.winograd {
-            Some([forward, _]) => winograd::convolve(g, x, forward, y),
-            None => convolve(g, x, &self.forward, self.forward_packed.as_ref(), y),
+            Some([forward, _]) => {
+                winograd::convolve(g, x, forward, y, Some(epilogue));
+                true
+            }
+            None => {
+                convolve(g, x, &self.forward, self.forward_packed.as_ref(), y);
+                false
+            }
         }
     }
 
-    /// The input gradient `dx` of `g` from the output gradient `dy`, on the layout.
-    fn transpose(&self, g: &Geometry, dy: &[f32], dx: &mut [f32]) {
+    /// The input gradient `dx` of `g` from the output gradient `dy`, on the layout (every
+    /// value of `dx` written).
+    fn transpose(&self, g: &Geometry, dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
         match (&self.winograd, &self.transposed) {
-            (Some([_, transposed]), _) => winograd::convolve(&g.transposed(), dy, transposed, dx),
+            (Some([_, transposed]), _) => {
+                winograd::convolve(&g.transposed(), dy, transposed, dx, None)
+            }
             // Stride 1: the transposed convolution, with parallel tasks per input row.
             (None, Some(wt)) => {
                 convolve(&g.transposed(), dy, wt, self.transposed_packed.as_ref(), dx)
             }
             (None, None) => scatter(g, dy, &self.forward, dx),
         }
+    }
+}
+
+/// A vector of `len` values that `fill` writes, every one of them.
+///
+/// # Safety
+/// `fill` must write every value of the slice it gets.
+#[allow(unsafe_code)]
+unsafe fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    fill(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: `fill` wrote the first `len` values (the caller's contract).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// A scratch buffer seen as values to be written.
+fn as_uninit(buf: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`; the callers only write `f32`
+    // values through the view (never an uninitialised one), so the buffer stays initialised.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast(), buf.len())
     }
 }
 
@@ -795,43 +867,130 @@ impl WeightCache {
 struct State {
     g: Geometry,
     weights: Arc<Rearranged>,
-    /// With a fused ReLU: which outputs it kept.
+    /// With a fused ReLU: which outputs it kept (in the output's batch-innermost order).
     relu: Option<ReluMask>,
+    /// The input was batch-innermost (`[h, c, w, n]`), so its gradient is too.
+    batch_inner: bool,
 }
 
 impl InputGradient for State {
     fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
         let g = &self.g;
-        let (in_dims, out_dims) = ([g.n, g.c, g.h, g.w], [g.n, g.co, g.ho(), g.wo()]);
-        let mut dy = scratch(g.n * g.co * g.ho() * g.wo());
-        to_layout(
-            grad_out,
-            out_dims,
-            &plain(out_dims),
-            self.relu.as_ref(),
-            &mut dy,
-        );
+        // The output (and so its gradient) is batch-innermost: the layout the products
+        // read, masked by the fused ReLU if there is one.
+        let masked;
+        let dy: &[f32] = match &self.relu {
+            Some(mask) => {
+                masked = mask.apply(grad_out);
+                &masked
+            }
+            None => grad_out,
+        };
+        let in_dims = [g.n, g.c, g.h, g.w];
+        if self.batch_inner && g.stride[1] == 1 {
+            // The products' layout is the input's.
+            // SAFETY: `transpose` writes every value.
+            #[allow(unsafe_code)]
+            let dx = unsafe {
+                written(g.n * g.c * g.h * g.w, |dx| {
+                    self.weights.transpose(g, dy, dx)
+                })
+            };
+            return (dx, [g.h, g.c, g.w, g.n]);
+        }
         let mut dx = scratch(g.n * g.c * g.h * g.width());
-        self.weights.transpose(g, &dy, &mut dx);
-        drop(dy);
-        (from_layout(&dx, in_dims, g, None, false), in_dims)
+        self.weights.transpose(g, dy, as_uninit(&mut dx));
+        if self.batch_inner {
+            (plain_columns(&dx, g), [g.h, g.c, g.w, g.n])
+        } else {
+            (from_layout(&dx, in_dims, g, None, false), in_dims)
+        }
     }
+}
+
+/// A batch-innermost `[h, c, w, n]` input in `g`'s layout, written to `out`: the columns
+/// grouped by phase (see [`Geometry::col`]; only for a column stride above 1).
+fn phase_columns(x: &[f32], g: &Geometry, out: &mut [f32]) {
+    let (n, w, width) = (g.n, g.w, g.width());
+    out[..g.h * g.c * width * n]
+        .par_chunks_mut(width * n)
+        .zip(x.par_chunks(w * n))
+        .for_each(|(dst, src)| {
+            for iw in 0..w {
+                let at = g.col(iw) * n;
+                dst[at..at + n].copy_from_slice(&src[iw * n..][..n]);
+            }
+        });
+}
+
+/// Values per task of the passes over a batch-innermost output (whole rows of `w·n`).
+const ROWS_CHUNK: usize = 1 << 14;
+
+/// `g`'s input layout back to plain `[h, c, w, n]` (the inverse of [`phase_columns`]; a
+/// copy when the column stride is 1).
+fn plain_columns(dx: &[f32], g: &Geometry) -> Vec<f32> {
+    let (n, w, width) = (g.n, g.w, g.width());
+    let run = w * n;
+    let rows = (ROWS_CHUNK / run).max(1);
+    // SAFETY: each chunk is `rows` whole rows of `w·n` values (the last one fewer), and
+    // every column of every row is written.
+    #[allow(unsafe_code)]
+    unsafe {
+        super::filled(g.h * g.c * run, rows * run, |k, out| {
+            for (r, dst) in out.chunks_mut(run).enumerate() {
+                let src = &dx[(k * rows + r) * width * n..][..width * n];
+                for iw in 0..w {
+                    let at = g.col(iw) * n;
+                    for (d, &v) in dst[iw * n..][..n].iter_mut().zip(&src[at..at + n]) {
+                        d.write(v);
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Adds `bias[c]` to a batch-innermost output `[h, c, w·n]` (0 without a bias, as the
+/// layout change back to `[n, c, h, w]` did: -0 becomes 0) and applies burn's ReLU if asked,
+/// in place.
+fn bias_relu(y: &mut [f32], co: usize, run: usize, bias: Option<&[f32]>, relu: bool) {
+    let rows = (ROWS_CHUNK / run).max(1);
+    y.par_chunks_mut(rows * run)
+        .enumerate()
+        .for_each(|(k, chunk)| {
+            for (r, row) in chunk.chunks_mut(run).enumerate() {
+                let add = bias.map_or(0.0, |b| b[(k * rows + r) % co]);
+                if relu {
+                    row.iter_mut()
+                        .for_each(|v| *v = super::relu_value(*v + add));
+                } else {
+                    row.iter_mut().for_each(|v| *v += add);
+                }
+            }
+        });
 }
 
 /// A one-group, undilated convolution on the CPU backend as matrix products over the taps
 /// that read inside the image, or `None` when it does not apply (another backend or element
 /// type, tracked weights, padding not below the kernel size, a stride-1 convolution with
-/// fewer than [`MIN_CHANNELS`] input channels, or a 1×1 one over large planes); then the
-/// caller uses another path. With `relu`, a ReLU follows in the same pass.
+/// fewer than [`MIN_CHANNELS`] input channels, or a 1×1 one over large planes of a
+/// standard-layout input); then the caller uses another path. The input is `[n, c, h, w]`,
+/// or `[h, c, w, n]` with `batch_inner`; the output is always batch-innermost,
+/// `[ho, co, wo, n]` (see [`crate::value::Layout::BatchInner`]). With `relu`, a ReLU follows
+/// in the same pass.
 pub(crate) fn conv2d(
     x: &Tensor<4>,
+    batch_inner: bool,
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
     stride: [usize; 2],
     pads: [(usize, usize); 2],
     relu: bool,
 ) -> Option<Tensor<4>> {
-    let [n, c, h, w] = x.dims();
+    let [n, c, h, w] = match x.dims() {
+        [h, c, w, n] if batch_inner => [n, c, h, w],
+        d => d,
+    };
     let [co, wc, kh, kw] = weight.dims();
     let g = Geometry::of([n, c, h, w], [co, wc, kh, kw], stride, pads);
     let unit = stride == [1, 1];
@@ -839,7 +998,7 @@ pub(crate) fn conv2d(
     if wc != c
         || !g.supported()
         || (unit && c < MIN_CHANNELS)
-        || (pointwise && h * w >= POINTWISE_MIN_POSITIONS)
+        || (pointwise && h * w >= POINTWISE_MIN_POSITIONS && !batch_inner)
     {
         return None;
     }
@@ -853,22 +1012,111 @@ pub(crate) fn conv2d(
         std::borrow::Cow::Borrowed(d) => WeightCache::get(wv.flex(), d, &g),
         std::borrow::Cow::Owned(d) => Arc::new(Rearranged::new(d, &g)),
     };
-    let out_dims = [n, co, g.ho(), g.wo()];
+    let (ho, wo) = (g.ho(), g.wo());
     let out = {
         let xd = x.f32_data()?;
-        let mut xt = scratch(h * c * g.width() * n);
-        to_layout(&xd, [n, c, h, w], &g, None, &mut xt);
-        let mut yt = scratch(n * co * g.ho() * g.wo());
-        weights.convolve(&g, &xt, &mut yt);
-        drop(xt);
-        from_layout(&yt, out_dims, &plain(out_dims), bd.as_deref(), relu)
+        let epilogue = (bd.as_deref(), relu);
+        let mut fused = false;
+        // SAFETY: `convolve` writes every value.
+        #[allow(unsafe_code)]
+        let mut y = unsafe {
+            written(n * co * ho * wo, |y| {
+                fused = if batch_inner && stride[1] == 1 {
+                    weights.convolve(&g, &xd, y, epilogue)
+                } else {
+                    let mut xt = scratch(h * c * g.width() * n);
+                    if batch_inner {
+                        phase_columns(&xd, &g, &mut xt);
+                    } else {
+                        to_layout(&xd, [n, c, h, w], &g, None, SharedMut::new(&mut xt));
+                    }
+                    weights.convolve(&g, &xt, y, epilogue)
+                };
+            })
+        };
+        if !fused {
+            bias_relu(&mut y, co, wo * n, bd.as_deref(), relu);
+        }
+        y
     };
-    let out = flex_tensor(out, out_dims);
+    let out = flex_tensor(out, [ho, co, wo, n]);
     Some(finish(x, out, |out| State {
         g,
         weights,
         relu: relu.then(|| ReluMask::of(out)),
+        batch_inner,
     }))
+}
+
+/// `x` (`[n, c, h, w]`) in the plain batch-innermost layout `[h, c, w, n]`, written to a
+/// new vector.
+fn plain_layout(x: &[f32], dims: [usize; 4]) -> Vec<f32> {
+    let len = dims.iter().product();
+    let mut out = Vec::with_capacity(len);
+    to_layout(
+        x,
+        dims,
+        &plain(dims),
+        None,
+        SharedMut::uninit(&mut out.spare_capacity_mut()[..len]),
+    );
+    // SAFETY: `to_layout` wrote every value of the plain layout (each channel's run of
+    // every image at every position), the first `len` of the buffer.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(len)
+    };
+    out
+}
+
+/// A standard-layout tensor `[n, c, h, w]` held batch-innermost (`[h, c, w, n]`), as a node
+/// of its autodiff graph, or `None` on another backend or element type.
+pub(crate) fn batch_inner_layout(x: &Tensor<4>) -> Option<Tensor<4>> {
+    let xv = super::FlexValue::of(x)?;
+    let dims @ [n, c, h, w] = x.dims();
+    let out = plain_layout(&xv.f32_data()?, dims);
+    Some(finish(xv, flex_tensor(out, [h, c, w, n]), |_| {
+        BatchInnered { dims }
+    }))
+}
+
+/// The backward pass of [`batch_inner_layout`]: the standard dimensions it read.
+#[derive(Clone, Debug)]
+struct BatchInnered {
+    dims: [usize; 4],
+}
+
+impl InputGradient for BatchInnered {
+    fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
+        let d = self.dims;
+        (from_layout(grad_out, d, &plain(d), None, false), d)
+    }
+}
+
+/// A batch-innermost tensor `[h, c, w, n]` in the standard layout `[n, c, h, w]`, as a node of
+/// its autodiff graph (the gradient goes back the other way), or `None` on another backend
+/// or element type.
+pub(crate) fn standard_layout(x: &Tensor<4>) -> Option<Tensor<4>> {
+    let xv = super::FlexValue::of(x)?;
+    let [h, c, w, n] = x.dims();
+    let dims = [n, c, h, w];
+    let out = from_layout(&xv.f32_data()?, dims, &plain(dims), None, false);
+    Some(finish(xv, flex_tensor(out, dims), |_| Standardized {
+        dims,
+    }))
+}
+
+/// The backward pass of [`standard_layout`]: the dimensions it produced.
+#[derive(Clone, Debug)]
+struct Standardized {
+    dims: [usize; 4],
+}
+
+impl InputGradient for Standardized {
+    fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
+        let [n, c, h, w] = self.dims;
+        (plain_layout(grad_out, self.dims), [h, c, w, n])
+    }
 }
 
 #[cfg(test)]
@@ -906,17 +1154,67 @@ mod tests {
         ([33, 32, 8, 8], [24, 32, 3, 3], [2, 2], [(1, 1), (1, 1)]),
     ];
 
+    /// The batch-innermost output in the standard layout (through the autodiff node that
+    /// changes it back, so its backward pass is checked as well).
+    fn standard(y: Tensor<4>) -> Tensor<4> {
+        standard_layout(&y).expect("an f32 CPU tensor")
+    }
+
     /// Output and input gradient against burn's conv2d (and ReLU) under a random weighting
-    /// of the outputs.
+    /// of the outputs, from a standard-layout input.
     #[test]
     fn output_and_input_gradient_match_burn() {
         for (xs, ws, st, p) in CASES {
             let opts = ConvOptions::new_with_padding(st, p, [1, 1], 1);
             let kernel = |x: &Tensor<4>, w: &Tensor<4>, b: &Tensor<1>, relu: bool| {
-                conv2d(x, w, Some(b), st, p, relu)
+                conv2d(x, false, w, Some(b), st, p, relu).map(standard)
             };
             let what = format!("{xs:?} {ws:?} s{st:?} p{p:?}");
             matches_burn(&kernel, xs, ws, opts, &what);
+        }
+    }
+
+    /// The same from a batch-innermost input (what the next convolution of a network reads),
+    /// including 1×1 convolutions over planes large enough that a standard-layout input goes
+    /// to `gemm_conv` instead, with and without a stride.
+    #[test]
+    fn batch_inner_inputs_match_burn() {
+        let pointwise: [Case; 2] = [
+            ([3, 32, 15, 14], [40, 32, 1, 1], [1, 1], [(0, 0), (0, 0)]),
+            ([3, 32, 15, 14], [40, 32, 1, 1], [2, 2], [(0, 0), (0, 0)]),
+        ];
+        for (xs, ws, st, p) in CASES.into_iter().chain(pointwise) {
+            let opts = ConvOptions::new_with_padding(st, p, [1, 1], 1);
+            let kernel = |x: &Tensor<4>, w: &Tensor<4>, b: &Tensor<1>, relu: bool| {
+                let held = batch_inner_layout(x).expect("an f32 CPU tensor");
+                assert_eq!(held.dims(), [xs[2], xs[1], xs[3], xs[0]]);
+                conv2d(&held, true, w, Some(b), st, p, relu).map(standard)
+            };
+            let what = format!("batch-inner {xs:?} {ws:?} s{st:?} p{p:?}");
+            matches_burn(&kernel, xs, ws, opts, &what);
+        }
+    }
+
+    /// The layout changes are exact inverses, forward and backward (they only move values).
+    #[test]
+    fn layout_changes_move_values_exactly() {
+        let device = Device::flex().autodiff();
+        for dims in [[33, 5, 3, 7], [16, 32, 4, 4], [2, 3, 1, 1]] {
+            let [n, c, h, w] = dims;
+            let x =
+                Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let held = batch_inner_layout(&x).expect("handled");
+            let (xv, hv) = (host(x.clone()), host(held.clone()));
+            for (i, &v) in xv.iter().enumerate() {
+                let (b, ci, y, xx) = (i / (c * h * w), i / (h * w) % c, i / w % h, i % w);
+                assert_eq!(hv[((y * c + ci) * w + xx) * n + b].to_bits(), v.to_bits());
+            }
+            let back = standard(held);
+            assert_eq!(host(back.clone()), xv);
+            // d/dx sum(back · x0) = x0: the gradient comes back through both changes.
+            let weight = x.clone().detach();
+            let g = x.grad(&(back * weight).sum().backward()).unwrap();
+            assert_eq!(host(g), xv);
         }
     }
 
@@ -935,7 +1233,7 @@ mod tests {
             let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
             let run = || {
                 let x = x0.clone().require_grad();
-                let y = conv2d(&x, &w, None, st, p, true).expect("handled");
+                let y = standard(conv2d(&x, false, &w, None, st, p, true).expect("handled"));
                 let g = x.grad(&(y.clone() * y.clone()).sum().backward()).unwrap();
                 (host(y), host(g))
             };
@@ -965,9 +1263,13 @@ mod tests {
             let g = Geometry::of(xs, ws, st, p);
             let weights: Vec<f32> = (0..ws.iter().product::<usize>()).map(|_| next()).collect();
             let r = Rearranged::new(&weights, &g);
-            let mut runs = vec![(g, r.forward.as_slice(), r.forward_packed.as_ref())];
-            if let Some(t) = &r.transposed {
-                runs.push((g.transposed(), t.as_slice(), r.transposed_packed.as_ref()));
+            // The arrangements the packed weights were made from (not kept beside them).
+            let (co, c, kh, kw) = (g.co, g.c, g.kh, g.kw);
+            let forward = by_column(&weights, co, c, kh, kw);
+            let transposed = flipped_by_column(&weights, co, c, kh, kw);
+            let mut runs = vec![(g, forward.as_slice(), r.forward_packed.as_ref())];
+            if r.transposed.is_some() {
+                runs.push((g.transposed(), &transposed, r.transposed_packed.as_ref()));
             }
             for (g, wt, packed) in runs {
                 let Some(packed) = packed else { continue };
@@ -975,8 +1277,8 @@ mod tests {
                 let x: Vec<f32> = (0..g.h * g.c * g.width() * g.n).map(|_| next()).collect();
                 let len = g.ho() * g.co * g.wo() * g.n;
                 let (mut with, mut without) = (vec![f32::NAN; len], vec![0f32; len]);
-                convolve(&g, &x, wt, Some(packed), &mut with);
-                convolve(&g, &x, wt, None, &mut without);
+                convolve(&g, &x, wt, Some(packed), as_uninit(&mut with));
+                convolve(&g, &x, wt, None, as_uninit(&mut without));
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert!(
                     bits(&with) == bits(&without),
@@ -998,13 +1300,16 @@ mod tests {
         let device = Device::flex();
         let x = Tensor::<4>::zeros([1, 8, 4, 4], &device);
         let w = Tensor::<4>::zeros([8, 8, 3, 3], &device);
-        assert!(conv2d(&x, &w, None, [1, 1], [(1, 1), (1, 1)], false).is_none());
-        assert!(conv2d(&x, &w, None, [2, 2], [(1, 1), (1, 1)], false).is_some());
+        assert!(conv2d(&x, false, &w, None, [1, 1], [(1, 1), (1, 1)], false).is_none());
+        assert!(conv2d(&x, false, &w, None, [2, 2], [(1, 1), (1, 1)], false).is_some());
         let x = Tensor::<4>::zeros([1, 32, 4, 4], &device);
         let w = Tensor::<4>::zeros([8, 32, 3, 3], &device);
-        assert!(conv2d(&x, &w, None, [1, 1], [(3, 1), (1, 1)], false).is_none());
+        assert!(conv2d(&x, false, &w, None, [1, 1], [(3, 1), (1, 1)], false).is_none());
         let x = Tensor::<4>::zeros([1, 32, 14, 14], &device);
         let w = Tensor::<4>::zeros([8, 32, 1, 1], &device);
-        assert!(conv2d(&x, &w, None, [1, 1], [(0, 0), (0, 0)], false).is_none());
+        assert!(conv2d(&x, false, &w, None, [1, 1], [(0, 0), (0, 0)], false).is_none());
+        // Unless the input is held batch-innermost already.
+        let held = Tensor::<4>::zeros([14, 32, 14, 1], &device);
+        assert!(conv2d(&held, true, &w, None, [1, 1], [(0, 0), (0, 0)], false).is_some());
     }
 }

@@ -7,16 +7,17 @@ use super::{
 };
 use crate::error::OpError;
 use crate::graph::Node;
-use crate::value::{broadcast_shapes, norm_axis, FloatValue, IntValue, Value, MAX_RANK};
+use crate::value::{broadcast_shapes, norm_axis, FloatValue, IntValue, Layout, Value, MAX_RANK};
 
 type T = Tensor<MAX_RANK>;
 
 pub(crate) fn relu(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
     let x = float_input(ctx, i, 0)?;
-    // On the CPU: the same values, keeping one bit per value for the backward pass.
+    // On the CPU: the same values, keeping one bit per value for the backward pass. An
+    // element-wise operator reads a batch-innermost value as it is held.
     match crate::kernels::relu(&x.t) {
-        Some(t) => one(FloatValue::from_padded(t, x.shape)),
-        None => one(x.map(activation::relu)),
+        Some(t) => one(x.map_held(|_| t)),
+        None => one(x.map_held(activation::relu)),
     }
 }
 
@@ -180,18 +181,53 @@ fn binary(
 
 pub(crate) fn add(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     // Set by `Graph::fuse` when it removed the Relu that read this node's output.
-    if n.int(crate::graph::Graph::FUSED_RELU, 0)? != 0 {
-        if let (Some(Some(Value::Float(a))), Some(Some(Value::Float(b)))) = (i.first(), i.get(1)) {
-            if a.shape == b.shape {
-                if let Some(t) = crate::kernels::add_relu(&a.t, &b.t) {
-                    return one(FloatValue::from_padded(t, a.shape.clone()));
-                }
+    let fused_relu = n.int(crate::graph::Graph::FUSED_RELU, 0)? != 0;
+    if let (Some(Some(Value::Float(a))), Some(Some(Value::Float(b)))) = (i.first(), i.get(1)) {
+        // A residual sum of a batch-innermost value and a standard one (a block's input that
+        // came from another operator) holds both batch-innermost, so that the blocks after it
+        // stay so.
+        let held = |v: &FloatValue| match v.at_rank::<4>("Add input") {
+            Ok(t) => crate::kernels::batch_inner_layout(&t).map(FloatValue::batch_inner),
+            Err(_) => None,
+        };
+        let (a, b) = match (a.layout, b.layout) {
+            (Layout::BatchInner, Layout::Standard) if a.shape == b.shape => {
+                (a.clone(), held(b).unwrap_or_else(|| b.clone()))
             }
+            (Layout::Standard, Layout::BatchInner) if a.shape == b.shape => {
+                (held(a).unwrap_or_else(|| a.clone()), b.clone())
+            }
+            _ => (a.clone(), b.clone()),
+        };
+        let (a, b) = (&a, &b);
+        // Two values of one shape held the same way add as they are held.
+        if a.shape == b.shape && a.layout == b.layout {
+            if fused_relu {
+                if let Some(t) = crate::kernels::add_relu(&a.t, &b.t) {
+                    return one(a.map_held(|_| t));
+                }
+                let sum = a.map_held(|t| t + b.t.clone());
+                return one(sum.map_held(|t| {
+                    crate::kernels::relu(&t).unwrap_or_else(|| activation::relu(t))
+                }));
+            }
+            return one(a.map_held(|t| t + b.t.clone()));
         }
-        let sum = binary(ctx, i, |a, b| a + b, i64::checked_add)?;
+    }
+    // Otherwise (broadcasting, integers, or one value held batch-innermost): the standard
+    // layout.
+    let i = i
+        .iter()
+        .map(|v| match v {
+            Some(Value::Float(f)) => super::standard(f.clone()).map(|f| Some(Value::Float(f))),
+            v => Ok(v.clone()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let sum = binary(ctx, &i, |a, b| a + b, i64::checked_add)?;
+    if fused_relu {
         return relu(ctx, n, &sum.into_iter().map(Some).collect::<Vec<_>>());
     }
-    binary(ctx, i, |a, b| a + b, i64::checked_add)
+    Ok(sum)
 }
 
 pub(crate) fn sub(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {

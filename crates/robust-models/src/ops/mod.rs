@@ -226,6 +226,23 @@ pub(crate) fn to_float(ctx: &OpCtx<'_>, v: &Value) -> Result<FloatValue, OpError
     }
 }
 
+/// Operators that read batch-innermost values (see [`crate::value::Layout`]) as they are
+/// held; the interpreter gives every other one the standard layout.
+pub(crate) const BATCH_INNER_OPS: [&str; 3] = ["Conv", "Relu", "Add"];
+
+/// A float value in the standard layout: a batch-innermost one is changed back (a node of
+/// its autodiff graph).
+pub(crate) fn standard(v: FloatValue) -> Result<FloatValue, OpError> {
+    match v.batch_inner_tensor() {
+        None => Ok(v),
+        Some(held) => {
+            FloatValue::from_tensor(crate::kernels::standard_layout(&held).ok_or_else(|| {
+                OpError::new("a batch-innermost value that is not an f32 CPU tensor")
+            })?)
+        }
+    }
+}
+
 /// Input `k` as a host integer tensor.
 pub(crate) fn int_input(inputs: &[Option<Value>], k: usize) -> Result<&IntValue, OpError> {
     match input(inputs, k)? {

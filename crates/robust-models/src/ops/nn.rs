@@ -4,7 +4,7 @@ use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
 use burn::tensor::{activation, Tensor};
 
-use super::{float_input, one, optional, to_float, to_usize, OpCtx, OpResult};
+use super::{float_input, one, optional, standard, to_float, to_usize, OpCtx, OpResult};
 use crate::error::OpError;
 use crate::graph::Node;
 use crate::value::{broadcast_shapes, norm_axis, FloatValue, Value};
@@ -212,17 +212,45 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     };
     // Set by `Graph::fuse` when it removed the Relu that read this node's output.
     let relu = n.int(crate::graph::Graph::FUSED_RELU, 0)? != 0;
-    let (x4, w4) = (
-        x4.at_rank::<4>("Conv input")?,
-        w4.at_rank::<4>("Conv weight")?,
-    );
-    let direct = if dilations == [1, 1] && group == 1 {
-        crate::kernels::tap_conv2d(&x4, &w4, bias.as_ref(), pair(&strides), pairs(&pads), relu)
-            .or_else(|| {
-                (strides == [1, 1])
-                    .then(|| crate::kernels::conv2d(&x4, &w4, bias.as_ref(), pairs(&pads), relu))
-                    .flatten()
-            })
+    let w4 = w4.at_rank::<4>("Conv weight")?;
+    // A batch-innermost input (the output of another such convolution) goes to the
+    // matrix-product path as it is held; every other path reads the standard layout.
+    let x4 = match x4.batch_inner_tensor() {
+        Some(held) => {
+            if dilations == [1, 1] && group == 1 {
+                let out = crate::kernels::tap_conv2d(
+                    &held,
+                    true,
+                    &w4,
+                    bias.as_ref(),
+                    pair(&strides),
+                    pairs(&pads),
+                    relu,
+                );
+                if let Some(out) = out {
+                    return one(FloatValue::batch_inner(out));
+                }
+            }
+            standard(x4)?.at_rank::<4>("Conv input")?
+        }
+        None => x4.at_rank::<4>("Conv input")?,
+    };
+    if dilations == [1, 1] && group == 1 {
+        let out = crate::kernels::tap_conv2d(
+            &x4,
+            false,
+            &w4,
+            bias.as_ref(),
+            pair(&strides),
+            pairs(&pads),
+            relu,
+        );
+        if let Some(out) = out {
+            return one(FloatValue::batch_inner(out));
+        }
+    }
+    let direct = if dilations == [1, 1] && group == 1 && strides == [1, 1] {
+        crate::kernels::conv2d(&x4, &w4, bias.as_ref(), pairs(&pads), relu)
     } else {
         None
     };

@@ -151,13 +151,21 @@ fn task_cols(g: &Geometry) -> (usize, usize) {
 }
 
 /// `Y = conv(X)` on the layout: `x` is `[h, c, w, n]`, `y` (`[ho, co, wo, n]`) is
-/// overwritten; `u` holds `g`'s transformed weights.
-pub(super) fn convolve(g: &Geometry, x: &[f32], u: &Transformed, y: &mut [f32]) {
+/// written (every value); `u` holds `g`'s transformed weights. `epilogue` adds a bias per
+/// output channel (or 0) and applies burn's ReLU if asked, on the way out.
+pub(super) fn convolve(
+    g: &Geometry,
+    x: &[f32],
+    u: &Transformed,
+    y: &mut [std::mem::MaybeUninit<f32>],
+    epilogue: Option<(Option<&[f32]>, bool)>,
+) {
     let (ho, wo) = (g.ho(), g.wo());
     assert!(x.len() >= g.h * g.c * g.w * g.n, "input too short");
     assert!(y.len() >= ho * g.co * wo * g.n, "output too short");
+    assert!(epilogue.is_none_or(|(b, _)| b.is_none_or(|b| b.len() == g.co)));
     assert_eq!(u.packs.len(), XI);
-    let shared = SharedMut::new(&mut y[..ho * g.co * wo * g.n]);
+    let shared = SharedMut::uninit(&mut y[..ho * g.co * wo * g.n]);
     let (total, per_task) = task_cols(g);
     (0..total.div_ceil(per_task)).into_par_iter().for_each(|k| {
         let task = Task::new(g, k * per_task, ((k + 1) * per_task).min(total));
@@ -185,6 +193,7 @@ pub(super) fn convolve(g: &Geometry, x: &[f32], u: &Transformed, y: &mut [f32]) 
                 task: &task,
                 m,
                 y: &shared,
+                epilogue,
             });
         });
     });
@@ -389,6 +398,7 @@ struct OutputTransform<'a> {
     task: &'a Task<'a>,
     m: &'a [f32],
     y: &'a SharedMut<'a>,
+    epilogue: Option<(Option<&'a [f32]>, bool)>,
 }
 
 impl WithSimd for OutputTransform<'_> {
@@ -396,7 +406,12 @@ impl WithSimd for OutputTransform<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self) {
-        let Self { task, m, y } = self;
+        let Self {
+            task,
+            m,
+            y,
+            epilogue,
+        } = self;
         let g = task.g;
         let (cols, ho, wo) = (task.cols(), g.ho(), g.wo());
         let (mut mm, mut out) = ([[0f32; LANES]; XI], [[0f32; LANES]; M * M]);
@@ -414,13 +429,29 @@ impl WithSimd for OutputTransform<'_> {
                     load_lanes(mv, Some(&m[(o * XI + xi) * cols + col..]), lanes);
                 }
                 tile_2d::<S, M>(&mm, &mut out);
+                if let Some((bias, relu)) = epilogue {
+                    // As the layout change back to `[n, c, h, w]` did: plus the bias or 0
+                    // (-0 becomes 0), then burn's ReLU.
+                    let add = bias.map_or(0.0, |b| b[o]);
+                    for v in out.iter_mut().flatten() {
+                        *v = if relu {
+                            crate::kernels::relu_value(*v + add)
+                        } else {
+                            *v + add
+                        };
+                    }
+                }
                 for (r, a) in out.iter().zip(&at) {
                     let Some(a) = a else { continue };
+                    let (dst, room) = y.tail(a + o * plane);
+                    assert!(room >= lanes);
                     // SAFETY: output (oh, o, ow) of these images belongs to this task's
-                    // (tile, image) pairs alone.
+                    // (tile, image) pairs alone; `lanes` values, inside the buffer (checked),
+                    // written through a pointer as they may not be initialised yet.
                     #[allow(unsafe_code)]
-                    let dst = unsafe { y.slice(a + o * plane, lanes) };
-                    copy_run(dst, r, lanes);
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(r.as_ptr(), dst, lanes)
+                    };
                 }
             }
         }
@@ -532,7 +563,7 @@ mod tests {
             for (g, u, weights) in runs {
                 let x: Vec<f32> = (0..g.h * g.c * g.w * g.n).map(|_| next()).collect();
                 let mut y = vec![f32::NAN; g.ho() * g.co * g.wo() * g.n];
-                convolve(&g, &x, &u, &mut y);
+                convolve(&g, &x, &u, super::super::as_uninit(&mut y), None);
                 let (exact, mag) = direct(&g, &x, &weights);
                 for ((&got, &e), &a) in y.iter().zip(&exact).zip(&mag) {
                     let err = (got as f64 - e).abs() / (a * f32::EPSILON as f64);
@@ -558,7 +589,7 @@ mod tests {
         let u = Transformed::forward(&w, g.co, g.c);
         let run = || {
             let mut y = vec![0f32; g.ho() * g.co * g.wo() * g.n];
-            convolve(&g, &x, &u, &mut y);
+            convolve(&g, &x, &u, super::super::as_uninit(&mut y), None);
             y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         };
         let first = run();
