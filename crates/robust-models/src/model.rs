@@ -695,9 +695,8 @@ impl Model {
                         if let Some(done) = standardized.get(name.as_str()) {
                             Some(done.clone())
                         } else {
-                            let done = Value::Float(
-                                crate::ops::standard(f).map_err(|e| op_err(node, e.0))?,
-                            );
+                            let done =
+                                Value::Float(standard_guarded(f).map_err(|e| op_err(node, e.0))?);
                             standardized.insert(name.as_str(), done.clone());
                             Some(done)
                         }
@@ -724,9 +723,13 @@ impl Model {
             }
         }
         want.iter()
-            .map(
-                |w| match env.remove(w).or_else(|| self.consts.get(*w).cloned()) {
-                    Some(Value::Float(f)) => crate::ops::standard(f)
+            .map(|w| {
+                match standardized
+                    .remove(w)
+                    .or_else(|| env.remove(w))
+                    .or_else(|| self.consts.get(*w).cloned())
+                {
+                    Some(Value::Float(f)) => standard_guarded(f)
                         .map_err(|e| ModelError::Input(format!("value '{w}': {}", e.0))),
                     Some(Value::Int(_)) => Err(ModelError::Input(format!(
                         "value '{w}' is an integer tensor, not features"
@@ -739,10 +742,17 @@ impl Model {
                         ),
                         None => format!("the model has no value named '{w}'"),
                     })),
-                },
-            )
+                }
+            })
             .collect()
     }
+}
+
+/// [`crate::ops::standard`], with a panic in the layout change reported as an error (as
+/// the operators' are).
+fn standard_guarded(f: FloatValue) -> std::result::Result<FloatValue, crate::error::OpError> {
+    catch_unwind(AssertUnwindSafe(|| crate::ops::standard(f)))
+        .unwrap_or_else(|payload| Err(crate::error::OpError::new(panic_text(&*payload))))
 }
 
 fn resolve_input_shape(

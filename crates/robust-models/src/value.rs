@@ -118,17 +118,6 @@ impl FloatValue {
         }
     }
 
-    /// Maps the tensor through an element-wise function, keeping the layout (for a
-    /// batch-innermost value too).
-    pub fn map_held(&self, f: impl FnOnce(Tensor<MAX_RANK>) -> Tensor<MAX_RANK>) -> Self {
-        Self {
-            t: f(self.t.clone()),
-            shape: self.shape.clone(),
-            host: None,
-            layout: self.layout,
-        }
-    }
-
     /// Reshapes a tensor of any rank ≤ [`MAX_RANK`] into a [`FloatValue`].
     pub fn from_tensor<const D: usize>(t: Tensor<D>) -> Result<Self, OpError> {
         let shape = t.dims().to_vec();
@@ -186,9 +175,16 @@ impl FloatValue {
         })
     }
 
-    /// Maps the padded tensor through a shape-preserving function.
+    /// Maps the padded tensor through a shape-preserving function, keeping the layout (an
+    /// element-wise function reads a batch-innermost value as it is held; any other one is
+    /// only given standard values, see [`Layout`]).
     pub fn map(&self, f: impl FnOnce(Tensor<MAX_RANK>) -> Tensor<MAX_RANK>) -> Self {
-        Self::from_padded(f(self.t.clone()), self.shape.clone())
+        Self {
+            t: f(self.t.clone()),
+            shape: self.shape.clone(),
+            host: None,
+            layout: self.layout,
+        }
     }
 
     /// Uploads host data to a device.

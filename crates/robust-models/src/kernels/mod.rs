@@ -17,19 +17,23 @@
 //!   strided ones of any width, as matrix products over only the kernel taps that read
 //!   inside the image, in a batch-innermost layout (see `tap_gemm.rs`): what CIFAR- and
 //!   ImageNet-size ResNets are made of. Stride-1 3×3 ones on planes of 4×4 or more run as
-//!   Winograd F(4×4, 3×3) on the same layout (`tap_gemm/winograd.rs`).
-//! * [`gemm_conv2d`]: every other one-group 2-D convolution (dilation, 1×1 over large
-//!   planes) as one wide matrix product over a group of images (see `gemm_conv.rs`).
+//!   Winograd F(4×4, 3×3) on the same layout (`tap_gemm/winograd.rs`). Their outputs stay
+//!   in that layout for the operators that read it ([`crate::value::Layout::BatchInner`];
+//!   [`standard_layout`] and [`batch_inner_layout`] change it, as autodiff nodes), which
+//!   includes [`max_pool2d_batch_inner`].
+//! * [`gemm_conv2d`]: every other one-group 2-D convolution (dilation; 1×1 over large
+//!   planes of a standard-layout input) as one wide matrix product over a group of images
+//!   (see `gemm_conv.rs`).
 //! * [`relu`] and [`add_relu`] (a residual block's `relu(a + b)`, fused by the graph): ReLUs
 //!   that keep one bit per value for the backward pass, as the convolutions' fused ReLUs do
 //!   (see `relu.rs`).
 //!
-//! The matrix products of the last two run on `microgemm.rs`, a register-tiled product that
+//! The matrix products of `tap_conv2d` and `gemm_conv2d` run on `microgemm.rs`, a register-tiled product that
 //! uses AVX-512 where the CPU has it and sums every output in the same order at every vector
 //! width.
 //!
-//! Each is one node of burn-autodiff's graph with its own backward, so the rest of the graph
-//! is unchanged. Anything else (wgpu tensors, tracked weights, strides, dilation, other float
+//! Each is one node of burn-autodiff's graph with its own backward; the interpreter changes
+//! batch-innermost values back for every other operator. Anything else (wgpu tensors, tracked weights, strides, dilation, other float
 //! types) returns `None` and the caller uses burn's own operator. The kernels are plain Rust
 //! loops vectorised by the compiler inside [`macerator`]'s run-time CPU-feature dispatch
 //! (SSE4.2 / AVX2 / AVX-512); they use separate multiplies and adds, never fused ones, so
@@ -60,7 +64,7 @@ use burn_flex::{Flex, FlexTensor};
 
 pub(crate) use conv::conv2d;
 pub(crate) use gemm_conv::conv2d as gemm_conv2d;
-pub(crate) use pool::max_pool2d;
+pub(crate) use pool::{max_pool2d, max_pool2d_batch_inner};
 pub(crate) use relu::{add_relu, relu};
 use relu::{relu_value, ReluMask};
 pub(crate) use tap_gemm::{batch_inner_layout, conv2d as tap_conv2d, standard_layout};
@@ -250,8 +254,9 @@ pub(crate) struct SharedMut<'a, T = f32> {
 }
 
 // SAFETY: every user has each task write only elements no other task touches (see the
-// callers: `tap_gemm::scatter` and `to_layout`, `gemm_conv::matmul_packed`, the mask words
-// of `relu::forward`).
+// callers: `tap_gemm::scatter` and `to_layout`, Winograd's output transform,
+// `gemm_conv::matmul_packed`, the mask words of `relu::forward`, the batch-innermost max
+// pooling's backward pass).
 #[allow(unsafe_code)]
 unsafe impl<T: Send> Sync for SharedMut<'_, T> {}
 

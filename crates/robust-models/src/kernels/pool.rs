@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use macerator::{Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::{finish, flex_tensor, FlexValue, InputGradient};
+use super::{finish, flex_tensor, FlexValue, InputGradient, SharedMut};
 
 /// Output planes handed to one rayon task at least (a plane of the demo CNN is 196 outputs).
 const MIN_PLANES_PER_TASK: usize = 8;
@@ -302,6 +302,166 @@ pub(crate) fn max_pool2d(
     }))
 }
 
+/// One output row `(oh, channel)` of a batch-innermost pooling: `out` and `argmax` hold
+/// `out_w` runs of `n` values, `x` is the whole `[in_h, c, in_w, n]` input. Each window is
+/// scanned in row-major order with [`keep_max`] (the reference rule), `n` images at a time.
+struct PoolRow<'a> {
+    g: &'a Geometry,
+    x: &'a [f32],
+    row: usize,
+    out: &'a mut [f32],
+    argmax: &'a mut [u8],
+}
+
+impl WithSimd for PoolRow<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self) {
+        let Self {
+            g,
+            x,
+            row,
+            out,
+            argmax,
+        } = self;
+        let [n, c] = g.n_c;
+        let (oh, ci) = (row / c, row % c);
+        let (r0, i_lo, i_hi) = g.window(0, oh);
+        let kw = g.kernel[1];
+        for ow in 0..g.out_w {
+            let (c0, j_lo, j_hi) = g.window(1, ow);
+            let (o, a) = (&mut out[ow * n..][..n], &mut argmax[ow * n..][..n]);
+            for i in i_lo..i_hi {
+                let ih = (r0 + i as isize) as usize;
+                for j in j_lo..j_hi {
+                    let iw = (c0 + j as isize) as usize;
+                    let src = &x[((ih * c + ci) * g.in_w + iw) * n..][..n];
+                    let q = (i * kw + j) as u8;
+                    if (i, j) == (i_lo, j_lo) {
+                        o.copy_from_slice(src);
+                        a.fill(q);
+                        continue;
+                    }
+                    for ((m, p), &v) in o.iter_mut().zip(a.iter_mut()).zip(src) {
+                        (*m, *p) = keep_max((*m, *p), v, q);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the backward pass of a batch-innermost pooling keeps.
+#[derive(Clone, Debug)]
+struct BatchInnerPoolState {
+    geometry: Geometry,
+    /// Each output's window position, in the output's `[out_h, c, out_w, n]` order.
+    argmax: Arc<[u8]>,
+}
+
+impl InputGradient for BatchInnerPoolState {
+    /// Every output's gradient goes to its arg-max input. Each task owns one channel of
+    /// every input row and adds in output order (rows, then columns), as the standard
+    /// layout's backward pass does, so the sums are the same bits. Within a window, each
+    /// position takes the gradients of the images whose maximum it held and adds `0` for
+    /// the others, which changes no value (the sums start at `+0`), so that the images are
+    /// handled as one run.
+    fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
+        let g = &self.geometry;
+        let [n, c] = g.n_c;
+        let (in_row, out_row) = (g.in_w * n, g.out_w * n);
+        let mut grad_in = vec![0f32; g.in_h * c * in_row];
+        let shared = SharedMut::new(&mut grad_in);
+        (0..c).into_par_iter().for_each(|ci| {
+            let shared = &shared;
+            for oh in 0..g.out_h {
+                let (r0, i_lo, i_hi) = g.window(0, oh);
+                let at = (oh * c + ci) * out_row;
+                for ow in 0..g.out_w {
+                    let (c0, j_lo, j_hi) = g.window(1, ow);
+                    let go = &grad_out[at + ow * n..][..n];
+                    let a = &self.argmax[at + ow * n..][..n];
+                    for i in i_lo..i_hi {
+                        let ih = (r0 + i as isize) as usize;
+                        for j in j_lo..j_hi {
+                            let iw = (c0 + j as isize) as usize;
+                            let q = (i * g.kernel[1] + j) as u8;
+                            // SAFETY: channel `ci` of input row `ih` is this task's alone.
+                            #[allow(unsafe_code)]
+                            let dst = unsafe { shared.slice((ih * c + ci) * in_row + iw * n, n) };
+                            super::simd::dispatch(AddSelected { dst, go, a, q });
+                        }
+                    }
+                }
+            }
+        });
+        (grad_in, [g.in_h, c, g.in_w, n])
+    }
+}
+
+/// `dst += (a == q) ? go : 0`, element-wise, compiled for the CPU's vector extensions.
+struct AddSelected<'a> {
+    dst: &'a mut [f32],
+    go: &'a [f32],
+    a: &'a [u8],
+    q: u8,
+}
+
+impl WithSimd for AddSelected<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self) {
+        let Self { dst, go, a, q } = self;
+        for ((d, &g), &p) in dst.iter_mut().zip(go).zip(a) {
+            *d += if p == q { g } else { 0.0 };
+        }
+    }
+}
+
+/// [`max_pool2d`] on a batch-innermost input `[in_h, c, in_w, n]` (see
+/// [`crate::value::Layout::BatchInner`]), giving a batch-innermost output
+/// `[out_h, c, out_w, n]`: the same values, arg-max positions and gradients, with the
+/// images of a run handled together.
+pub(crate) fn max_pool2d_batch_inner(
+    x: &Tensor<4>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pads: [(usize, usize); 2],
+) -> Option<Tensor<4>> {
+    let [h, c, w, n] = x.dims();
+    let g = Geometry::new([n, c, h, w], kernel, stride, pads)?;
+    let x = FlexValue::of(x)?;
+    let run = g.out_w * n;
+    let (out, argmax) = {
+        let data = x.f32_data()?;
+        if data.len() != g.planes * g.in_plane() {
+            return None;
+        }
+        let mut out = vec![0f32; g.out_h * c * run];
+        let mut argmax = vec![0u8; g.out_h * c * run];
+        out.par_chunks_mut(run)
+            .zip(argmax.par_chunks_mut(run))
+            .enumerate()
+            .for_each(|(row, (out, argmax))| {
+                super::simd::dispatch(PoolRow {
+                    g: &g,
+                    x: &data,
+                    row,
+                    out,
+                    argmax,
+                })
+            });
+        (out, argmax)
+    };
+    let out = flex_tensor(out, [g.out_h, c, g.out_w, n]);
+    Some(finish(x, out, |_| BatchInnerPoolState {
+        geometry: g,
+        argmax: argmax.into(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +623,42 @@ mod tests {
         let reference = host(burn_pool(x, [2, 2], [2, 2], NO));
         assert!(fast[0].is_nan() && fast[1].is_nan());
         assert!(reference[0].is_nan() && reference[1].is_nan());
+    }
+
+    /// The batch-innermost kernel gives the same bits as the standard one: values (with
+    /// ties and NaN), and input gradients under a random weighting of the outputs (through
+    /// the layout changes, whose gradients only move values).
+    #[test]
+    fn batch_inner_matches_the_standard_kernel_bit_for_bit() {
+        use crate::kernels::{batch_inner_layout, standard_layout};
+        let device = Device::flex().autodiff();
+        let cases = CASES
+            .into_iter()
+            .chain([([33, 5, 9, 8], [3, 3], [2, 2], [(1, 1), (1, 1)])]);
+        for (dims, k, s, p) in cases {
+            let mut x0 = host(tied_input(dims, &device));
+            x0[3] = f32::NAN;
+            x0[dims[2] * dims[3] + 1] = f32::NAN;
+            let x0 = Tensor::<4>::from_data(TensorData::new(x0, dims), &device);
+            let out_dims = burn_pool(x0.clone(), k, s, p).dims();
+            let weights = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
+            let bits = |t: Tensor<4>| host(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+
+            let x = x0.clone().require_grad();
+            let held = batch_inner_layout(&x).expect("an f32 CPU tensor");
+            let pooled = max_pool2d_batch_inner(&held, k, s, p).expect("handled");
+            let fast = standard_layout(&pooled).expect("an f32 CPU tensor");
+            let fast_y = bits(fast.clone());
+            let fast_g = bits(x.grad(&(fast * weights.clone()).sum().backward()).unwrap());
+
+            let x = x0.require_grad();
+            let plain = max_pool2d(&x, k, s, p).expect("handled");
+            let plain_y = bits(plain.clone());
+            let plain_g = bits(x.grad(&(plain * weights).sum().backward()).unwrap());
+
+            assert!(fast_y == plain_y, "forward {dims:?} {k:?} {s:?} {p:?}");
+            assert!(fast_g == plain_g, "gradient {dims:?} {k:?} {s:?} {p:?}");
+        }
     }
 
     #[test]

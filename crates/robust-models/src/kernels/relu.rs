@@ -74,16 +74,6 @@ impl ReluMask {
         }
     }
 
-    /// The mask's bits, 64 values per word (value `i` is bit `i % 64` of word `i / 64`).
-    pub(crate) fn words(&self) -> &[u64] {
-        &self.words
-    }
-
-    /// Values covered.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Whether value `i` was kept.
     #[cfg(test)]
     pub(crate) fn kept(&self, i: usize) -> bool {
@@ -426,7 +416,7 @@ mod tests {
             x0[i] = v;
         }
         let mask = ReluMask::of(&x0);
-        assert_eq!(mask.len(), x0.len());
+        assert_eq!(mask.len, x0.len());
         for (i, &v) in x0.iter().enumerate() {
             assert_eq!(mask.kept(i), v > 0.0 || v.is_nan(), "value {i}: {v}");
         }

@@ -8,11 +8,7 @@
 //! values at 16 positions, or the other way round) are loaded as 16 vectors, transposed
 //! with shuffles, and stored as 16 vectors.
 //!
-//! The values are only moved (and, on the way out, added to one bias value and passed
-//! through burn's ReLU, as the portable path does), so the results are the same bits on
-//! every path.
-
-use super::relu::ReluMask;
+//! The values are only moved, so the results are the same bits on every path.
 
 /// The vector extension a transpose runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,43 +36,25 @@ pub(crate) fn available() -> Option<Isa> {
     }
 }
 
-/// The 16 mask bits of values `at..at + 16` (bit `j` for value `at + j`).
-fn bits16(mask: &ReluMask, at: usize) -> u16 {
-    let (w, s) = (at / 64, at % 64);
-    let words = mask.words();
-    let lo = words[w] >> s;
-    let hi = if s > 48 { words[w + 1] << (64 - s) } else { 0 };
-    ((lo | hi) & 0xFFFF) as u16
-}
-
-/// What to do with the values on the way: nothing, zero those a ReLU mask is off for
-/// (per source run: the mask's value index of the run's first value), or add a bias and
-/// optionally apply burn's ReLU (`v <= 0 ? 0 : v`: NaN stays, -0 becomes 0).
-pub(crate) enum Op<'a> {
-    Copy,
-    Mask(&'a ReluMask, [usize; 16]),
-    Bias(f32, bool),
-}
-
-/// `dst[j][i] = f(src[i][j])` for `i, j < 16`.
+/// `dst[j][i] = src[i][j]` for `i, j < 16`.
 ///
 /// # Safety
 /// [`available`] returned `Some(isa)`; each `src[i]` points to 16 readable `f32`, each
 /// `dst[j]` to 16 writable ones that no other thread touches meanwhile and that overlap no
 /// source.
 #[allow(unsafe_code)]
-pub(crate) unsafe fn block(isa: Isa, src: &[*const f32; 16], dst: &[*mut f32; 16], op: &Op<'_>) {
+pub(crate) unsafe fn block(isa: Isa, src: &[*const f32; 16], dst: &[*mut f32; 16]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: forwarded from the caller.
     unsafe {
         match isa {
-            Isa::Avx512 => avx512::block(src, dst, op),
-            Isa::Avx2 => avx2::block(src, dst, op),
+            Isa::Avx512 => avx512::block(src, dst),
+            Isa::Avx2 => avx2::block(src, dst),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (isa, src, dst, op);
+        let _ = (isa, src, dst);
         unreachable!("transpose::available() is None off x86-64")
     }
 }
@@ -86,18 +64,11 @@ pub(crate) unsafe fn block(isa: Isa, src: &[*const f32; 16], dst: &[*mut f32; 16
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{bits16, Op};
-
     /// See [`super::block`].
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn block(src: &[*const f32; 16], dst: &[*mut f32; 16], op: &Op<'_>) {
+    pub(super) unsafe fn block(src: &[*const f32; 16], dst: &[*mut f32; 16]) {
         // SAFETY: the pointers are valid for 16 values each (the caller's contract).
-        let mut r: [__m512; 16] = unsafe {
-            std::array::from_fn(|i| match op {
-                Op::Mask(mask, at) => _mm512_maskz_loadu_ps(bits16(mask, at[i]), src[i]),
-                _ => _mm512_loadu_ps(src[i]),
-            })
-        };
+        let mut r: [__m512; 16] = unsafe { std::array::from_fn(|i| _mm512_loadu_ps(src[i])) };
         // Pairs of rows interleaved, then pairs of pairs, then 128-bit lanes twice: row `j`
         // of the result holds element `j` of every input row.
         let mut t = [_mm512_setzero_ps(); 16];
@@ -125,18 +96,9 @@ mod avx512 {
             r[q] = _mm512_shuffle_f32x4::<0x88>(a, b);
             r[8 + q] = _mm512_shuffle_f32x4::<0xdd>(a, b);
         }
-        let zero = _mm512_setzero_ps();
         for (j, &d) in dst.iter().enumerate() {
-            let mut v = r[j];
-            if let Op::Bias(bias, relu) = op {
-                v = _mm512_add_ps(v, _mm512_set1_ps(*bias));
-                if *relu {
-                    let keep = _mm512_cmp_ps_mask::<_CMP_NLE_UQ>(v, zero);
-                    v = _mm512_maskz_mov_ps(keep, v);
-                }
-            }
             // SAFETY: `dst[j]` is valid for 16 writes (the caller's contract).
-            unsafe { _mm512_storeu_ps(d, v) };
+            unsafe { _mm512_storeu_ps(d, r[j]) };
         }
     }
 }
@@ -146,30 +108,15 @@ mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{bits16, Op};
-
     /// See [`super::block`]: the 16 × 16 block as four 8 × 8 quadrants.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn block(src: &[*const f32; 16], dst: &[*mut f32; 16], op: &Op<'_>) {
-        let zero = _mm256_setzero_ps();
-        let lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-        let bits: [u16; 16] = match op {
-            Op::Mask(mask, at) => std::array::from_fn(|i| bits16(mask, at[i])),
-            _ => [u16::MAX; 16],
-        };
+    pub(super) unsafe fn block(src: &[*const f32; 16], dst: &[*mut f32; 16]) {
         for qi in 0..2 {
             for qj in 0..2 {
                 // SAFETY: rows `8·qi + i`, values `8·qj..8·qj + 8` of 16 (the caller's
                 // contract).
                 let r: [__m256; 8] = std::array::from_fn(|i| unsafe {
-                    let v = _mm256_loadu_ps(src[8 * qi + i].add(8 * qj));
-                    if let Op::Mask(..) = op {
-                        let m = _mm256_set1_epi32(i32::from((bits[8 * qi + i] >> (8 * qj)) as u8));
-                        let on = _mm256_cmpeq_epi32(_mm256_and_si256(m, lane_bits), lane_bits);
-                        _mm256_and_ps(v, _mm256_castsi256_ps(on))
-                    } else {
-                        v
-                    }
+                    _mm256_loadu_ps(src[8 * qi + i].add(8 * qj))
                 });
                 let t: [__m256; 8] = std::array::from_fn(|k| {
                     let (a, b) = (r[k & !1], r[k | 1]);
@@ -190,17 +137,11 @@ mod avx2 {
                     _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
                 ];
                 for j in 0..8 {
-                    let mut v = if j < 4 {
+                    let v = if j < 4 {
                         _mm256_permute2f128_ps::<0x20>(s[j], s[j + 4])
                     } else {
                         _mm256_permute2f128_ps::<0x31>(s[j - 4], s[j])
                     };
-                    if let Op::Bias(bias, relu) = op {
-                        v = _mm256_add_ps(v, _mm256_set1_ps(*bias));
-                        if *relu {
-                            v = _mm256_and_ps(v, _mm256_cmp_ps::<_CMP_NLE_UQ>(v, zero));
-                        }
-                    }
                     // SAFETY: row `8·qj + j`, values `8·qi..8·qi + 8` of 16 (the caller's
                     // contract).
                     unsafe { _mm256_storeu_ps(dst[8 * qj + j].add(8 * qi), v) };
@@ -214,10 +155,10 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    /// Each output run holds the inputs' values at its index, masked or biased as asked;
-    /// the same as the scalar definition, bit for bit.
+    /// Each output run holds the inputs' values at its index, bit for bit (NaN and -0
+    /// included).
     #[test]
-    fn block_transposes_masks_and_biases() {
+    fn block_transposes() {
         let isas: Vec<Isa> = match available() {
             Some(Isa::Avx512) => vec![Isa::Avx512, Isa::Avx2],
             Some(Isa::Avx2) => vec![Isa::Avx2],
@@ -235,58 +176,23 @@ mod tests {
                 }
             })
             .collect();
-        // burn's ReLU keeps NaN and makes -0 (and 0) +0.
         src[5] = f32::NAN;
         src[17] = -0.0;
-        src[40] = -0.25;
-        let values: Vec<f32> = (0..300).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
-        let mask = ReluMask::of(&values);
-        let ats: [usize; 16] = std::array::from_fn(|i| [0, 1, 47, 48, 49, 63, 64, 100][i % 8] + i);
-        let ops = [
-            Op::Copy,
-            Op::Mask(&mask, ats),
-            Op::Bias(0.25, true),
-            Op::Bias(-0.0, true),
-            Op::Bias(-1.5, false),
-        ];
-        for (k, (op, &isa)) in ops
-            .iter()
-            .flat_map(|op| isas.iter().map(move |isa| (op, isa)))
-            .enumerate()
-        {
+        for isa in isas {
             let mut dst = vec![f32::NAN; 256];
             let s: [*const f32; 16] = std::array::from_fn(|i| src[i * 16..].as_ptr());
             let d: [*mut f32; 16] = std::array::from_fn(|j| dst[j * 16..].as_mut_ptr());
             // SAFETY: `isa` is available here; 16 values behind every pointer, disjoint.
             #[allow(unsafe_code)]
             unsafe {
-                block(isa, &s, &d, op)
+                block(isa, &s, &d)
             };
             for i in 0..16 {
                 for j in 0..16 {
-                    let x = src[i * 16 + j];
-                    let want = match op {
-                        Op::Copy => x,
-                        Op::Mask(_, at) => {
-                            if values[at[i] + j] > 0.0 {
-                                x
-                            } else {
-                                0.0
-                            }
-                        }
-                        Op::Bias(b, relu) => {
-                            let v = x + b;
-                            if *relu && v <= 0.0 {
-                                0.0
-                            } else {
-                                v
-                            }
-                        }
-                    };
                     assert_eq!(
                         dst[j * 16 + i].to_bits(),
-                        want.to_bits(),
-                        "{isa:?} op {k}: row {i}, column {j}"
+                        src[i * 16 + j].to_bits(),
+                        "{isa:?}: row {i}, column {j}"
                     );
                 }
             }

@@ -16,8 +16,8 @@ pub(crate) fn relu(ctx: &OpCtx<'_>, _: &Node, i: &[Option<Value>]) -> OpResult {
     // On the CPU: the same values, keeping one bit per value for the backward pass. An
     // element-wise operator reads a batch-innermost value as it is held.
     match crate::kernels::relu(&x.t) {
-        Some(t) => one(x.map_held(|_| t)),
-        None => one(x.map_held(activation::relu)),
+        Some(t) => one(x.map(|_| t)),
+        None => one(x.map(activation::relu)),
     }
 }
 
@@ -204,14 +204,14 @@ pub(crate) fn add(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
         if a.shape == b.shape && a.layout == b.layout {
             if fused_relu {
                 if let Some(t) = crate::kernels::add_relu(&a.t, &b.t) {
-                    return one(a.map_held(|_| t));
+                    return one(a.map(|_| t));
                 }
-                let sum = a.map_held(|t| t + b.t.clone());
-                return one(sum.map_held(|t| {
-                    crate::kernels::relu(&t).unwrap_or_else(|| activation::relu(t))
-                }));
+                let sum = a.map(|t| t + b.t.clone());
+                return one(
+                    sum.map(|t| crate::kernels::relu(&t).unwrap_or_else(|| activation::relu(t)))
+                );
             }
-            return one(a.map_held(|t| t + b.t.clone()));
+            return one(a.map(|t| t + b.t.clone()));
         }
     }
     // Otherwise (broadcasting, integers, or one value held batch-innermost): the standard

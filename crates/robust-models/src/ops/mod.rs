@@ -228,7 +228,7 @@ pub(crate) fn to_float(ctx: &OpCtx<'_>, v: &Value) -> Result<FloatValue, OpError
 
 /// Operators that read batch-innermost values (see [`crate::value::Layout`]) as they are
 /// held; the interpreter gives every other one the standard layout.
-pub(crate) const BATCH_INNER_OPS: [&str; 3] = ["Conv", "Relu", "Add"];
+pub(crate) const BATCH_INNER_OPS: [&str; 4] = ["Conv", "Relu", "Add", "MaxPool"];
 
 /// A float value in the standard layout: a batch-innermost one is changed back (a node of
 /// its autodiff graph).
@@ -292,7 +292,164 @@ pub(crate) fn to_usize(v: i64, what: &str) -> Result<usize, OpError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use burn::tensor::module::{conv1d, conv2d};
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Device, Distribution, Tensor};
+
     use super::OpCtx;
+    use crate::graph::{Attr, Node};
+    use crate::to_host as host;
+    use crate::value::{FloatValue, Layout, Value};
+
+    fn node(op: &str, attrs: &[(&str, Attr)]) -> Node {
+        Node {
+            op: op.into(),
+            name: op.to_lowercase(),
+            inputs: vec![],
+            outputs: vec!["y".into()],
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    fn float(v: &[Value]) -> &FloatValue {
+        match &v[0] {
+            Value::Float(f) => f,
+            Value::Int(_) => panic!("a float output"),
+        }
+    }
+
+    /// Equal up to rounding on the scale of the largest value (the convolutions may run as
+    /// Winograd, whose transforms round on that scale); a value from the wrong place would
+    /// be off by about that scale.
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= 1e-4 * scale,
+                "{x} against {y} (scale {scale})"
+            );
+        }
+    }
+
+    /// A 1-D convolution that the matrix-product path takes (32 channels; strided) gives a
+    /// rank-3 output in the standard layout, with burn's values.
+    #[test]
+    fn one_d_convolutions_come_back_at_rank_3() {
+        let device = Device::flex();
+        let ctx = OpCtx {
+            device: &device,
+            opset: 17,
+            max_activation_values: 1 << 30,
+        };
+        let x = Tensor::<3>::random([2, 32, 9], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<3>::random([40, 32, 3], Distribution::Normal(0.0, 1.0), &device);
+        for stride in [1, 2] {
+            let n = node(
+                "Conv",
+                &[
+                    ("strides", Attr::Ints(vec![stride])),
+                    ("pads", Attr::Ints(vec![1, 1])),
+                ],
+            );
+            let inputs = [x.clone(), w.clone()]
+                .map(|t| Some(Value::Float(FloatValue::from_tensor(t).unwrap())));
+            let out = super::nn::conv(&ctx, &n, &inputs).unwrap();
+            let y = float(&out);
+            let opts = ConvOptions::new([stride as usize], [1], [1], 1);
+            let want = conv1d(x.clone(), w.clone(), None, opts);
+            assert_eq!(
+                (y.layout, &y.shape[..]),
+                (Layout::Standard, &want.dims()[..])
+            );
+            close(&host(y.at_rank::<3>("y").unwrap()), &host(want));
+        }
+    }
+
+    /// A convolution's batch-innermost output, and sums with it: two such values add as
+    /// held; with a standard one of the same shape (held batch-innermost for the sum) and
+    /// with a broadcast bias (in the standard layout) they give the standard sums.
+    #[test]
+    fn sums_of_batch_innermost_and_standard_values() {
+        let device = Device::flex();
+        let ctx = OpCtx {
+            device: &device,
+            opset: 17,
+            max_activation_values: 1 << 30,
+        };
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<4>::random([3, 32, 5, 6], normal, &device);
+        let w = Tensor::<4>::random([8, 32, 3, 3], normal, &device);
+        let pads = ("pads", Attr::Ints(vec![1, 1, 1, 1]));
+        let inputs =
+            [x.clone(), w.clone()].map(|t| Some(Value::Float(FloatValue::from_tensor(t).unwrap())));
+        let out = super::nn::conv(&ctx, &node("Conv", &[pads]), &inputs).unwrap();
+        let y = float(&out).clone();
+        assert_eq!(
+            (y.layout, &y.shape[..]),
+            (Layout::BatchInner, &[3, 8, 5, 6][..])
+        );
+        let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let want = conv2d(x, w, None, opts);
+        let standard = super::standard(y.clone()).unwrap();
+        assert_eq!(standard.layout, Layout::Standard);
+        close(
+            &host(standard.at_rank::<4>("y").unwrap()),
+            &host(want.clone()),
+        );
+
+        let other = Tensor::<4>::random([3, 8, 5, 6], normal, &device);
+        let bias = Tensor::<3>::random([8, 1, 1], normal, &device);
+        let v = |f: FloatValue| Some(Value::Float(f));
+        let relu = ("robust.fused_relu", Attr::Int(1));
+        let cases = [
+            (
+                v(y.clone()),
+                v(y.clone()),
+                want.clone() * 2.0,
+                Layout::BatchInner,
+            ),
+            (
+                v(y.clone()),
+                v(FloatValue::from_tensor(other.clone()).unwrap()),
+                want.clone() + other.clone(),
+                Layout::BatchInner,
+            ),
+            (
+                v(FloatValue::from_tensor(other.clone()).unwrap()),
+                v(y.clone()),
+                other + want.clone(),
+                Layout::BatchInner,
+            ),
+            (
+                v(y.clone()),
+                v(FloatValue::from_tensor(bias.clone()).unwrap()),
+                want.clone() + bias.unsqueeze::<4>(),
+                Layout::Standard,
+            ),
+        ];
+        for (k, (a, b, sum, layout)) in cases.into_iter().enumerate() {
+            for fused in [false, true] {
+                let attrs = if fused { vec![relu.clone()] } else { vec![] };
+                let n = node("Add", &attrs);
+                let out = super::elementwise::add(&ctx, &n, &[a.clone(), b.clone()]).unwrap();
+                let got = float(&out);
+                assert_eq!(got.layout, layout, "case {k}");
+                let got = super::standard(got.clone()).unwrap();
+                let want = if fused {
+                    burn::tensor::activation::relu(sum.clone())
+                } else {
+                    sum.clone()
+                };
+                close(&host(got.at_rank::<4>("sum").unwrap()), &host(want));
+            }
+        }
+    }
 
     #[test]
     fn output_shapes_are_checked_before_allocation() {

@@ -228,7 +228,7 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
                     relu,
                 );
                 if let Some(out) = out {
-                    return one(FloatValue::batch_inner(out));
+                    return conv_output(FloatValue::batch_inner(out), spatial);
                 }
             }
             standard(x4)?.at_rank::<4>("Conv input")?
@@ -246,7 +246,7 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
             relu,
         );
         if let Some(out) = out {
-            return one(FloatValue::batch_inner(out));
+            return conv_output(FloatValue::batch_inner(out), spatial);
         }
     }
     let direct = if dilations == [1, 1] && group == 1 && strides == [1, 1] {
@@ -284,8 +284,14 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
             }
         }
     };
-    let out = FloatValue::from_tensor(out)?;
+    conv_output(FloatValue::from_tensor(out)?, spatial)
+}
+
+/// A convolution's output: a 1-D one (run over a height of 1) back at rank 3, in the
+/// standard layout; a 2-D one as the kernel left it.
+fn conv_output(out: FloatValue, spatial: usize) -> OpResult {
     if spatial == 1 {
+        let out = standard(out)?;
         let s = out.shape.clone();
         one(out.reshape(vec![s[0], s[1], s[3]])?)
     } else {
@@ -353,6 +359,20 @@ pub(crate) fn max_pool(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResu
     }
     let x = float_input(ctx, i, 0)?;
     let p = pool2d(ctx, n, &x)?;
+    // A batch-innermost input (a convolution's output) is pooled as it is held.
+    let x = match x.batch_inner_tensor() {
+        Some(held) => {
+            if p.dilations == [1, 1] && !p.ceil {
+                let pooled =
+                    crate::kernels::max_pool2d_batch_inner(&held, p.kernel, p.strides, p.pads);
+                if let Some(y) = pooled {
+                    return one(FloatValue::batch_inner(y));
+                }
+            }
+            standard(x)?
+        }
+        None => x,
+    };
     let x = x.at_rank::<4>("MaxPool input")?;
     if p.dilations == [1, 1] && !p.ceil {
         if let Some(y) = crate::kernels::max_pool2d(&x, p.kernel, p.strides, p.pads) {

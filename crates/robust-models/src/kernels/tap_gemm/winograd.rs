@@ -563,7 +563,9 @@ mod tests {
             for (g, u, weights) in runs {
                 let x: Vec<f32> = (0..g.h * g.c * g.w * g.n).map(|_| next()).collect();
                 let mut y = vec![f32::NAN; g.ho() * g.co * g.wo() * g.n];
-                convolve(&g, &x, &u, super::super::as_uninit(&mut y), None);
+                // SAFETY: `convolve` writes `f32` values only.
+                #[allow(unsafe_code)]
+                convolve(&g, &x, &u, unsafe { super::super::as_uninit(&mut y) }, None);
                 let (exact, mag) = direct(&g, &x, &weights);
                 for ((&got, &e), &a) in y.iter().zip(&exact).zip(&mag) {
                     let err = (got as f64 - e).abs() / (a * f32::EPSILON as f64);
@@ -589,7 +591,9 @@ mod tests {
         let u = Transformed::forward(&w, g.co, g.c);
         let run = || {
             let mut y = vec![0f32; g.ho() * g.co * g.wo() * g.n];
-            convolve(&g, &x, &u, super::super::as_uninit(&mut y), None);
+            // SAFETY: `convolve` writes `f32` values only.
+            #[allow(unsafe_code)]
+            convolve(&g, &x, &u, unsafe { super::super::as_uninit(&mut y) }, None);
             y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         };
         let first = run();
