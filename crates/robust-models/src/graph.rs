@@ -117,7 +117,8 @@ impl Node {
 pub struct Graph {
     /// Nodes in topological order.
     pub nodes: Vec<Node>,
-    /// Constants (initializers and folded `Constant` nodes) by value name.
+    /// Constants (initializers and folded `Constant` nodes) by value name. A `Model` moves
+    /// them onto its device when it is assembled, leaving this empty.
     pub consts: HashMap<String, HostTensor>,
     /// The image input's value name.
     pub input: String,

@@ -399,7 +399,7 @@ impl Model {
     /// Places a plan's constants on `device`.
     fn assemble(plan: Plan, device: &Device) -> Result<Self> {
         let Plan {
-            graph,
+            mut graph,
             info,
             norm,
             max_activation_values,
@@ -425,24 +425,28 @@ impl Model {
             .iter()
             .map(|n| reg[n.op.as_str()])
             .collect::<Vec<OpFn>>();
-        let mut consts = HashMap::with_capacity(graph.consts.len());
-        for (name, t) in &graph.consts {
-            let v = match &t.data {
+        // The host copies move into the device constants (not cloned, and not kept: the
+        // weights were held three times over, and every extra copy of a ResNet's weights is
+        // memory the run first has to fault in).
+        let host = std::mem::take(&mut graph.consts);
+        let mut consts = HashMap::with_capacity(host.len());
+        for (name, t) in host {
+            let v = match t.data {
                 HostData::F32(d) => Value::Float(
-                    FloatValue::from_host(d.clone(), t.shape.clone(), device)
+                    FloatValue::from_host(d, t.shape, device)
                         .map_err(|e| invalid(format!("constant '{name}': {}", e.0)))?,
                 ),
                 HostData::I64(d) => Value::Int(IntValue {
-                    shape: t.shape.clone(),
-                    data: d.clone(),
+                    shape: t.shape,
+                    data: d,
                 }),
             };
-            consts.insert(name.clone(), v);
+            consts.insert(name, v);
         }
         let mut last_use: HashMap<&str, usize> = HashMap::new();
         for (k, n) in graph.nodes.iter().enumerate() {
             for i in &n.inputs {
-                if !i.is_empty() && !graph.consts.contains_key(i) {
+                if !i.is_empty() && !consts.contains_key(i) {
                     last_use.insert(i.as_str(), k);
                 }
             }

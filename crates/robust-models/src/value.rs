@@ -195,7 +195,7 @@ impl FloatValue {
     ) -> Result<Self, OpError> {
         let p = padded(&shape)?;
         let host: Option<std::sync::Arc<[f32]>> =
-            (data.len() <= HOST_COPY_MAX).then(|| data.clone().into());
+            (data.len() <= HOST_COPY_MAX).then(|| data.as_slice().into());
         let t = Tensor::<MAX_RANK>::from_data(TensorData::new(data, p.to_vec()), device);
         Ok(Self {
             t,
