@@ -213,41 +213,35 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     // Set by `Graph::fuse` when it removed the Relu that read this node's output.
     let relu = n.int(crate::graph::Graph::FUSED_RELU, 0)? != 0;
     let w4 = w4.at_rank::<4>("Conv weight")?;
-    // A batch-innermost input (the output of another such convolution) goes to the
-    // matrix-product path as it is held; every other path reads the standard layout.
-    let x4 = match x4.batch_inner_tensor() {
-        Some(held) => {
-            if dilations == [1, 1] && group == 1 {
-                let out = crate::kernels::tap_conv2d(
-                    &held,
-                    true,
+    // The matrix-product path (its output is batch-innermost), for an input held either way.
+    let tap = |x: &Tensor<4>, batch_inner: bool| {
+        (dilations == [1, 1] && group == 1)
+            .then(|| {
+                crate::kernels::tap_conv2d(
+                    x,
+                    batch_inner,
                     &w4,
                     bias.as_ref(),
                     pair(&strides),
                     pairs(&pads),
                     relu,
-                );
-                if let Some(out) = out {
-                    return conv_output(FloatValue::batch_inner(out), spatial);
-                }
+                )
+            })
+            .flatten()
+    };
+    // A batch-innermost input (the output of another such convolution) goes to that path as
+    // it is held; every other path reads the standard layout.
+    let x4 = match x4.batch_inner_tensor() {
+        Some(held) => {
+            if let Some(out) = tap(&held, true) {
+                return conv_output(FloatValue::batch_inner(out), spatial);
             }
             standard(x4)?.at_rank::<4>("Conv input")?
         }
         None => x4.at_rank::<4>("Conv input")?,
     };
-    if dilations == [1, 1] && group == 1 {
-        let out = crate::kernels::tap_conv2d(
-            &x4,
-            false,
-            &w4,
-            bias.as_ref(),
-            pair(&strides),
-            pairs(&pads),
-            relu,
-        );
-        if let Some(out) = out {
-            return conv_output(FloatValue::batch_inner(out), spatial);
-        }
+    if let Some(out) = tap(&x4, false) {
+        return conv_output(FloatValue::batch_inner(out), spatial);
     }
     let direct = if dilations == [1, 1] && group == 1 && strides == [1, 1] {
         crate::kernels::conv2d(&x4, &w4, bias.as_ref(), pairs(&pads), relu)
