@@ -137,6 +137,10 @@ pub struct Model {
     consts: HashMap<String, Value>,
     /// Values that die after node `k` (freed to keep memory flat).
     frees: Vec<Vec<String>>,
+    /// Values that some operator reads batch-innermost if they are held so
+    /// ([`crate::ops::BATCH_INNER_OPS`]); any other value changed back to the standard
+    /// layout is replaced by the changed one.
+    read_as_held: std::collections::HashSet<String>,
     norm: Option<(FloatValue, FloatValue)>,
     device: Device,
     info: ModelInfo,
@@ -457,11 +461,18 @@ impl Model {
                 frees[k].push(name.to_string());
             }
         }
+        let read_as_held = graph
+            .nodes
+            .iter()
+            .filter(|n| crate::ops::BATCH_INNER_OPS.contains(&n.op.as_str()))
+            .flat_map(|n| n.inputs.iter().cloned())
+            .collect();
         Ok(Model {
             graph,
             ops,
             consts,
             frees,
+            read_as_held,
             norm,
             device: device.clone(),
             info,
@@ -681,7 +692,8 @@ impl Model {
             max_activation_values: self.max_activation_values,
         };
         // Batch-innermost values changed back to the standard layout for the operators that
-        // need it, kept while the value lives (several operators may read one).
+        // need it, kept beside the value while it lives when another operator reads it as it
+        // is held (several operators may read one), in its place otherwise.
         let mut standardized: HashMap<&str, Value> = HashMap::new();
         for (k, node) in self.graph.nodes.iter().enumerate() {
             let aware = crate::ops::BATCH_INNER_OPS.contains(&node.op.as_str());
@@ -701,7 +713,11 @@ impl Model {
                         } else {
                             let done =
                                 Value::Float(standard_guarded(f).map_err(|e| op_err(node, e.0))?);
-                            standardized.insert(name.as_str(), done.clone());
+                            if self.read_as_held.contains(name) {
+                                standardized.insert(name.as_str(), done.clone());
+                            } else {
+                                env.insert(name.as_str(), done.clone());
+                            }
                             Some(done)
                         }
                     }
