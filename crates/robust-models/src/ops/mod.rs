@@ -316,6 +316,14 @@ mod tests {
         }
     }
 
+    fn ctx(device: &Device) -> OpCtx<'_> {
+        OpCtx {
+            device,
+            opset: 17,
+            max_activation_values: 1 << 30,
+        }
+    }
+
     fn float(v: &[Value]) -> &FloatValue {
         match &v[0] {
             Value::Float(f) => f,
@@ -342,11 +350,7 @@ mod tests {
     #[test]
     fn one_d_convolutions_come_back_at_rank_3() {
         let device = Device::flex();
-        let ctx = OpCtx {
-            device: &device,
-            opset: 17,
-            max_activation_values: 1 << 30,
-        };
+        let ctx = ctx(&device);
         let x = Tensor::<3>::random([2, 32, 9], Distribution::Normal(0.0, 1.0), &device);
         let w = Tensor::<3>::random([40, 32, 3], Distribution::Normal(0.0, 1.0), &device);
         for stride in [1, 2] {
@@ -377,11 +381,7 @@ mod tests {
     #[test]
     fn sums_of_batch_innermost_and_standard_values() {
         let device = Device::flex();
-        let ctx = OpCtx {
-            device: &device,
-            opset: 17,
-            max_activation_values: 1 << 30,
-        };
+        let ctx = ctx(&device);
         let normal = Distribution::Normal(0.0, 1.0);
         let x = Tensor::<4>::random([3, 32, 5, 6], normal, &device);
         let w = Tensor::<4>::random([8, 32, 3, 3], normal, &device);
