@@ -39,9 +39,9 @@ pub struct FloatValue {
 ///
 /// The CPU convolutions that run as matrix products (`kernels/tap_gemm.rs`) work on images
 /// with the batch innermost. Their outputs stay that way while the next operators can read
-/// them so (convolutions, ReLUs, sums of two such values), which saves two passes over
-/// memory per convolution; the interpreter hands every other operator the standard layout
-/// (see `Model::run_once`).
+/// them so (convolutions, ReLUs, residual sums, max pooling: `ops::BATCH_INNER_OPS`), which
+/// saves two passes over memory per convolution; the interpreter hands every other operator
+/// the standard layout (see `Model::run_once`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Layout {
     /// Row-major in the logical shape, right-aligned in the padded tensor.

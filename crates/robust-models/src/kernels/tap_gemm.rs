@@ -522,10 +522,7 @@ fn to_layout(x: &[f32], [n, c, h, w]: [usize; 4], g: &Geometry, shared: SharedMu
     let (hw, width) = (h * w, g.width());
     let total = h * c * width * n;
     assert!(x.len() >= n * c * hw && shared.len() >= total);
-    // The layout offset (in runs of `n`) of each position of channel 0's rows.
-    let offsets: Vec<usize> = (0..hw)
-        .map(|p| (p / w) * c * width + g.col(p % w))
-        .collect();
+    let offsets = position_offsets(g, c, h, w);
     let fast = transpose::available();
     (0..c).into_par_iter().for_each(|ci| {
         let shared = &shared;
@@ -572,6 +569,14 @@ fn to_layout(x: &[f32], [n, c, h, w]: [usize; 4], g: &Geometry, shared: SharedMu
     });
 }
 
+/// The layout offset (in runs of `n`) of each position of a `c`-channel `h × w` plane,
+/// relative to its channel's rows (channel 0's), for both layout changes.
+fn position_offsets(g: &Geometry, c: usize, h: usize, w: usize) -> Vec<usize> {
+    (0..h * w)
+        .map(|p| (p / w) * c * g.width() + g.col(p % w))
+        .collect()
+}
+
 /// The layout (`[h, c, width, n]`, columns as `g.col` places them) → `[n, c, h, w]`
 /// (values only moved). Tasks take [`NB`] images; each read is a run
 /// of [`NB`] consecutive images, each write a run of positions, through a small tile or
@@ -579,11 +584,7 @@ fn to_layout(x: &[f32], [n, c, h, w]: [usize; 4], g: &Geometry, shared: SharedMu
 fn from_layout(y: &[f32], [n, c, h, w]: [usize; 4], g: &Geometry) -> Vec<f32> {
     let (hw, width) = (h * w, g.width());
     let img = c * hw;
-    // The layout offset (in runs of `n`) of each position of a plane, relative to its
-    // channel's rows.
-    let offsets: Vec<usize> = (0..hw)
-        .map(|p| (p / w) * c * width + g.col(p % w))
-        .collect();
+    let offsets = position_offsets(g, c, h, w);
     let fast = transpose::available();
     let images = |blk: usize, imgs: &mut [std::mem::MaybeUninit<f32>]| {
         let n0 = blk * NB;
@@ -735,12 +736,11 @@ impl Rearranged {
         g: &Geometry,
         x: &[f32],
         y: &mut [MaybeUninit<f32>],
-        epilogue: (Option<&[f32]>, bool),
+        epilogue: Option<(Option<&[f32]>, bool)>,
     ) -> bool {
         match &self.winograd {
             Some([forward, _]) => {
-                let needed = epilogue.0.is_some() || epilogue.1;
-                winograd::convolve(g, x, forward, y, needed.then_some(epilogue));
+                winograd::convolve(g, x, forward, y, epilogue);
                 true
             }
             None => {
@@ -912,8 +912,7 @@ fn phase_columns(x: &[f32], g: &Geometry, out: &mut [f32]) {
 /// Values per task of the passes over a batch-innermost output (whole rows of `w·n`).
 const ROWS_CHUNK: usize = 1 << 14;
 
-/// `g`'s input layout back to plain `[h, c, w, n]` (the inverse of [`phase_columns`]; a
-/// copy when the column stride is 1).
+/// `g`'s input layout back to plain `[h, c, w, n]` (the inverse of [`phase_columns`]).
 fn plain_columns(dx: &[f32], g: &Geometry) -> Vec<f32> {
     let (n, w, width) = (g.n, g.w, g.width());
     let run = w * n;
@@ -1000,7 +999,8 @@ pub(crate) fn conv2d(
     let (ho, wo) = (g.ho(), g.wo());
     let out = {
         let xd = x.f32_data()?;
-        let epilogue = (bd.as_deref(), relu);
+        // Bias and ReLU, when there is either.
+        let epilogue = (bd.is_some() || relu).then_some((bd.as_deref(), relu));
         let mut fused = false;
         // SAFETY: `convolve` writes every value.
         #[allow(unsafe_code)]
@@ -1019,8 +1019,8 @@ pub(crate) fn conv2d(
                 };
             })
         };
-        if !fused && (bd.is_some() || relu) {
-            bias_relu(&mut y, co, wo * n, bd.as_deref(), relu);
+        if let (false, Some((bias, relu))) = (fused, epilogue) {
+            bias_relu(&mut y, co, wo * n, bias, relu);
         }
         y
     };

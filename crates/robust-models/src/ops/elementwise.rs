@@ -206,10 +206,8 @@ pub(crate) fn add(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
                 if let Some(t) = crate::kernels::add_relu(&a.t, &b.t) {
                     return one(a.map(|_| t));
                 }
-                let sum = a.map(|t| t + b.t.clone());
-                return one(
-                    sum.map(|t| crate::kernels::relu(&t).unwrap_or_else(|| activation::relu(t)))
-                );
+                let sum = Value::Float(a.map(|t| t + b.t.clone()));
+                return relu(ctx, n, &[Some(sum)]);
             }
             return one(a.map(|t| t + b.t.clone()));
         }
