@@ -1,6 +1,7 @@
 //! The extension point: the [`Attack`] trait, and the services an attack may use.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use burn::tensor::{activation, Tensor, TensorData};
 use rand::SeedableRng;
@@ -24,6 +25,33 @@ pub struct Batch {
     pub indices: Vec<usize>,
     /// One-hot `[N, K]` of the targets if any, else of the labels.
     pub(crate) onehot: Tensor<2>,
+    /// The objective's gradient at `x`, from the batch's clean pass (untargeted only).
+    pub(crate) clean: Option<Arc<GradientPass>>,
+}
+
+/// One forward and backward pass: the gradient of an attack objective, with the logits and
+/// objective values of the same forward pass. A batch's clean pass
+/// ([`crate::Sweep::clean_pass`]) computes one at the clean inputs, which every attack
+/// whose first gradient is taken there gets ([`Attack::clean_start`],
+/// [`AttackCtx::clean_gradient`]).
+#[derive(Clone, Debug)]
+pub struct GradientPass {
+    pub(crate) loss: Loss,
+    pub(crate) grad: Tensor<4>,
+    pub(crate) logits: Vec<f32>,
+    pub(crate) objective: Vec<f32>,
+}
+
+impl GradientPass {
+    /// The loss whose gradient this is.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+
+    /// The logits (`[N·K]`, row-major, on the host).
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
 }
 
 impl Batch {
@@ -61,7 +89,17 @@ impl Batch {
             targets,
             indices,
             onehot,
+            clean: None,
         })
+    }
+
+    /// Attaches the gradient of the clean pass, for an untargeted batch with the same
+    /// inputs; a targeted batch keeps none (its objective differs).
+    pub(crate) fn with_clean(mut self, clean: Option<&Arc<GradientPass>>) -> Self {
+        if self.targets.is_none() {
+            self.clean = clean.cloned();
+        }
+        self
     }
 
     /// Number of samples.
@@ -253,19 +291,53 @@ impl<'a> AttackCtx<'a> {
         batch: &Batch,
         loss: Loss,
     ) -> Result<Tensor<4>, AttackError> {
+        let pass = self.compute_gradient(x, batch, loss)?;
+        Ok(self.take(batch, &pass))
+    }
+
+    /// [`AttackCtx::gradient`] at the batch's clean inputs (`batch.x`). When the batch's
+    /// clean pass already computed it for `loss` (an attack that declares
+    /// [`Attack::clean_start`]), that gradient is returned, with no model pass; the
+    /// bookkeeping (trace, gradient statistics) is the same as for a fresh one.
+    pub fn clean_gradient(&mut self, batch: &Batch, loss: Loss) -> Result<Tensor<4>, AttackError> {
+        match &batch.clean {
+            Some(clean) if clean.loss == loss => Ok(self.take(batch, clean)),
+            _ => self.gradient(&batch.x, batch, loss),
+        }
+    }
+
+    /// Records a gradient's iterate and statistics, and hands out the gradient.
+    fn take(&mut self, batch: &Batch, g: &GradientPass) -> Tensor<4> {
+        self.trace(batch, &g.logits, &g.objective);
+        self.record(&g.grad);
+        g.grad.clone()
+    }
+
+    /// One forward and backward pass: the gradient of `loss` at `x`, with its logits and
+    /// objective values, no bookkeeping.
+    pub(crate) fn compute_gradient(
+        &self,
+        x: &Tensor<4>,
+        batch: &Batch,
+        loss: Loss,
+    ) -> Result<GradientPass, AttackError> {
         let xg = x.clone().detach().autodiff().require_grad();
         let logits = self.model.forward(xg.clone())?;
         let values = to_host(logits.clone().without_autodiff());
         let onehot = batch.onehot.clone().autodiff();
         let obj = loss.objective(logits, onehot, batch.targeted());
-        self.trace(batch, &values, &to_host(obj.clone().without_autodiff()));
+        let objective = to_host(obj.clone().without_autodiff());
         let grads = obj.sum().backward();
-        let g = xg
+        let grad = xg
             .grad(&grads)
             .ok_or_else(|| AttackError::Internal("the input received no gradient".into()))?
             .without_autodiff();
-        self.record(&g);
-        Ok(g)
+        Ok(GradientPass {
+            loss,
+            grad,
+            logits: values,
+            objective,
+        })
     }
 
     /// The gradient of a custom per-sample objective (to be increased) with respect to `x`,
@@ -415,6 +487,15 @@ pub trait Attack: Send + Sync {
     /// sweep runs it once per batch and judges what it found at every ε
     /// ([`crate::minimum_norm`]); default: `None`.
     fn minimum_norm(&self) -> Option<&dyn crate::minimum_norm::MinimumNorm> {
+        None
+    }
+
+    /// The loss of the attack's first gradient when that gradient is taken at the clean
+    /// inputs (with [`AttackCtx::clean_gradient`]) on an untargeted batch; default: `None`.
+    /// The sweep then computes it in the batch's clean pass, whose forward pass gives the
+    /// clean logits too, so that the attack's first step costs no model pass (and one
+    /// backward pass serves every attack and ε of the sweep that starts there).
+    fn clean_start(&self) -> Option<Loss> {
         None
     }
 }

@@ -130,8 +130,12 @@ impl GradientDescent {
                 .random_start(x.dims(), eps, &mut rngs, &x.device());
             x = ctx.clip(x + noise);
         }
-        for _ in 0..self.steps {
-            let g = ctx.gradient(&x, batch, self.loss)?;
+        for step in 0..self.steps {
+            let g = if step == 0 && !self.random_start {
+                ctx.clean_gradient(batch, self.loss)?
+            } else {
+                ctx.gradient(&x, batch, self.loss)?
+            };
             let stepped = x + self.norm.normalize(g).mul_scalar(alpha);
             x = ctx.clip(self.norm.project(&batch.x, stepped, eps));
         }
@@ -171,6 +175,10 @@ impl Attack for GradientDescent {
         } else {
             format!("{base} ({})", extras.join(", "))
         }
+    }
+
+    fn clean_start(&self) -> Option<Loss> {
+        (!self.random_start).then_some(self.loss)
     }
 
     fn params(&self) -> Map<String, Value> {

@@ -66,12 +66,14 @@ mod registry;
 pub mod square;
 pub mod sweep;
 
-pub use attack::{predictions, Attack, AttackCtx, Batch, Breakdown, GradStats, SampleTrace};
+pub use attack::{
+    predictions, Attack, AttackCtx, Batch, Breakdown, GradStats, GradientPass, SampleTrace,
+};
 pub use gradient::{GradientDescent, StepSize};
 pub use loss::Loss;
 pub use norm::Norm;
 pub use registry::{AttackRegistry, AttackSpec, Constructor};
-pub use sweep::{attack_at, AttackPlan, EpsOutcome, PointStats, Sweep, TargetMode};
+pub use sweep::{attack_at, AttackPlan, CleanPass, EpsOutcome, PointStats, Sweep, TargetMode};
 
 /// Errors of attacks and sweeps.
 #[derive(Debug, thiserror::Error)]

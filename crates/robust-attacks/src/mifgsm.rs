@@ -80,6 +80,10 @@ impl Attack for MiFgsm {
         format!("MI-FGSM-{} {norm}", self.steps)
     }
 
+    fn clean_start(&self) -> Option<Loss> {
+        Some(self.loss)
+    }
+
     fn params(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("steps".into(), json!(self.steps));
@@ -112,8 +116,12 @@ impl Attack for MiFgsm {
         let alpha = self.alpha(eps);
         let mut x = batch.x.clone();
         let mut momentum: Option<Tensor<4>> = None;
-        for _ in 0..self.steps {
-            let g = ctx.gradient(&x, batch, self.loss)?;
+        for step in 0..self.steps {
+            let g = if step == 0 {
+                ctx.clean_gradient(batch, self.loss)?
+            } else {
+                ctx.gradient(&x, batch, self.loss)?
+            };
             let [n, c, h, w] = g.dims();
             let l1 = g
                 .clone()

@@ -6,10 +6,15 @@
 //! perturbation sizes, per-class counts, per-sample outcomes for a worst case over attacks)
 //! are kept in one place.
 
-use burn::tensor::Tensor;
+use std::sync::Arc;
+
+use burn::tensor::{Tensor, TensorData};
 use rand::RngExt;
 
-use crate::attack::{mix, predictions, Attack, AttackCtx, Batch, Breakdown, GradStats};
+use crate::attack::{
+    mix, predictions, Attack, AttackCtx, Batch, Breakdown, GradStats, GradientPass,
+};
+use crate::loss::Loss;
 use crate::minimum_norm::{Cached, Found};
 use crate::AttackError;
 use robust_models::Model;
@@ -300,6 +305,15 @@ pub struct CleanStats {
     pub per_class_correct: Vec<usize>,
 }
 
+/// A batch's clean pass ([`Sweep::clean_pass`]).
+#[derive(Clone, Debug)]
+pub struct CleanPass {
+    /// The clean logits `[N, K]`, on the model's device.
+    pub logits: Tensor<2>,
+    /// The first gradient of the plans that start at the clean inputs.
+    gradient: Option<Arc<GradientPass>>,
+}
+
 /// A whole sweep: plans in, statistics out, fed one batch at a time.
 pub struct Sweep {
     /// The attacks and their ε values.
@@ -362,22 +376,73 @@ impl Sweep {
         indices: Vec<usize>,
         progress: impl FnMut(),
     ) -> Result<(), AttackError> {
-        let clean_logits = model.forward(x.clone())?;
-        self.run_batch_with_clean(model, x, clean_logits, labels, indices, progress)
+        let clean = self.clean_pass(model, &x, &labels, &indices)?;
+        self.run_batch_with_clean(model, x, clean, labels, indices, progress)
     }
 
-    /// [`Sweep::run_batch`] with the model's clean logits of `x` already computed (`[N, K]`,
-    /// from `model.forward(x)`), for a caller that needed them first (to check them), so
-    /// that the batch's clean pass runs once.
+    /// The loss of the gradient a batch's clean pass computes: that of the first untargeted
+    /// plan (at some ε > 0) whose attack takes its first gradient at the clean inputs
+    /// ([`Attack::clean_start`]); `None` when no plan does.
+    pub fn clean_loss(&self) -> Option<Loss> {
+        self.plans
+            .iter()
+            .filter(|p| matches!(p.target, TargetMode::None))
+            .filter(|p| p.eps.iter().any(|&e| e > 0.0))
+            .filter(|p| p.attack.minimum_norm().is_none())
+            .find_map(|p| p.attack.clean_start())
+    }
+
+    /// The batch's clean pass: the model's logits of `x` and, when a plan starts at the
+    /// clean inputs ([`Sweep::clean_loss`]), the gradient of its loss from the same forward
+    /// pass, which that plan's first step (at every ε) then takes instead of a pass of its
+    /// own. The logits and the gradient are those the separate passes give, bit for bit.
+    pub fn clean_pass(
+        &self,
+        model: &Model,
+        x: &Tensor<4>,
+        labels: &[usize],
+        indices: &[usize],
+    ) -> Result<CleanPass, AttackError> {
+        let Some(loss) = self.clean_loss() else {
+            return Ok(CleanPass {
+                logits: model.forward(x.clone())?,
+                gradient: None,
+            });
+        };
+        let batch = Batch::new(
+            x.clone(),
+            labels.to_vec(),
+            None,
+            indices.to_vec(),
+            self.num_classes,
+        )?;
+        let pass = AttackCtx::new(model, self.seed).compute_gradient(x, &batch, loss)?;
+        let n = labels.len();
+        let k = pass.logits().len().checked_div(n).unwrap_or(0);
+        let logits =
+            Tensor::from_data(TensorData::new(pass.logits().to_vec(), [n, k]), &x.device());
+        Ok(CleanPass {
+            logits,
+            gradient: Some(Arc::new(pass)),
+        })
+    }
+
+    /// [`Sweep::run_batch`] with the batch's clean pass already done
+    /// ([`Sweep::clean_pass`]), for a caller that needed the clean logits first (to check
+    /// them), so that the batch's clean pass runs once.
     pub fn run_batch_with_clean(
         &mut self,
         model: &Model,
         x: Tensor<4>,
-        clean_logits: Tensor<2>,
+        clean: CleanPass,
         labels: Vec<usize>,
         indices: Vec<usize>,
         mut progress: impl FnMut(),
     ) -> Result<(), AttackError> {
+        let CleanPass {
+            logits: clean_logits,
+            gradient: clean_gradient,
+        } = clean;
         let k = self.num_classes;
         let [n, kk] = clean_logits.dims();
         if n != labels.len() || kk != k {
@@ -404,7 +469,8 @@ impl Sweep {
         let [_, c, h, w] = x.dims();
         for p in 0..self.plans.len() {
             let targets = self.targets_for(p, &clean_logits, &labels, &indices);
-            let batch = Batch::new(x.clone(), labels.clone(), targets, indices.clone(), k)?;
+            let batch = Batch::new(x.clone(), labels.clone(), targets, indices.clone(), k)?
+                .with_clean(clean_gradient.as_ref());
             // A minimum-norm attack runs once per batch, whatever ε; each ε judges its result.
             let found = match self.plans[p].attack.minimum_norm() {
                 Some(mn) if self.plans[p].eps.iter().any(|&e| e > 0.0) => {
@@ -657,4 +723,123 @@ fn least_likely(logits: Tensor<2>) -> Vec<usize> {
                 .0
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AttackRegistry, AttackSpec, GradientDescent, Norm};
+    use rand::{RngExt, SeedableRng};
+
+    fn demo() -> (Model, Tensor<4>, Vec<usize>, Vec<usize>) {
+        let device = robust_models::select_device(robust_models::DeviceChoice::Cpu)
+            .unwrap()
+            .device;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/mnist-cnn/model.onnx"
+        );
+        let model = robust_models::load(path, &device).unwrap();
+        let n = 12;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let pixels: Vec<f32> = (0..n * 28 * 28).map(|_| rng.random::<f32>()).collect();
+        let labels: Vec<usize> = (0..n).map(|_| rng.random_range(0..10)).collect();
+        let x = Tensor::from_data(TensorData::new(pixels, [n, 1, 28, 28]), &device);
+        (model, x, labels, (0..n).collect())
+    }
+
+    fn bits<const D: usize>(t: Tensor<D>) -> Vec<u32> {
+        robust_models::to_host(t)
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+
+    fn plan(attack: Box<dyn Attack>, target: TargetMode) -> AttackPlan {
+        AttackPlan {
+            attack,
+            eps: vec![0.0, 0.1],
+            target,
+        }
+    }
+
+    /// The clean pass's logits and gradient are those of separate passes, bit for bit, and
+    /// every attack that starts at the clean inputs returns the same adversarial batch,
+    /// gradient statistics and traces with it as without it.
+    #[test]
+    fn the_clean_pass_gradient_is_the_attacks_own_first_gradient() {
+        let (model, x, labels, indices) = demo();
+        let registry = AttackRegistry::builtin();
+        let pgd = GradientDescent::pgd(Norm::Linf, 3).with_random_start(false);
+        let plans = vec![
+            plan(
+                registry.build(&AttackSpec::named("fgsm")).unwrap(),
+                TargetMode::None,
+            ),
+            plan(Box::new(pgd), TargetMode::None),
+            plan(
+                registry.build(&AttackSpec::named("mifgsm")).unwrap(),
+                TargetMode::None,
+            ),
+            plan(
+                registry.build(&AttackSpec::named("fgsm")).unwrap(),
+                TargetMode::Class(3),
+            ),
+        ];
+        let sweep = Sweep::new(plans, 10, 5, 0);
+        assert_eq!(sweep.clean_loss(), Some(Loss::CrossEntropy));
+        let clean = sweep.clean_pass(&model, &x, &labels, &indices).unwrap();
+        assert_eq!(
+            bits(clean.logits.clone()),
+            bits(model.forward(x.clone()).unwrap())
+        );
+        let pass = clean
+            .gradient
+            .as_ref()
+            .expect("the plans start at the clean inputs");
+        for (p, plan) in sweep.plans.iter().enumerate() {
+            let targets = sweep.targets_for(p, &clean.logits, &labels, &indices);
+            let fresh =
+                Batch::new(x.clone(), labels.clone(), targets, indices.clone(), 10).unwrap();
+            let cached = fresh.clone().with_clean(Some(pass));
+            assert_eq!(cached.clean.is_some(), plan.target == TargetMode::None);
+            let a = attack_at(&model, plan.attack.as_ref(), &fresh, 0.1, 9).unwrap();
+            let b = attack_at(&model, plan.attack.as_ref(), &cached, 0.1, 9).unwrap();
+            let label = plan.attack.label();
+            assert_eq!(bits(a.adv), bits(b.adv), "{label}");
+            assert_eq!(a.grad, b.grad, "{label}");
+            assert_eq!(a.iterates, b.iterates, "{label}");
+            assert_eq!(a.iterate_adversarial, b.iterate_adversarial, "{label}");
+        }
+    }
+
+    /// The attacks do take the clean pass's gradient: given one that is zero everywhere,
+    /// FGSM does not move and counts every sample's gradient as zero.
+    #[test]
+    fn attacks_that_start_at_the_clean_inputs_take_the_clean_pass_gradient() {
+        let (model, x, labels, indices) = demo();
+        let fgsm = AttackRegistry::builtin()
+            .build(&AttackSpec::named("fgsm"))
+            .unwrap();
+        assert_eq!(fgsm.clean_start(), Some(Loss::CrossEntropy));
+        let sweep = Sweep::new(vec![plan(fgsm, TargetMode::None)], 10, 5, 0);
+        let clean = sweep.clean_pass(&model, &x, &labels, &indices).unwrap();
+        let mut pass = (**clean.gradient.as_ref().unwrap()).clone();
+        pass.grad = pass.grad.zeros_like();
+        let batch = Batch::new(x.clone(), labels.clone(), None, indices.clone(), 10)
+            .unwrap()
+            .with_clean(Some(&Arc::new(pass)));
+        let out = attack_at(&model, sweep.plans[0].attack.as_ref(), &batch, 0.1, 9).unwrap();
+        assert_eq!(bits(out.adv), bits(x.clone()));
+        assert_eq!(out.grad.zero, labels.len());
+        // A random start does not begin at the clean inputs.
+        let pgd = GradientDescent::pgd(Norm::Linf, 3);
+        assert_eq!(pgd.clean_start(), None);
+        let sweep = Sweep::new(vec![plan(Box::new(pgd), TargetMode::None)], 10, 5, 0);
+        assert!(sweep
+            .clean_pass(&model, &x, &labels, &indices)
+            .unwrap()
+            .gradient
+            .is_none());
+    }
 }

@@ -868,20 +868,23 @@ pub(crate) fn capped_batch_size(
 }
 
 /// Refuses (exit 2) a batch on which the model's clean outputs are NaN or infinite: no
-/// accuracy measured on them would mean anything. Returns the clean logits, which the sweep
-/// then uses (the batch's one clean pass).
+/// accuracy measured on them would mean anything. Returns the batch's one clean pass (the
+/// logits, and the first gradient of the attacks that start at the clean inputs), which the
+/// sweep then uses.
 fn check_logits(
     model: &Model,
+    sweep: &Sweep,
     x: &Tensor<4>,
+    labels: &[usize],
     indices: &[usize],
     data: &str,
-) -> anyhow::Result<Tensor<2>> {
+) -> anyhow::Result<robust_attacks::CleanPass> {
     // A model that fails while it runs (a node that does not fit the data) is bad input
     // (exit 2), named by file and node.
-    let model_failed =
-        |e: robust_models::ModelError| bad_input(format!("{}: {e}", model.info().path.display()));
-    let clean = model.forward(x.clone()).map_err(model_failed)?;
-    let logits = robust_models::to_host(clean.clone());
+    let clean = sweep
+        .clean_pass(model, x, labels, indices)
+        .map_err(|e| attack_error(model, e))?;
+    let logits = robust_models::to_host(clean.logits.clone());
     let per = logits.len().checked_div(indices.len()).unwrap_or(0).max(1);
     if let Some(bad) = logits.iter().position(|v| !v.is_finite()) {
         let sample = indices.get(bad / per).copied().unwrap_or(0);
@@ -1032,7 +1035,7 @@ fn run_sweep(
                     || digests[checked..end] != batch_digests[..]
                 {
                     return Err(bad_input(format!(
-                        "--state {}: the data differs from the run it recorded (batch {b} of                          {}); resume with the same data, or give another --state file",
+                        "--state {}: the data differs from the run it recorded (batch {b} of {}); resume with the same data, or give another --state file",
                         state.as_deref().map(|s| s.path().display().to_string()).unwrap_or_default(),
                         dataset.info().source
                     )));
@@ -1044,7 +1047,14 @@ fn run_sweep(
             indices.extend_from_slice(&batch.indices);
             let x =
                 Tensor::<4>::from_data(TensorData::new(batch.pixels, [n, c, h, w]), model.device());
-            let clean = check_logits(model, &x, &batch.indices, &dataset.info().source)?;
+            let clean = check_logits(
+                model,
+                &sweep,
+                &x,
+                &batch.labels,
+                &batch.indices,
+                &dataset.info().source,
+            )?;
             sweep
                 .run_batch_with_clean(model, x, clean, batch.labels, batch.indices, || bar.inc(1))
                 .map_err(|e| attack_error(model, e))?;
