@@ -24,16 +24,24 @@
 //! That setting only reaches the arenas reserved after `main` starts: mimalloc reserves its
 //! first arena (1 GiB) at the process's first allocation, before `main`, and madvises it
 //! then (`strace -e madvise` shows one `MADV_HUGEPAGE` of 1 GiB). A run that stays within it,
-//! such as a CIFAR-size ResNet-18 PGD sweep, keeps huge pages; ResNet-50 at 224×224 outgrows
-//! it. `MIMALLOC_ALLOW_THP=0` in the environment covers the first arena too. Two A/Bs of that
-//! on ResNet-18 disagreed (PGD-1 0.67–0.79 s against 0.82–1.50 s in one, 0.47–0.56 s against
-//! 0.33–0.60 s in the other; PGD-10 1.55–2.11 s against 1.27–1.92 s), with 50–60 MB less
-//! resident memory, so the first arena is left as mimalloc makes it.
+//! such as a CIFAR-size ResNet-18 PGD sweep, kept huge pages, and paid for them: on a Zen 4
+//! VM of this project (THP `enabled` = `madvise`, `defrag` = `madvise`) a ResNet-18 PGD-10
+//! run spent 0.6–1.2 s of system time against 0.3–0.5 s without them (2.4–3.0 s against
+//! 2.1–2.5 s in all, three alternations right after a PyTorch run and two without), and a
+//! ResNet-50 PGD-2 run 2.8–3.4 s against 1.3–1.4 s (12.5–13.0 s against 11.9–12.3 s).
+//! Where the kernel's `enabled` setting is `madvise`, the only huge pages a process gets are
+//! those it asks for, so `allow_thp = 0` means none at all; [`configure`] then extends that
+//! to the first arena by turning transparent huge pages off for the process
+//! (`prctl(PR_SET_THP_DISABLE)`, inherited by the programs robust starts). Where `enabled` is
+//! `always` that would also take away the huge pages the kernel hands out on its own, so the
+//! first arena is left as mimalloc makes it. `MIMALLOC_ALLOW_THP` in the environment
+//! overrides both (an earlier machine of this kind, a Zen 5 with `enabled` = `always`, gave
+//! two A/Bs of `MIMALLOC_ALLOW_THP=0` on ResNet-18 that disagreed).
 
-// Two calls into mimalloc's C API, which the mimalloc crate does not wrap.
+// Two calls into mimalloc's C API, which the mimalloc crate does not wrap, and prctl.
 #![allow(unsafe_code)]
 
-use std::os::raw::{c_int, c_long};
+use std::os::raw::{c_int, c_long, c_ulong};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -53,11 +61,51 @@ extern "C" {
     fn mi_option_set(option: c_int, value: c_long);
 }
 
+/// `PR_SET_THP_DISABLE` of `<linux/prctl.h>`.
+#[cfg(target_os = "linux")]
+const PR_SET_THP_DISABLE: c_int = 41;
+
+/// `PR_GET_THP_DISABLE` of `<linux/prctl.h>`.
+#[cfg(all(target_os = "linux", test))]
+const PR_GET_THP_DISABLE: c_int = 42;
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    // glibc's wrapper of the system call.
+    fn prctl(option: c_int, ...) -> c_int;
+}
+
+/// The kernel's transparent-huge-page mode (`/sys/kernel/mm/transparent_hugepage/enabled`,
+/// the bracketed word), if it can be read.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn thp_mode() -> Option<String> {
+    let text = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
+    selected(&text).map(str::to_owned)
+}
+
+/// The bracketed word of a sysfs choice list such as `always [madvise] never`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn selected(text: &str) -> Option<&str> {
+    let start = text.find('[')? + 1;
+    let len = text[start..].find(']')?;
+    Some(&text[start..start + len])
+}
+
 /// Turns mimalloc's purging of free memory off (`purge_delay = -1`) and its requests for
-/// transparent huge pages (`allow_thp = 0`), each unless the user set it in the environment
-/// (`MIMALLOC_PURGE_DELAY`, `MIMALLOC_ALLOW_THP`: mimalloc's own overrides win). Call it
-/// first thing in `main`, before the large allocations.
+/// transparent huge pages (`allow_thp = 0`; where the kernel gives huge pages only to those
+/// who ask, the first arena's too, see the module docs), each unless the user set it in the
+/// environment (`MIMALLOC_PURGE_DELAY`, `MIMALLOC_ALLOW_THP`: mimalloc's own overrides win).
+/// Call it first thing in `main`, before the large allocations.
 pub fn configure() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() && thp_mode().as_deref() == Some("madvise")
+    {
+        let (on, zero): (c_ulong, c_ulong) = (1, 0);
+        // SAFETY: prctl with an option that takes one integer argument and changes only
+        // this process's THP policy; a kernel without it returns an error, which leaves
+        // things as they were.
+        unsafe { prctl(PR_SET_THP_DISABLE, on, zero, zero, zero) };
+    }
     for (option, env, value) in [
         (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", -1),
         (MI_OPTION_ALLOW_THP, "MIMALLOC_ALLOW_THP", 0),
@@ -101,5 +149,33 @@ mod tests {
         configure();
         assert_eq!(option(MI_OPTION_PURGE_DELAY), -1);
         assert_eq!(option(MI_OPTION_ALLOW_THP), 0);
+        // Where the kernel hands huge pages only to those who ask, the process asks for none.
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: prctl with an option that takes no argument.
+            let zero: c_ulong = 0;
+            let off = unsafe { prctl(PR_GET_THP_DISABLE, zero, zero, zero, zero) };
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            if thp_mode().as_deref() == Some("madvise") {
+                assert_eq!(off, 1, "THP not disabled for the process");
+                assert!(status.contains("THP_enabled:\t0"), "{status}");
+            } else {
+                assert_eq!(
+                    off,
+                    0,
+                    "THP disabled where the kernel's mode is {:?}",
+                    thp_mode()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernels_mode_is_the_bracketed_word() {
+        assert_eq!(selected("always [madvise] never\n"), Some("madvise"));
+        assert_eq!(selected("[always] madvise never"), Some("always"));
+        assert_eq!(selected("always madvise [never]"), Some("never"));
+        assert_eq!(selected("always madvise never"), None);
+        assert_eq!(selected("[always"), None);
     }
 }
