@@ -152,8 +152,8 @@ mod tests {
         // Where the kernel hands huge pages only to those who ask, the process asks for none.
         #[cfg(target_os = "linux")]
         {
-            // SAFETY: prctl with an option that takes no argument.
             let zero: c_ulong = 0;
+            // SAFETY: prctl with an option that takes no argument.
             let off = unsafe { prctl(PR_GET_THP_DISABLE, zero, zero, zero, zero) };
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
             if thp_mode().as_deref() == Some("madvise") {
