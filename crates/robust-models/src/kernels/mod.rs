@@ -270,8 +270,8 @@ impl<'a, T> SharedMut<'a, T> {
     }
 
     /// A buffer whose values are not initialised yet: only [`SharedMut::tail`]'s pointers,
-    /// written through, may touch it (never [`SharedMut::slice`], which would make a
-    /// reference to values that do not exist yet).
+    /// written through, may touch it, and [`SharedMut::slice`] only values a task has
+    /// written that way (a reference to values that do not exist yet is undefined).
     pub(crate) fn uninit(buf: &'a mut [std::mem::MaybeUninit<T>]) -> Self {
         Self {
             ptr: buf.as_mut_ptr().cast(),
