@@ -5,7 +5,7 @@
 //! is one sequential sum over `k`, in order, starting from `0` or from its old value, with
 //! separate multiplies and adds (no fused multiply-add): the same operations in the same
 //! order at every vector width. Wider vectors only compute more elements at once: the
-//! register tile is 8 rows × 3 vectors with AVX-512 (16 lanes), 4 × 3 below. On AMD Zen the
+//! register tile is 8 rows × 3 vectors with AVX-512 (16 lanes), 4 × 2 below. On AMD Zen the
 //! adds run on their own pipes beside the multiplies, so separate operations cost no peak.
 //!
 //! The `gemm` crate (which burn-flex uses) is faster on large shapes but sums in blocks of
@@ -199,17 +199,21 @@ impl WithSimd for Product<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self) {
+        // 8 × 3 accumulators with AVX-512's 32 registers; 4 × 2 with 16 (AVX2 and below),
+        // where 4 × 3 left too few registers for the operands and the products (without
+        // fused multiply-adds each product needs one) and spilled: 45–54 GFLOP/s per core
+        // against 85–95 on this project's Zen 5 VMs.
         if f32::lanes::<S>() >= 16 {
-            run::<S, 8>(self)
+            run::<S, 8, 3>(self)
         } else {
-            run::<S, 4>(self)
+            run::<S, 4, 2>(self)
         }
     }
 }
 
-/// The product with register tiles of `MR` rows.
+/// The product with register tiles of `MR` rows and (at most) `NW` vectors.
 #[inline(always)]
-fn run<S: Simd, const MR: usize>(p: Product<'_>) {
+fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
     let lanes = f32::lanes::<S>();
     let blocks = p.m.div_ceil(MR);
     let packed = p.packed;
@@ -218,11 +222,11 @@ fn run<S: Simd, const MR: usize>(p: Product<'_>) {
     //   one stored them (in `dst`), so the order of operations, and every bit, is that of
     //   one pass over `k`;
     // * rows in groups of MB register tiles, whose packed `lhs` panel stays in L2;
-    // * columns in strips of 3 vectors (then 1), the strip of `rhs` packed as [k][width] so
+    // * columns in strips of NW vectors (then 1), the strip of `rhs` packed as [k][width] so
     //   that it stays in L1 (read in place, rows a large power of two apart would share
     //   cache sets); the last columns, fewer than a vector, through a zero-padded strip and
     //   a scratch tile of which only the real columns are stored.
-    let mut strip = vec![0f32; KC.min(p.k).max(1) * 3 * lanes];
+    let mut strip = vec![0f32; KC.min(p.k).max(1) * NW * lanes];
     let mut scratch = vec![0f32; MR * lanes];
     let k_blocks: Vec<(usize, usize)> = if p.k == 0 {
         vec![(0, 0)]
@@ -241,18 +245,18 @@ fn run<S: Simd, const MR: usize>(p: Product<'_>) {
         for g0 in (0..blocks).step_by(MB) {
             let group = g0..(g0 + MB).min(blocks);
             let mut c0 = 0;
-            for nv in [3, 1] {
+            for nv in [NW, 1] {
                 let width = nv * lanes;
                 while c0 + width <= p.cols {
                     let strip = &mut strip[..kc * width];
-                    if nv == 3 {
-                        pack::<S, 3>(&p, strip, k0, c0);
+                    if nv == NW {
+                        pack::<S, NW>(&p, strip, k0, c0);
                     } else {
                         pack::<S, 1>(&p, strip, k0, c0);
                     }
                     for rb in group.clone() {
-                        if nv == 3 {
-                            tile::<S, MR, 3>(
+                        if nv == NW {
+                            tile::<S, MR, NW>(
                                 &p,
                                 packed,
                                 strip,
