@@ -202,7 +202,7 @@ impl WithSimd for Product<'_> {
         // 8 × 3 accumulators with AVX-512's 32 registers; 4 × 2 with 16 (AVX2 and below),
         // where 4 × 3 left too few registers for the operands and the products (without
         // fused multiply-adds each product needs one) and spilled: 45–54 GFLOP/s per core
-        // against 85–95 on this project's Zen 5 VMs.
+        // against 75–80 for 4 × 2 on this project's Zen 5 VMs (AVX2; peak 112).
         if f32::lanes::<S>() >= 16 {
             run::<S, 8, 3>(self)
         } else {
