@@ -77,7 +77,9 @@ def main() -> int:
                     help="avx2: cap both tools below AVX-512 (a CPU without it)")
     # Peak of this machine kind: 2 cores of AMD Zen 5 (EPYC, family 26) at about 3.45 GHz
     # (measured with a chain of dependent adds), 2 FMA pipes each: 16-lane (AVX-512) FMAs
-    # give 2 x 2 x 16 x 2 x 3.45 = 442 GFLOP/s, 8-lane (AVX2) ones half that.
+    # give 2 x 2 x 16 x 2 x 3.45 = 442 GFLOP/s, 8-lane (AVX2) ones half that. On another
+    # CPU, measure it with benches/peak_fma.c (per core; the Intel Xeon VMs of this kind:
+    # about 2 x 142 = 284 with AVX-512, 2 x 67 = 134 with AVX2).
     ap.add_argument("--peak-gflops", type=float, default=None,
                     help="default: 442 (AVX-512) or 221 (--isa avx2)")
     target = Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/robust-target"))
