@@ -2,11 +2,15 @@
 //!
 //! `dst[m×cols] = (dst +) lhs[m×k] · rhs[k×cols]`, with `rhs` and `dst` read in place
 //! (contiguous columns, any row stride) and `lhs` packed once per call. Every output element
-//! is one sequential sum over `k`, in order, starting from `0` or from its old value, with
-//! separate multiplies and adds (no fused multiply-add): the same operations in the same
-//! order at every vector width. Wider vectors only compute more elements at once: the
-//! register tile is 8 rows × 3 vectors with AVX-512 (16 lanes), 4 × 2 below. On AMD Zen the
-//! adds run on their own pipes beside the multiplies, so separate operations cost no peak.
+//! is one sequential sum over `k`, in order, starting from `0` or from its old value, each
+//! step one fused multiply-add (a single rounding, as `f32::mul_add` and a vector FMA
+//! instruction both give): the same operations in the same order at every vector width, so
+//! wider vectors only compute more elements at once. The register tile is 8 rows × 3
+//! vectors with AVX-512 (16 lanes), 4 × 2 below. Fused, because on Intel cores multiplies
+//! and adds share the FMA ports: separate ones capped this kernel at about half its speed
+//! there (on Zen 5, whose adds have pipes of their own, they cost less). A CPU without FMA
+//! (x86-64 before Haswell, the SSE4.2 path) computes each fused step lane by lane in
+//! software: the same bits, much slower.
 //!
 //! The `gemm` crate (which burn-flex uses) is faster on large shapes but sums in blocks of
 //! `k` whose size follows the CPU's caches and its kernels run AVX2 at most as this
@@ -199,10 +203,10 @@ impl WithSimd for Product<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self) {
-        // 8 × 3 accumulators with AVX-512's 32 registers; 4 × 2 with 16 (AVX2 and below),
-        // where 4 × 3 left too few registers for the operands and the products (without
-        // fused multiply-adds each product needs one) and spilled: 45–54 GFLOP/s per core
-        // against 75–80 for 4 × 2 on this project's Zen 5 VMs (AVX2; peak 112).
+        // 8 × 3 accumulators with AVX-512's 32 registers; 4 × 2 with 16 (AVX2 and below):
+        // on this project's Intel VMs (Xeon with AVX-512, 2.2 GHz, one core) the kernel's
+        // probe shapes ran 69–97 GFLOP/s at AVX-512 (peak 142 measured) and 29–44 at AVX2
+        // with 4 × 2, against 24–31 with 4 × 3, which spills.
         if f32::lanes::<S>() >= 16 {
             run::<S, 8, 3>(self)
         } else {
@@ -402,7 +406,7 @@ fn tile<S: Simd, const MR: usize, const NV: usize>(
             for r in 0..MR {
                 let av = a[r0 + r].splat::<S>();
                 for v in 0..NV {
-                    acc[r][v] += av * bv[v];
+                    acc[r][v] = av.fma(bv[v], acc[r][v]);
                 }
             }
         }
@@ -484,7 +488,7 @@ mod tests {
                         let (r, c) = (e / cols, e % cols);
                         let mut acc = if accumulate { init[e] } else { 0.0 };
                         for kk in 0..k {
-                            acc += lhs[r * k + kk] * rhs[kk * cols + c];
+                            acc = lhs[r * k + kk].mul_add(rhs[kk * cols + c], acc);
                         }
                         acc
                     })

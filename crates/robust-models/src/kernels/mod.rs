@@ -36,8 +36,10 @@
 //! batch-innermost values back for every other operator. Anything else (wgpu tensors, tracked weights, strides, dilation, other float
 //! types) returns `None` and the caller uses burn's own operator. The kernels are plain Rust
 //! loops vectorised by the compiler inside [`macerator`]'s run-time CPU-feature dispatch
-//! (SSE4.2 / AVX2 / AVX-512); they use separate multiplies and adds, never fused ones, so
-//! the results are bit-identical on every x86-64 CPU whatever the vector width.
+//! (SSE4.2 / AVX2 / AVX-512). Each kernel does the same operations in the same order at
+//! every width: the convolutions' direct loops and Winograd transforms separate multiplies
+//! and adds, `microgemm.rs` fuses them (one rounding per step, in hardware or, without FMA,
+//! in software), so the results are bit-identical on every x86-64 CPU whatever the width.
 
 mod conv;
 mod gemm_conv;

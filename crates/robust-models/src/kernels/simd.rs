@@ -2,8 +2,9 @@
 //!
 //! The kernels are dispatched at run time to the best instruction set the CPU has (SSE4.2,
 //! AVX2 or AVX-512 on x86-64). Their results must not depend on which one: they vectorise
-//! across output positions and use separate multiplies and adds, so every output is summed
-//! in the same order at every width. To test that on one machine, the level can be capped,
+//! across output positions and each does the same operations (separate multiplies and
+//! adds, or fused multiply-adds in the matrix product) at every width, so every output is
+//! summed in the same order and rounded the same way. To test that on one machine, the level can be capped,
 //! from the environment (`ROBUST_SIMD=scalar|sse4.2|avx2`, read once) or by
 //! [`set_simd_cap`]; the cap never raises the level above what the CPU has.
 
