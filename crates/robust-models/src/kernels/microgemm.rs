@@ -206,7 +206,8 @@ impl WithSimd for Product<'_> {
         // 8 × 3 accumulators with AVX-512's 32 registers; 4 × 2 with 16 (AVX2 and below):
         // on this project's Intel VMs (Xeon with AVX-512, 2.2 GHz, one core) the kernel's
         // probe shapes ran 69–97 GFLOP/s at AVX-512 (peak 142 measured) and 29–44 at AVX2
-        // with 4 × 2, against 24–31 with 4 × 3, which spills.
+        // with 4 × 2, against 24–31 with 4 × 3 (whose 12 accumulators, 3 operands and the
+        // broadcast take all 16 registers).
         if f32::lanes::<S>() >= 16 {
             run::<S, 8, 3>(self)
         } else {
