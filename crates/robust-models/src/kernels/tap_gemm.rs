@@ -63,10 +63,11 @@ use super::{
 /// channels (a ResNet-50's 1×1 convolutions): each strip of the input that a product
 /// copies for the micro-kernel then serves twice the rows. On the 224×224 planes of
 /// ResNet-50, whose 1×1 products have thousands of columns, that cut the CPU time of an
-/// input gradient by about 6% on this project's Intel VMs; with more taps × channels (the
-/// 3×3 convolutions of small planes) the wider block's packed weights outgrow the L2 cache
-/// and ResNet-18 at 32×32 ran slower. The block changes no value: each output is one sum
-/// in a fixed order whichever block computes it.
+/// input gradient by about 6% on this project's Intel VMs (3% of a PGD run's); ResNet-18 at
+/// 32×32 ran slower with wide blocks for its 3×3 products on small planes (whose packed
+/// weights would outgrow the L2 cache) or its strided ones (too few tasks), hence the
+/// limits (benches/RESULTS.md, eleventh session). The block changes no value: each output
+/// is one sum in a fixed order whichever block computes it.
 fn co_block(g: &Geometry) -> usize {
     if g.stride == [1, 1] && g.kh * g.kw * g.c <= WIDE_MAX_K {
         CO_BLOCK_WIDE
