@@ -296,15 +296,16 @@ fn convolve(
     let (n, ho, wo) = (g.n, g.ho(), g.wo());
     let row = g.co * wo * n;
     let groups = g.groups();
+    let cb = co_block(g);
     y[..ho * row]
         .par_chunks_mut(row)
         .enumerate()
         .for_each(|(oh, yrow)| {
-            yrow.par_chunks_mut(co_block(g) * wo * n)
+            yrow.par_chunks_mut(cb * wo * n)
                 .enumerate()
                 .for_each(|(b, dst)| {
                     let lhs = packed.map(|p| p.get(g, oh, b));
-                    block(g, x, wt, lhs, &groups, oh, b * co_block(g), dst)
+                    block(g, x, wt, lhs, &groups, oh, b * cb, dst)
                 })
         });
 }
@@ -419,7 +420,8 @@ impl Packed {
             }
         }
         let groups = g.groups();
-        let blocks = g.co.div_ceil(co_block(g));
+        let cb = co_block(g);
+        let blocks = g.co.div_ceil(cb);
         let taps: usize = kinds
             .iter()
             .flat_map(|&(a, b)| {
@@ -429,9 +431,7 @@ impl Packed {
             })
             .sum();
         let size: usize = (0..blocks)
-            .map(|b| {
-                super::microgemm::packed_len(co_block(g).min(g.co - b * co_block(g)), taps * g.c)
-            })
+            .map(|b| super::microgemm::packed_len(cb.min(g.co - b * cb), taps * g.c))
             .sum();
         if size > Self::MAX_RATIO * wt.len() {
             return None;
@@ -445,8 +445,8 @@ impl Packed {
             .map(|&(k, gi, b)| {
                 let mut cols = Vec::new();
                 lhs_columns(g, kinds[k], &groups[gi], &mut cols);
-                let o0 = b * co_block(g);
-                let m = co_block(g).min(g.co - o0);
+                let o0 = b * cb;
+                let m = cb.min(g.co - o0);
                 super::microgemm::pack_lhs(
                     (m, cols.len()),
                     (
