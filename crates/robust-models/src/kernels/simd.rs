@@ -4,9 +4,9 @@
 //! AVX2 or AVX-512 on x86-64). Their results must not depend on which one: they vectorise
 //! across output positions and each does the same operations (separate multiplies and
 //! adds, or fused multiply-adds in the matrix product) at every width, so every output is
-//! summed in the same order and rounded the same way. To test that on one machine, the level can be capped,
-//! from the environment (`ROBUST_SIMD=scalar|sse4.2|avx2`, read once) or by
-//! [`set_simd_cap`]; the cap never raises the level above what the CPU has.
+//! summed in the same order and rounded the same way. To test that on one machine, the
+//! level can be capped, from the environment (`ROBUST_SIMD=scalar|sse4.2|avx2`, read once)
+//! or by [`set_simd_cap`]; the cap never raises the level above what the CPU has.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
