@@ -229,10 +229,11 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
     // * rows in groups of MB register tiles, whose packed `lhs` panel stays in L2;
     // * columns in strips of NW vectors (then 1), the strip of `rhs` packed as [k][width] so
     //   that it stays in L1 (read in place, rows a large power of two apart would share
-    //   cache sets); the last columns, fewer than a vector, through a zero-padded strip and
-    //   a scratch tile of which only the real columns are stored.
-    let mut strip = vec![0f32; KC.min(p.k).max(1) * NW * lanes];
-    let mut scratch = vec![0f32; MR * lanes];
+    //   cache sets), PANEL strips at a time so that each row of `rhs` is read as one run
+    //   (the rows of a convolution's input are far apart, and one strip's short pieces of
+    //   KC rows left the copy waiting on memory); the last columns, fewer than a vector,
+    //   through a zero-padded strip and a scratch tile of which only the real columns are
+    //   stored.
     let k_blocks: Vec<(usize, usize)> = if p.k == 0 {
         vec![(0, 0)]
     } else {
@@ -241,6 +242,10 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
             .map(|k0| (k0, KC.min(p.k - k0)))
             .collect()
     };
+    let wide = NW * lanes;
+    let full = p.cols / wide;
+    let mut strip = vec![0f32; KC.min(p.k).max(1) * PANEL.min(full).max(1) * wide];
+    let mut scratch = vec![0f32; MR * lanes];
     for (k0, kc) in k_blocks {
         let part = Part {
             k0,
@@ -249,41 +254,46 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
         };
         for g0 in (0..blocks).step_by(MB) {
             let group = g0..(g0 + MB).min(blocks);
-            let mut c0 = 0;
-            for nv in [NW, 1] {
-                let width = nv * lanes;
-                while c0 + width <= p.cols {
-                    let strip = &mut strip[..kc * width];
-                    if nv == NW {
-                        pack::<S, NW>(&p, strip, k0, c0);
-                    } else {
-                        pack::<S, 1>(&p, strip, k0, c0);
-                    }
+            // The full NW-vector strips, packed PANEL at a time (each row of `rhs` read as
+            // one run of PANEL strips' columns, which the hardware prefetchers follow).
+            for s0 in (0..full).step_by(PANEL) {
+                let ps = PANEL.min(full - s0);
+                let panel = &mut strip[..ps * kc * wide];
+                pack_panel::<S, NW>(&p, panel, (k0, kc), s0 * wide, ps);
+                for t in 0..ps {
+                    // (Not `chunks_exact`: with k = 0 the strips are empty, and the tiles
+                    // still store their zeros.)
+                    let one = &panel[t * kc * wide..][..kc * wide];
+                    let c0 = (s0 + t) * wide;
                     for rb in group.clone() {
-                        if nv == NW {
-                            tile::<S, MR, NW>(
-                                &p,
-                                packed,
-                                strip,
-                                part,
-                                rb * MR,
-                                p.dst_at(rb * MR, c0),
-                                p.dst_rs,
-                            );
-                        } else {
-                            tile::<S, MR, 1>(
-                                &p,
-                                packed,
-                                strip,
-                                part,
-                                rb * MR,
-                                p.dst_at(rb * MR, c0),
-                                p.dst_rs,
-                            );
-                        }
+                        tile::<S, MR, NW>(
+                            &p,
+                            packed,
+                            one,
+                            part,
+                            rb * MR,
+                            p.dst_at(rb * MR, c0),
+                            p.dst_rs,
+                        );
                     }
-                    c0 += width;
                 }
+            }
+            let mut c0 = full * wide;
+            while c0 + lanes <= p.cols {
+                let strip = &mut strip[..kc * lanes];
+                pack::<S, 1>(&p, strip, k0, c0);
+                for rb in group.clone() {
+                    tile::<S, MR, 1>(
+                        &p,
+                        packed,
+                        strip,
+                        part,
+                        rb * MR,
+                        p.dst_at(rb * MR, c0),
+                        p.dst_rs,
+                    );
+                }
+                c0 += lanes;
             }
             if c0 < p.cols {
                 let rest = p.cols - c0;
@@ -351,9 +361,43 @@ fn pack<S: Simd, const NV: usize>(p: &Product<'_>, strip: &mut [f32], k0: usize,
     }
 }
 
+/// Copies rows `k0..k0 + kc` of `rhs`, columns `c0..c0 + ps·NV·lanes`, into `panel` as
+/// `ps` strips of `[kc][NV·lanes]` one after another (the layout [`pack`] gives one strip):
+/// each row of `rhs` is read as one run.
+#[inline(always)]
+fn pack_panel<S: Simd, const NV: usize>(
+    p: &Product<'_>,
+    panel: &mut [f32],
+    (k0, kc): (usize, usize),
+    c0: usize,
+    ps: usize,
+) {
+    let lanes = f32::lanes::<S>();
+    let width = NV * lanes;
+    assert_eq!(panel.len(), ps * kc * width, "panel size");
+    for kk in 0..kc {
+        let src = &p.rhs[p.rhs_rows.at(k0 + kk) + c0..][..ps * width];
+        for (t, run) in src.chunks_exact(width).enumerate() {
+            let dst = &mut panel[(t * kc + kk) * width..][..width];
+            for v in 0..NV {
+                // SAFETY: both slices hold NV·lanes values (checked by the slicing above).
+                #[allow(unsafe_code)]
+                unsafe {
+                    let x = vload_unaligned::<S, f32>(run.as_ptr().add(v * lanes));
+                    vstore_unaligned::<S, f32>(dst.as_mut_ptr().add(v * lanes), x);
+                }
+            }
+        }
+    }
+}
+
 /// Register tiles of rows per group: with 8-row tiles and `KC` rows of `k`, a group's
 /// packed `lhs` (128 × 192 values, 96 KiB) stays in L2 while the strips go by.
 const MB: usize = 16;
+
+/// Strips of `rhs` packed together (see [`pack_panel`]): 8 × `KC` × 48 values with
+/// AVX-512, 288 KiB, in L2.
+const PANEL: usize = 8;
 
 /// Rows of `k` per block: a 3-vector strip of `rhs` (`KC × 48` values with AVX-512) then
 /// fills 36 KiB, inside a 48 KiB L1 data cache.
@@ -481,6 +525,7 @@ mod tests {
             (21, 512, 64),
             (1, 17, 0),
             (9, 70, 400),
+            (10, 453, 200),
         ] {
             let (lhs, rhs, init) = (values(m * k, 1), values(k * cols, 2), values(m * cols, 3));
             for accumulate in [false, true] {
