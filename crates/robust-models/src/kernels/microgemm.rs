@@ -281,7 +281,7 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
             let mut c0 = full * wide;
             while c0 + lanes <= p.cols {
                 let strip = &mut strip[..kc * lanes];
-                pack::<S, 1>(&p, strip, k0, c0);
+                pack_panel::<S, 1>(&p, strip, (k0, kc), c0, 1);
                 for rb in group.clone() {
                     tile::<S, MR, 1>(
                         &p,
@@ -343,27 +343,9 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
     }
 }
 
-/// Copies rows `k0..` of `rhs`, columns `c0..c0 + NV·lanes`, into `strip` (as many rows as
-/// it holds), one vector at a time.
-#[inline(always)]
-fn pack<S: Simd, const NV: usize>(p: &Product<'_>, strip: &mut [f32], k0: usize, c0: usize) {
-    let lanes = f32::lanes::<S>();
-    for (kk, row) in strip.chunks_exact_mut(NV * lanes).enumerate() {
-        let src = &p.rhs[p.rhs_rows.at(k0 + kk) + c0..][..NV * lanes];
-        for v in 0..NV {
-            // SAFETY: both slices hold NV·lanes values (checked by the slicing above).
-            #[allow(unsafe_code)]
-            unsafe {
-                let x = vload_unaligned::<S, f32>(src.as_ptr().add(v * lanes));
-                vstore_unaligned::<S, f32>(row.as_mut_ptr().add(v * lanes), x);
-            }
-        }
-    }
-}
-
 /// Copies rows `k0..k0 + kc` of `rhs`, columns `c0..c0 + ps·NV·lanes`, into `panel` as
-/// `ps` strips of `[kc][NV·lanes]` one after another (the layout [`pack`] gives one strip):
-/// each row of `rhs` is read as one run.
+/// `ps` strips of `[kc][NV·lanes]` one after another, one vector at a time: each row of
+/// `rhs` is read as one run.
 #[inline(always)]
 fn pack_panel<S: Simd, const NV: usize>(
     p: &Product<'_>,
