@@ -2,10 +2,19 @@
 //! MODEL.onnx BATCH REPS` (random inputs in [0, 1] of the model's input shape). Prints the
 //! median seconds per forward + input-gradient pass and images per second, the first pass's
 //! time (which includes preparing the weights) and the median of forward passes alone.
+//!
+//! It runs under the `robust` binary's allocator and options (mimalloc, see
+//! `src/alloc.rs`), so that the figures are those of `robust eval`: under glibc's allocator
+//! a ResNet-50 gradient spent a sixth of its CPU time in the kernel, faulting in pages of
+//! freshly mapped activation buffers.
+
+#[path = "../src/alloc.rs"]
+mod alloc;
 
 use burn::tensor::{Distribution, Tensor};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    alloc::configure();
     let args: Vec<String> = std::env::args().collect();
     let path = args
         .get(1)
