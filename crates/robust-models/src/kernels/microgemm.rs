@@ -220,6 +220,8 @@ impl WithSimd for Product<'_> {
 #[inline(always)]
 fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
     let lanes = f32::lanes::<S>();
+    let blocks = p.m.div_ceil(MR);
+    let packed = p.packed;
     // Blocking, outermost first:
     // * `k` in blocks of at most KC rows. Each block continues the sums where the previous
     //   one stored them (in `dst`), so the order of operations, and every bit, is that of
@@ -242,44 +244,16 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
     };
     let wide = NW * lanes;
     let full = p.cols / wide;
-    // Taken out of the thread's slot for the call (so that a nested product, none today,
-    // would get its own) and put back after; not through a closure, whose body would be
-    // compiled outside the vector extension's dispatch.
-    let mut strip = STRIP.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+    // The thread's strip buffer (see [`STRIP`]), taken out of its slot for the call (so that
+    // a nested product, none today, would get its own) and put back at the end.
+    let mut buf = STRIP.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
     let len = KC.min(p.k).max(1) * PANEL.min(full).max(1) * wide;
-    if strip.len() < len {
-        strip.resize(len, 0.0);
+    if buf.len() < len {
+        buf.resize(len, 0.0);
     }
-    blocks_of::<S, MR, NW>(p, &k_blocks, &mut strip[..len]);
-    STRIP.with(|cell| *cell.borrow_mut() = strip);
-}
-
-thread_local! {
-    /// [`run`]'s strip buffer, the thread's own, kept between products. Every value a tile
-    /// reads was written by its packing first, so it needs no clearing: a fresh zeroed one
-    /// per product (up to 288 KiB) cost a zeroing pass per product, as much as the packing
-    /// itself on short products (a stem's input gradient: `k` = 64 over 512 columns).
-    static STRIP: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// [`run`]'s loops over the blocks of `k`, the groups of register tiles and the strips.
-#[inline(always)]
-fn blocks_of<S: Simd, const MR: usize, const NW: usize>(
-    p: Product<'_>,
-    k_blocks: &[(usize, usize)],
-    strip: &mut [f32],
-) {
-    let lanes = f32::lanes::<S>();
-    let blocks = p.m.div_ceil(MR);
-    let packed = p.packed;
-    let wide = NW * lanes;
-    let full = p.cols / wide;
-    let mut scratch = [0f32; 8 * 16];
-    assert!(
-        MR * lanes <= scratch.len(),
-        "register tile larger than the scratch tile"
-    );
-    for &(k0, kc) in k_blocks {
+    let strip = &mut buf[..len];
+    let mut scratch = vec![0f32; MR * lanes];
+    for (k0, kc) in k_blocks {
         let part = Part {
             k0,
             kc,
@@ -374,6 +348,15 @@ fn blocks_of<S: Simd, const MR: usize, const NW: usize>(
             }
         }
     }
+    STRIP.with(|cell| *cell.borrow_mut() = buf);
+}
+
+thread_local! {
+    /// [`run`]'s strip buffer, the thread's own, kept between products. Every value a tile
+    /// reads was written by its packing first, so it needs no clearing: a fresh zeroed one
+    /// per product (up to 288 KiB) cost a zeroing pass per product, as much as the packing
+    /// itself on short products (a stem's input gradient: `k` = 64 over 512 columns).
+    static STRIP: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Copies rows `k0..k0 + kc` of `rhs`, columns `c0..c0 + ps·NV·lanes`, into `panel` as
