@@ -131,7 +131,8 @@ pub struct Graph {
     /// The default-domain opset version.
     pub opset: i64,
     /// Values removed by [`Graph::fuse`]: a convolution's own output, now replaced by the
-    /// output of the BatchNormalization or Relu folded into it (old name → new name).
+    /// output of the BatchNormalization, Relu or residual sum folded into it (old name → new
+    /// name).
     pub folded: HashMap<String, String>,
 }
 
@@ -201,15 +202,21 @@ impl Graph {
     /// The attribute [`Graph::fuse_relus`] sets on a `Conv` or `Add` whose ReLU it absorbed.
     pub const FUSED_RELU: &'static str = "robust.fused_relu";
 
+    /// The attribute [`Graph::fuse_residuals`] sets on a `Conv` that absorbed the residual
+    /// sum after it: its fourth input is the value added to its output.
+    pub const RESIDUAL: &'static str = "robust.residual";
+
     /// Rewrites the graph for speed without changing what it computes:
-    /// [`Graph::fold_batch_norms`], then [`Graph::fuse_relus`]; then drops the constants no
-    /// node reads any more. Returns the number of nodes removed.
+    /// [`Graph::fold_batch_norms`], then [`Graph::fuse_relus`], then
+    /// [`Graph::fuse_residuals`]; then drops the constants no node reads any more. Returns
+    /// the number of nodes removed.
     pub fn fuse(&mut self) -> usize {
-        // Only this pass may set the fused-ReLU attribute, never the model file.
+        // Only this pass may set these attributes, never the model file.
         for n in &mut self.nodes {
             n.attrs.remove(Self::FUSED_RELU);
+            n.attrs.remove(Self::RESIDUAL);
         }
-        let removed = self.fold_batch_norms() + self.fuse_relus();
+        let removed = self.fold_batch_norms() + self.fuse_relus() + self.fuse_residuals();
         if removed > 0 {
             let readers = self.readers();
             let unread: Vec<String> = self
@@ -281,6 +288,65 @@ impl Graph {
             }
         }
         fused
+    }
+
+    /// Folds every two-input `Add` (a residual block's sum, with its fused ReLU if it has
+    /// one) into the `Conv` that computes one of its operands when that `Conv` has no fused
+    /// ReLU and the sum is its output's only reader: the `Conv` gets the other operand as a
+    /// fourth input, [`Self::RESIDUAL`] and the sum's ReLU, takes the sum's output name and
+    /// moves to the sum's place (where the other operand exists). On the CPU the products
+    /// then add the operand (and apply the ReLU) as they store each output, instead of a
+    /// pass over memory that reads both and writes the sum. Returns the number of `Add`
+    /// nodes removed.
+    pub fn fuse_residuals(&mut self) -> usize {
+        let readers = self.readers();
+        let mut plans = Vec::new();
+        for (k, add) in self.nodes.iter().enumerate() {
+            if add.op != "Add" || add.inputs.len() != 2 || add.outputs.len() != 1 {
+                continue;
+            }
+            let conv = (0..2).find_map(|side| {
+                let y = add.inputs[side].as_str();
+                let p = self.nodes[..k]
+                    .iter()
+                    .rposition(|n| n.outputs.iter().any(|o| o == y))?;
+                let c = &self.nodes[p];
+                let fits = c.op == "Conv"
+                    && c.outputs.len() == 1
+                    && (2..=3).contains(&c.inputs.len())
+                    && !c.attrs.contains_key(Self::FUSED_RELU)
+                    && readers.get(y) == Some(&1)
+                    && add.inputs[1 - side] != y;
+                fits.then_some((p, side))
+            });
+            if let Some((p, side)) = conv {
+                plans.push((p, k, side));
+            }
+        }
+        let mut fused: HashMap<usize, Node> = HashMap::new();
+        let mut gone = std::collections::HashSet::new();
+        for &(p, k, side) in &plans {
+            let add = &self.nodes[k];
+            let mut conv = self.nodes[p].clone();
+            conv.inputs.resize(3, String::new());
+            conv.inputs.push(add.inputs[1 - side].clone());
+            conv.attrs.insert(Self::RESIDUAL.into(), Attr::Int(1));
+            if let Some(relu) = add.attrs.get(Self::FUSED_RELU) {
+                conv.attrs.insert(Self::FUSED_RELU.into(), relu.clone());
+            }
+            let old = std::mem::replace(&mut conv.outputs[0], add.outputs[0].clone());
+            self.folded.insert(old, add.outputs[0].clone());
+            fused.insert(k, conv);
+            gone.insert(p);
+        }
+        let nodes = std::mem::take(&mut self.nodes);
+        self.nodes = nodes
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !gone.contains(i))
+            .map(|(i, n)| fused.remove(&i).unwrap_or(n))
+            .collect();
+        plans.len()
     }
 
     /// Folds every `BatchNormalization` that reads a `Conv`'s output (and is its only reader)
@@ -489,16 +555,18 @@ mod tests {
         assert_eq!(g.consts.len(), 6);
     }
 
-    /// A residual block's `relu(conv(x) + x)`: the Relu fuses into the two-input Add; an
-    /// Add whose sum is read elsewhere too, and a Relu on an input, stay as they are.
+    /// A residual block's `relu(conv(x) + x)`: the Relu fuses into the two-input Add, and
+    /// the Add into the Conv (which takes `x` as a fourth input and moves to the sum's
+    /// place); an Add whose sum is read elsewhere too, and a Relu on an input, stay as they
+    /// are.
     #[test]
-    fn a_relu_after_a_sum_fuses_into_the_add() {
+    fn a_relu_after_a_sum_fuses_into_the_add_and_the_sum_into_the_conv() {
         let residual = |sum_also_read: bool| {
             let mut nodes = vec![
                 node("Conv", "conv", &["x", "w"], &["y"]),
+                node("Relu", "relu_x", &["x"], &["x2"]),
                 node("Add", "add", &["y", "x"], &["s"]),
                 node("Relu", "relu", &["s"], &["out"]),
-                node("Relu", "relu_x", &["x"], &["x2"]),
             ];
             if sum_also_read {
                 nodes.push(node("Neg", "neg", &["s"], &["t"]));
@@ -508,19 +576,69 @@ mod tests {
             graph(nodes, consts, &["out", "x2"])
         };
         let mut g = residual(false);
+        assert_eq!(g.fuse(), 2);
+        let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.as_str()).collect();
+        assert_eq!(ops, ["Relu", "Conv"]);
+        let conv = &g.nodes[1];
+        assert_eq!(conv.inputs, ["x", "w", "", "x"]);
+        assert_eq!(conv.outputs, ["out"]);
+        assert_eq!(conv.attrs.get(Graph::FUSED_RELU), Some(&Attr::Int(1)));
+        assert_eq!(conv.attrs.get(Graph::RESIDUAL), Some(&Attr::Int(1)));
+        let folded = [("s", "out"), ("y", "out")].map(|(a, b)| (a.to_string(), b.to_string()));
+        assert_eq!(g.folded, HashMap::from(folded));
+        // The sum read elsewhere keeps its node and its ReLU; the Conv, read only by the
+        // sum, still takes it in.
+        let mut g = residual(true);
         assert_eq!(g.fuse(), 1);
         let ops: Vec<&str> = g.nodes.iter().map(|n| n.op.as_str()).collect();
-        assert_eq!(ops, ["Conv", "Add", "Relu"]);
-        assert_eq!(g.nodes[1].outputs, ["out"]);
-        assert_eq!(g.nodes[1].attrs.get(Graph::FUSED_RELU), Some(&Attr::Int(1)));
-        assert!(!g.nodes[0].attrs.contains_key(Graph::FUSED_RELU));
-        assert_eq!(
-            g.folded,
-            HashMap::from([("s".to_string(), "out".to_string())])
+        assert_eq!(ops, ["Relu", "Conv", "Relu", "Neg"]);
+        assert_eq!(g.nodes[1].outputs, ["s"]);
+        assert!(!g.nodes[1].attrs.contains_key(Graph::FUSED_RELU));
+    }
+
+    /// A Conv with its own ReLU, or whose output another node reads too, keeps the sum
+    /// apart; so does one that is no operand of the sum's producer chain (a sum of two
+    /// inputs).
+    #[test]
+    fn a_sum_stays_apart_from_a_conv_it_cannot_absorb() {
+        for (extra, relu_first) in [(true, false), (false, true)] {
+            let mut nodes = vec![node("Conv", "conv", &["x", "w"], &["y"])];
+            if relu_first {
+                nodes.push(node("Relu", "r", &["y"], &["y"]));
+            }
+            nodes.push(node("Add", "add", &["y", "x"], &["s"]));
+            if extra {
+                nodes.push(node("Neg", "neg", &["y"], &["t"]));
+            }
+            let mut consts = HashMap::new();
+            consts.insert("w".into(), f32s(vec![2, 2, 1, 1], vec![1.0, 2.0, 3.0, 4.0]));
+            let mut g = graph(nodes, consts, &["s"]);
+            g.fuse();
+            assert!(
+                g.nodes.iter().any(|n| n.op == "Add"),
+                "extra {extra} relu {relu_first}"
+            );
+            assert!(g
+                .nodes
+                .iter()
+                .all(|n| !n.attrs.contains_key(Graph::RESIDUAL)));
+        }
+        let mut g = graph(
+            vec![node("Add", "add", &["x", "x"], &["s"])],
+            HashMap::new(),
+            &["s"],
         );
-        let mut g = residual(true);
         assert_eq!(g.fuse(), 0);
-        assert_eq!(g.nodes.len(), 5);
+    }
+
+    #[test]
+    fn the_residual_attribute_cannot_come_from_a_file() {
+        let mut g = conv_bn_graph(true);
+        g.nodes[0]
+            .attrs
+            .insert(Graph::RESIDUAL.into(), Attr::Int(1));
+        g.fuse();
+        assert!(!g.nodes[0].attrs.contains_key(Graph::RESIDUAL));
     }
 
     #[test]

@@ -757,8 +757,8 @@ impl Model {
                     None => Err(ModelError::Input(match self.folded_into(w) {
                         Some(bn) => format!(
                             "value '{w}' (a convolution's or sum's output) was folded with \
-                             the operator after it (BatchNormalization or Relu) when the \
-                             model loaded; use '{bn}'"
+                             the operator after it (BatchNormalization, Relu or residual sum) \
+                             when the model loaded; use '{bn}'"
                         ),
                         None => format!("the model has no value named '{w}'"),
                     })),

@@ -32,6 +32,30 @@ struct Product<'a> {
     rhs: &'a [f32],
     rhs_rows: Offsets<'a>,
     accumulate: bool,
+    epilogue: Epilogue<'a>,
+}
+
+/// What a product does to each output after the last step of its sum over `k`, while the
+/// tile is still in the L1 cache: plus `bias[r]` for row `r`, plus the value at the same
+/// place in `skip`, then burn's ReLU, in that order, each its own rounding (the bits that
+/// separate passes over the output give). Saves those passes over memory: on ResNet-50 the
+/// bias-and-ReLU pass after each direct convolution and the residual sums took about 5% of
+/// a gradient. (Setting the ReLU's mask bits here as well cost more than the separate
+/// pass: see benches/RESULTS.md, fourteenth session.)
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Epilogue<'a> {
+    /// One value per row of the product.
+    pub(crate) bias: Option<&'a [f32]>,
+    /// Laid out as `dst`: the value for row `r`, column `c` at `r · dst_rs + c`.
+    pub(crate) skip: Option<&'a [f32]>,
+    /// burn's ReLU (see [`super::relu_value`]).
+    pub(crate) relu: bool,
+}
+
+impl Epilogue<'_> {
+    fn is_empty(&self) -> bool {
+        self.bias.is_none() && self.skip.is_none() && !self.relu
+    }
 }
 
 /// Rows per block of a packed `lhs`: `[block][k][PACK]` (a multiple of every register
@@ -95,19 +119,42 @@ pub(crate) fn pack_lhs(
 #[allow(unsafe_code)]
 pub(crate) unsafe fn product_packed(
     cols: usize,
+    dst: (*mut f32, usize, usize),
+    lhs: &PackedLhs,
+    rhs: (&[f32], Offsets<'_>),
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { product_finished(cols, dst, lhs, rhs, accumulate, Epilogue::default()) }
+}
+
+/// [`product_packed`], then `epilogue` on each output (see [`Epilogue`]).
+///
+/// # Safety
+/// As for [`product`].
+#[allow(unsafe_code)]
+pub(crate) unsafe fn product_finished(
+    cols: usize,
     (dst, len, dst_rs): (*mut f32, usize, usize),
     lhs: &PackedLhs,
     (rhs, rhs_rows): (&[f32], Offsets<'_>),
     accumulate: bool,
+    epilogue: Epilogue<'_>,
 ) {
     let (m, k) = (lhs.m, lhs.k);
     if m == 0 || cols == 0 {
         return;
     }
-    assert!((m - 1) * dst_rs + cols <= len, "dst out of bounds");
+    let end = (m - 1) * dst_rs + cols;
+    assert!(end <= len, "dst out of bounds");
     if k > 0 {
         assert!(rhs_rows.last(k) + cols <= rhs.len(), "rhs out of bounds");
     }
+    assert!(epilogue.bias.is_none_or(|b| b.len() >= m), "bias too short");
+    assert!(
+        epilogue.skip.is_none_or(|s| s.len() >= end),
+        "skip out of bounds"
+    );
     super::simd::dispatch(Product {
         m,
         cols,
@@ -118,6 +165,7 @@ pub(crate) unsafe fn product_packed(
         rhs,
         rhs_rows,
         accumulate,
+        epilogue,
     })
 }
 
@@ -258,6 +306,7 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
             k0,
             kc,
             accumulate: p.accumulate || k0 > 0,
+            last: k0 + kc == p.k && !p.epilogue.is_empty(),
         };
         for g0 in (0..blocks).step_by(MB) {
             let group = g0..(g0 + MB).min(blocks);
@@ -279,9 +328,11 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
                             one,
                             part,
                             rb * MR,
-                            p.dst_at(rb * MR, c0),
-                            p.dst_rs,
+                            (p.dst_at(rb * MR, c0), p.dst_rs),
                         );
+                        if part.last {
+                            p.finish::<S>(rb * MR, MR, c0, wide);
+                        }
                     }
                 }
             }
@@ -296,9 +347,11 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
                         strip,
                         part,
                         rb * MR,
-                        p.dst_at(rb * MR, c0),
-                        p.dst_rs,
+                        (p.dst_at(rb * MR, c0), p.dst_rs),
                     );
+                    if part.last {
+                        p.finish::<S>(rb * MR, MR, c0, lanes);
+                    }
                 }
                 c0 += lanes;
             }
@@ -329,8 +382,7 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
                         strip,
                         part,
                         rb * MR,
-                        scratch.as_mut_ptr(),
-                        lanes,
+                        (scratch.as_mut_ptr(), lanes),
                     );
                     for r in 0..rows {
                         // SAFETY: as above (written through a pointer: the destination may be
@@ -343,6 +395,9 @@ fn run<S: Simd, const MR: usize, const NW: usize>(p: Product<'_>) {
                                 rest,
                             )
                         };
+                    }
+                    if part.last {
+                        p.finish::<S>(rb * MR, MR, c0, rest);
                     }
                 }
             }
@@ -407,6 +462,8 @@ struct Part {
     k0: usize,
     kc: usize,
     accumulate: bool,
+    /// The last block, and there is an epilogue to apply.
+    last: bool,
 }
 
 /// Rows `rb·MR..` (those below `m`) × columns `c0..c0 + NV·lanes` of the product, over the
@@ -418,8 +475,7 @@ fn tile<S: Simd, const MR: usize, const NV: usize>(
     strip: &[f32],
     part: Part,
     row0: usize,
-    dst: *mut f32,
-    dst_rs: usize,
+    (dst, dst_rs): (*mut f32, usize),
 ) {
     let lanes = f32::lanes::<S>();
     let rows = MR.min(p.m - row0);
@@ -462,6 +518,58 @@ fn tile<S: Simd, const MR: usize, const NV: usize>(
 }
 
 impl Product<'_> {
+    /// Applies the epilogue to the stored outputs of rows `row0..row0 + rows` (those below
+    /// `m`), columns `c0..c0 + width`, in place: a tile just stored (in the L1 cache; kept
+    /// out of the tile's own code, whose 24 accumulators take nearly all the registers).
+    #[inline(always)]
+    fn finish<S: Simd>(&self, row0: usize, rows: usize, c0: usize, width: usize) {
+        let e = &self.epilogue;
+        let lanes = f32::lanes::<S>();
+        let zero: Vector<S, f32> = 0f32.splat::<S>();
+        let whole = width / lanes * lanes;
+        for r in row0..row0 + rows.min(self.m - row0) {
+            // SAFETY: row `r < m`, columns `c0..c0 + width` inside `cols`: in bounds
+            // (checked in `product_finished`), written by this product just before, and
+            // exclusive by its contract.
+            #[allow(unsafe_code)]
+            let out = unsafe { std::slice::from_raw_parts_mut(self.dst_at(r, c0), width) };
+            let at = r * self.dst_rs + c0;
+            let skip = e.skip.map(|s| &s[at..at + width]);
+            let bias = e.bias.map(|b| b[r]);
+            for j in (0..whole).step_by(lanes) {
+                // SAFETY: `j + lanes <= width`, inside `out` and `skip`.
+                #[allow(unsafe_code)]
+                unsafe {
+                    let mut a = vload_unaligned::<S, f32>(out.as_ptr().add(j));
+                    if let Some(b) = bias {
+                        a += b.splat::<S>();
+                    }
+                    if let Some(s) = skip {
+                        a += vload_unaligned::<S, f32>(s.as_ptr().add(j));
+                    }
+                    if e.relu {
+                        // burn's ReLU: 0 where `v <= 0` (-0 too), `v` elsewhere (NaN too).
+                        a = a.le(zero).select(zero, a);
+                    }
+                    vstore_unaligned::<S, f32>(out.as_mut_ptr().add(j), a);
+                }
+            }
+            for (j, v) in out.iter_mut().enumerate().skip(whole) {
+                let mut x = *v;
+                if let Some(b) = bias {
+                    x += b;
+                }
+                if let Some(s) = skip {
+                    x += s[j];
+                }
+                if e.relu {
+                    x = super::relu_value(x);
+                }
+                *v = x;
+            }
+        }
+    }
+
     /// The output element at row `r`, column `c`.
     fn dst_at(&self, r: usize, c: usize) -> *mut f32 {
         // SAFETY: callers pass rows below `m` and columns below `cols`, inside `dst`
@@ -560,6 +668,60 @@ mod tests {
                             .all(|(a, b)| a.to_bits() == b.to_bits()),
                         "{m}×{cols}×{k} accumulate {accumulate} cap {cap:?}"
                     );
+                }
+            }
+        }
+    }
+
+    /// The epilogue gives the bits of separate passes (the sum, plus the bias, plus the
+    /// residual, then burn's ReLU) on the full strips, the 1-vector strips and the last
+    /// columns, over more than one block of `k`, at every vector width.
+    #[test]
+    fn the_epilogue_matches_separate_passes() {
+        for (m, cols, k) in [(13, 100, 37), (9, 70, 400), (3, 7, 2), (21, 512, 64)] {
+            let (lhs, rhs) = (values(m * k, 4), values(k * cols, 5));
+            let (bias, mut skip) = (values(m, 6), values(m * cols, 7));
+            // A NaN that must pass the ReLU, and a sum of exactly zero.
+            skip[1] = f32::NAN;
+            let plain = run_product((m, cols, k), &lhs, &rhs, &vec![0.0; m * cols], false);
+            skip[2] = -(plain[2] + bias[0]);
+            for relu in [false, true] {
+                let want: Vec<f32> = plain
+                    .iter()
+                    .enumerate()
+                    .map(|(e, &v)| {
+                        let v = (v + bias[e / cols]) + skip[e];
+                        if relu {
+                            crate::kernels::relu_value(v)
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                for cap in [Some(SimdCap::Scalar), Some(SimdCap::Avx2), None] {
+                    let mut dst = vec![0f32; m * cols];
+                    set_simd_cap(cap);
+                    // SAFETY: `dst` is a local buffer of m·cols values.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        product_finished(
+                            cols,
+                            (dst.as_mut_ptr(), dst.len(), cols),
+                            &pack_lhs((m, k), (&lhs, k, Offsets::Stride(1))),
+                            (&rhs, Offsets::Stride(cols)),
+                            false,
+                            Epilogue {
+                                bias: Some(&bias),
+                                skip: Some(&skip),
+                                relu,
+                            },
+                        )
+                    };
+                    set_simd_cap(None);
+                    let what = format!("{m}×{cols}×{k} relu {relu} cap {cap:?}");
+                    for (e, (g, w)) in dst.iter().zip(&want).enumerate() {
+                        assert_eq!(g.to_bits(), w.to_bits(), "{what} at {e}: {g} against {w}");
+                    }
                 }
             }
         }

@@ -220,6 +220,65 @@ impl<S: InputGradient> Backward<Flex, 1> for KernelBackward<S> {
     }
 }
 
+/// What a kernel with a fused residual sum (`f(x) + skip`, then perhaps a ReLU) keeps for
+/// its backward pass: it maps the output gradient to the input gradient (values and shape,
+/// as [`InputGradient`]) and the gradient of `skip` (the output gradient as the ReLU
+/// passed it, with the output's shape).
+trait ResidualGradient: InputGradient {
+    fn gradients(&self, grad_out: &[f32]) -> [(Vec<f32>, [usize; 4]); 2];
+}
+
+/// The autodiff node of a kernel with a fused residual sum: parents `x` and `skip`.
+#[derive(Debug)]
+struct ResidualBackward<S>(PhantomData<S>);
+
+impl<S: ResidualGradient> Backward<Flex, 2> for ResidualBackward<S> {
+    type State = S;
+
+    fn backward(self, ops: Ops<S, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x, skip] = ops.parents;
+        let grad = FlexValue::Plain(grads.consume::<Flex>(&ops.node));
+        let grad_out = grad
+            .f32_data()
+            .expect("the gradient of an f32 kernel output is f32");
+        let [(dx, dx_shape), (dskip, skip_shape)] = ops.state.gradients(&grad_out);
+        if let Some(node) = x {
+            grads.register::<Flex>(node.id, flex_tensor(dx, dx_shape));
+        }
+        if let Some(node) = skip {
+            grads.register::<Flex>(node.id, flex_tensor(dskip, skip_shape));
+        }
+    }
+}
+
+/// [`finish`] for a kernel whose output is `f(x) + skip` (then perhaps a ReLU): `x` and
+/// `skip` are both plain or both in the autodiff graph (the caller refuses a mixture; it
+/// would be treated as plain).
+fn finish_residual<S: ResidualGradient>(
+    x: FlexValue,
+    skip: FlexValue,
+    out: FlexTensor,
+    state: impl FnOnce(&[f32]) -> S,
+) -> Tensor<4> {
+    match (x, skip) {
+        (FlexValue::Graph(x), FlexValue::Graph(skip)) => {
+            let node = ResidualBackward::<S>(PhantomData)
+                .prepare::<NoCheckpointing>([x.node(), skip.node()])
+                .compute_bound()
+                .stateful();
+            let out = match node {
+                OpsKind::Tracked(prep) => {
+                    let values = out.as_slice::<f32>().expect("a kernel's output is f32");
+                    prep.finish(state(values), out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            };
+            Tensor::from_primitive::<Graph>(out)
+        }
+        _ => Tensor::from_primitive::<Flex>(out),
+    }
+}
+
 /// Wraps a kernel's output computed from `x`: a plain tensor when `x` was plain, otherwise a
 /// node of `x`'s autodiff graph, whose backward state `state` makes (from the output's
 /// values) only when gradients flow.

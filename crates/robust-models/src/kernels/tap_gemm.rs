@@ -30,9 +30,10 @@
 //! input columns. The rearranged weights are cached per weight tensor (see [`WeightCache`]).
 //!
 //! The output stays in the layout (`[ho, co, wo, n]`, the interpreter's
-//! [`crate::value::Layout::BatchInner`]), with the bias added and a fused ReLU applied (by
-//! Winograd's output transform, or one pass after the products); the next convolution,
-//! ReLU, residual sum or max pooling reads it as it is, and the interpreter changes it back
+//! [`crate::value::Layout::BatchInner`]), with the bias added, a fused residual sum (see
+//! [`crate::graph::Graph::fuse_residuals`]) and a fused ReLU applied as the products store
+//! each tile (or by Winograd's output transform); the next convolution, ReLU, residual sum
+//! or max pooling reads it as it is, and the interpreter changes it back
 //! to NCHW ([`standard_layout`]) only for an operator that needs that. A standard-layout
 //! input (the image, or another operator's output) is changed into the layout on the way
 //! in. The backward pass masks the output gradient with the fused ReLU in the same order and
@@ -51,11 +52,12 @@ use rayon::prelude::*;
 
 mod winograd;
 
-use super::microgemm::PackedLhs;
+use super::microgemm::{self, Epilogue, PackedLhs};
 use super::scratch::scratch;
 use super::transpose;
 use super::{
-    finish, flex_tensor, parameter_data, ConstantOperands, InputGradient, ReluMask, SharedMut,
+    finish, finish_residual, flex_tensor, parameter_data, ConstantOperands, FlexValue,
+    InputGradient, ReluMask, ResidualGradient, SharedMut,
 };
 
 /// Output channels per product (the rows of one task's matrix product), [`CO_BLOCK`], or
@@ -283,15 +285,43 @@ impl Geometry {
     }
 }
 
+/// What a convolution does to its outputs on the way out of the products (see
+/// [`Epilogue`]): plus the bias of the output channel, plus the value at the same place in
+/// `skip` (a residual sum, laid out as the output), then the ReLU.
+#[derive(Clone, Copy, Default)]
+struct Finish<'a> {
+    bias: Option<&'a [f32]>,
+    skip: Option<&'a [f32]>,
+    relu: bool,
+}
+
+impl<'a> Finish<'a> {
+    /// Nothing to do.
+    fn is_empty(&self) -> bool {
+        self.bias.is_none() && self.skip.is_none() && !self.relu
+    }
+
+    /// The epilogue of a product whose output starts at value `at` of the whole output, with
+    /// output channels from `o0` as its rows.
+    fn at(&self, at: usize, o0: usize) -> Epilogue<'a> {
+        Epilogue {
+            bias: self.bias.map(|b| &b[o0..]),
+            skip: self.skip.map(|s| &s[at..]),
+            relu: self.relu,
+        }
+    }
+}
+
 /// `Y = conv(X)` on the layout: `x` is `[h, c, width, n]`, `wt` the weights
 /// [`by_column`] (with every product's weights packed in advance when `packed` is given),
-/// `y` (`[ho, co, wo, n]`) is written (every value).
+/// `y` (`[ho, co, wo, n]`) is written (every value), with `fin` applied.
 fn convolve(
     g: &Geometry,
     x: &[f32],
     wt: &[f32],
     packed: Option<&Packed>,
     y: &mut [MaybeUninit<f32>],
+    fin: Finish<'_>,
 ) {
     let (n, ho, wo) = (g.n, g.ho(), g.wo());
     let row = g.co * wo * n;
@@ -305,7 +335,8 @@ fn convolve(
                 .enumerate()
                 .for_each(|(b, dst)| {
                     let lhs = packed.map(|p| p.get(g, oh, b));
-                    block(g, x, wt, lhs, &groups, oh, b * cb, dst)
+                    let at = oh * row + b * cb * wo * n;
+                    block(g, x, wt, lhs, &groups, (oh, b * cb), (dst, at), fin)
                 })
         });
 }
@@ -324,9 +355,10 @@ fn lhs_columns(g: &Geometry, (i_lo, i_hi): (usize, usize), grp: &Group, cols: &m
 }
 
 /// One task of [`convolve`]: output row `oh`, output channels `o0..` (as many as `dst`
-/// holds rows of `wo·n`). Each group of output columns is one product over all the taps
-/// that read inside the image, `k = rows · columns · c`, gathered in place; `packed` holds
-/// this row's and block's weights per group, packed in advance.
+/// holds rows of `wo·n`; `dst` starts at value `at` of the output). Each group of output
+/// columns is one product over all the taps that read inside the image,
+/// `k = rows · columns · c`, gathered in place; `packed` holds this row's and block's
+/// weights per group, packed in advance.
 #[allow(clippy::too_many_arguments)]
 fn block(
     g: &Geometry,
@@ -334,9 +366,9 @@ fn block(
     wt: &[f32],
     packed: Option<&[PackedLhs]>,
     groups: &[Group],
-    oh: usize,
-    o0: usize,
-    dst: &mut [MaybeUninit<f32>],
+    (oh, o0): (usize, usize),
+    (dst, at): (&mut [MaybeUninit<f32>], usize),
+    fin: Finish<'_>,
 ) {
     let (n, wo, width) = (g.n, g.wo(), g.width());
     let m = dst.len() / (wo * n);
@@ -357,35 +389,31 @@ fn block(
         let (a0, b0) = (grp.ow_a * n, grp.ow_b * n);
         // The products write through the pointer without reading (`accumulate` false).
         let out = (dst[a0..].as_mut_ptr().cast::<f32>(), dst.len() - a0, wo * n);
-        let rhs = (x, super::microgemm::Offsets::Table(&rhs_rows));
-        match packed {
+        let rhs = (x, microgemm::Offsets::Table(&rhs_rows));
+        let unpacked;
+        let lhs = match packed {
             Some(p) => {
                 debug_assert_eq!(p[gi].dims(), (m, rhs_rows.len()));
-                // SAFETY: `dst` is this task's own; the product writes `m` rows of `b0 - a0`
-                // values from `a0`, inside it (checked by `product_packed`).
-                #[allow(unsafe_code)]
-                unsafe {
-                    super::microgemm::product_packed(b0 - a0, out, &p[gi], rhs, false)
-                }
+                &p[gi]
             }
             None => {
                 lhs_columns(g, (i_lo, i_hi), grp, &mut lhs_cols);
-                // SAFETY: as above (checked by `gathered`).
-                #[allow(unsafe_code)]
-                unsafe {
-                    super::microgemm::gathered(
-                        (m, b0 - a0, lhs_cols.len()),
-                        out,
-                        (
-                            &wt[o0 * g.kh * g.c..],
-                            g.kh * g.c,
-                            super::microgemm::Offsets::Table(&lhs_cols),
-                        ),
-                        rhs,
-                        false,
-                    )
-                }
+                unpacked = microgemm::pack_lhs(
+                    (m, lhs_cols.len()),
+                    (
+                        &wt[o0 * g.kh * g.c..],
+                        g.kh * g.c,
+                        microgemm::Offsets::Table(&lhs_cols),
+                    ),
+                );
+                &unpacked
             }
+        };
+        // SAFETY: `dst` is this task's own; the product writes `m` rows of `b0 - a0` values
+        // from `a0`, inside it (checked by `product_finished`).
+        #[allow(unsafe_code)]
+        unsafe {
+            microgemm::product_finished(b0 - a0, out, lhs, rhs, false, fin.at(at + a0, o0))
         }
     }
 }
@@ -756,24 +784,11 @@ impl Rearranged {
     }
 
     /// `y = conv(x)` on the layout, by whichever path the weights were arranged for
-    /// (writing every value of `y`); `true` when that path also applied `epilogue` (see
-    /// [`winograd::convolve`]), `false` when the caller still has to.
-    fn convolve(
-        &self,
-        g: &Geometry,
-        x: &[f32],
-        y: &mut [MaybeUninit<f32>],
-        epilogue: Option<(Option<&[f32]>, bool)>,
-    ) -> bool {
+    /// (writing every value of `y`), with `fin` applied.
+    fn convolve(&self, g: &Geometry, x: &[f32], y: &mut [MaybeUninit<f32>], fin: Finish<'_>) {
         match &self.winograd {
-            Some([forward, _]) => {
-                winograd::convolve(g, x, forward, y, epilogue);
-                true
-            }
-            None => {
-                convolve(g, x, &self.forward, self.forward_packed.as_ref(), y);
-                false
-            }
+            Some([forward, _]) => winograd::convolve(g, x, forward, y, fin),
+            None => convolve(g, x, &self.forward, self.forward_packed.as_ref(), y, fin),
         }
     }
 
@@ -782,11 +797,12 @@ impl Rearranged {
     fn transpose(&self, g: &Geometry, dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
         match (&self.winograd, &self.transposed) {
             (Some([_, transposed]), _) => {
-                winograd::convolve(&g.transposed(), dy, transposed, dx, None)
+                winograd::convolve(&g.transposed(), dy, transposed, dx, Finish::default())
             }
             // Stride 1: the transposed convolution, with parallel tasks per input row.
             (None, Some(wt)) => {
-                convolve(&g.transposed(), dy, wt, self.transposed_packed.as_ref(), dx)
+                let packed = self.transposed_packed.as_ref();
+                convolve(&g.transposed(), dy, wt, packed, dx, Finish::default())
             }
             (None, None) => scatter(g, dy, &self.forward, dx),
         }
@@ -884,19 +900,20 @@ struct State {
     batch_inner: bool,
 }
 
-impl InputGradient for State {
-    fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
+impl State {
+    /// The output gradient as the products read it: masked by the fused ReLU if there is
+    /// one (also the gradient of a fused residual sum's other operand).
+    fn masked<'a>(&self, grad_out: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+        match &self.relu {
+            Some(mask) => std::borrow::Cow::Owned(mask.apply(grad_out)),
+            None => std::borrow::Cow::Borrowed(grad_out),
+        }
+    }
+
+    /// The input gradient from the masked output gradient `dy` (batch-innermost, as the
+    /// output).
+    fn gradient_of_masked(&self, dy: &[f32]) -> (Vec<f32>, [usize; 4]) {
         let g = &self.g;
-        // The output (and so its gradient) is batch-innermost: the layout the products
-        // read, masked by the fused ReLU if there is one.
-        let masked;
-        let dy: &[f32] = match &self.relu {
-            Some(mask) => {
-                masked = mask.apply(grad_out);
-                &masked
-            }
-            None => grad_out,
-        };
         let in_dims = [g.n, g.c, g.h, g.w];
         if self.batch_inner && g.stride[1] == 1 {
             // The products' layout is the input's.
@@ -918,6 +935,21 @@ impl InputGradient for State {
         } else {
             (from_layout(&dx, in_dims, g), in_dims)
         }
+    }
+}
+
+impl InputGradient for State {
+    fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
+        self.gradient_of_masked(&self.masked(grad_out))
+    }
+}
+
+impl ResidualGradient for State {
+    fn gradients(&self, grad_out: &[f32]) -> [(Vec<f32>, [usize; 4]); 2] {
+        let g = &self.g;
+        let dy = self.masked(grad_out);
+        let dx = self.gradient_of_masked(&dy);
+        [dx, (dy.into_owned(), [g.ho(), g.co, g.wo(), g.n])]
     }
 }
 
@@ -962,25 +994,6 @@ fn plain_columns(dx: &[f32], g: &Geometry) -> Vec<f32> {
     }
 }
 
-/// Adds `bias[c]` to a batch-innermost output `[h, c, w·n]` (0 without a bias, before a
-/// ReLU) and applies burn's ReLU if asked, in place.
-fn bias_relu(y: &mut [f32], co: usize, run: usize, bias: Option<&[f32]>, relu: bool) {
-    let rows = (ROWS_CHUNK / run).max(1);
-    y.par_chunks_mut(rows * run)
-        .enumerate()
-        .for_each(|(k, chunk)| {
-            for (r, row) in chunk.chunks_mut(run).enumerate() {
-                let add = bias.map_or(0.0, |b| b[(k * rows + r) % co]);
-                if relu {
-                    row.iter_mut()
-                        .for_each(|v| *v = super::relu_value(*v + add));
-                } else {
-                    row.iter_mut().for_each(|v| *v += add);
-                }
-            }
-        });
-}
-
 /// A one-group, undilated convolution on the CPU backend as matrix products over the taps
 /// that read inside the image, or `None` when it does not apply (another backend or element
 /// type, tracked weights, padding not below the kernel size, a stride-1 convolution with
@@ -989,6 +1002,7 @@ fn bias_relu(y: &mut [f32], co: usize, run: usize, bias: Option<&[f32]>, relu: b
 /// or `[h, c, w, n]` with `batch_inner`; the output is always batch-innermost,
 /// `[ho, co, wo, n]` (see [`crate::value::Layout::BatchInner`]). With `relu`, a ReLU follows
 /// in the same pass.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d(
     x: &Tensor<4>,
     batch_inner: bool,
@@ -997,6 +1011,7 @@ pub(crate) fn conv2d(
     stride: [usize; 2],
     pads: [(usize, usize); 2],
     relu: bool,
+    skip: Option<&Tensor<4>>,
 ) -> Option<Tensor<4>> {
     let [n, c, h, w] = match x.dims() {
         [h, c, w, n] if batch_inner => [n, c, h, w],
@@ -1013,28 +1028,49 @@ pub(crate) fn conv2d(
     {
         return None;
     }
+    let (ho, wo) = (g.ho(), g.wo());
+    // A residual operand: batch-innermost, the output's shape, on this backend, and in the
+    // autodiff graph exactly when the input is.
+    let skip = match skip {
+        Some(t) if t.dims() == [ho, co, wo, n] => {
+            let v = FlexValue::of(t)?;
+            let graph = |v: &FlexValue| matches!(v, FlexValue::Graph(_));
+            if graph(&v) != graph(&FlexValue::of(x)?) {
+                return None;
+            }
+            Some(v)
+        }
+        Some(_) => return None,
+        None => None,
+    };
     let ConstantOperands {
         x,
         weight: wv,
         bias: bv,
     } = ConstantOperands::of(x, weight, bias)?;
+    let sd = match &skip {
+        Some(v) => Some(v.f32_data()?),
+        None => None,
+    };
     let (wd, bd) = parameter_data(&wv, bv.as_ref(), co)?;
     let weights = match &wd {
         std::borrow::Cow::Borrowed(d) => WeightCache::get(wv.flex(), d, &g),
         std::borrow::Cow::Owned(d) => Arc::new(Rearranged::new(d, &g)),
     };
-    let (ho, wo) = (g.ho(), g.wo());
+    let len = n * co * ho * wo;
     let out = {
         let xd = x.f32_data()?;
-        // Bias and ReLU, when there is either.
-        let epilogue = (bd.is_some() || relu).then_some((bd.as_deref(), relu));
-        let mut fused = false;
+        let fin = Finish {
+            bias: bd.as_deref(),
+            skip: sd.as_deref(),
+            relu,
+        };
         // SAFETY: `convolve` writes every value.
         #[allow(unsafe_code)]
-        let mut y = unsafe {
-            written(n * co * ho * wo, |y| {
-                fused = if batch_inner && stride[1] == 1 {
-                    weights.convolve(&g, &xd, y, epilogue)
+        unsafe {
+            written(len, |y| {
+                if batch_inner && stride[1] == 1 {
+                    weights.convolve(&g, &xd, y, fin)
                 } else {
                     let mut xt = scratch(h * c * g.width() * n);
                     if batch_inner {
@@ -1042,22 +1078,22 @@ pub(crate) fn conv2d(
                     } else {
                         to_layout(&xd, [n, c, h, w], &g, SharedMut::new(&mut xt));
                     }
-                    weights.convolve(&g, &xt, y, epilogue)
-                };
+                    weights.convolve(&g, &xt, y, fin)
+                }
             })
-        };
-        if let (false, Some((bias, relu))) = (fused, epilogue) {
-            bias_relu(&mut y, co, wo * n, bias, relu);
         }
-        y
     };
     let out = flex_tensor(out, [ho, co, wo, n]);
-    Some(finish(x, out, |out| State {
+    let state = |values: &[f32]| State {
         g,
         weights,
-        relu: relu.then(|| ReluMask::of(out)),
+        relu: relu.then(|| ReluMask::of(values)),
         batch_inner,
-    }))
+    };
+    Some(match skip {
+        Some(skip) => finish_residual(x, skip, out, state),
+        None => finish(x, out, state),
+    })
 }
 
 /// `x` (`[n, c, h, w]`) in the plain batch-innermost layout `[h, c, w, n]`, written to a
@@ -1184,10 +1220,71 @@ mod tests {
         for (xs, ws, st, p) in CASES {
             let opts = ConvOptions::new_with_padding(st, p, [1, 1], 1);
             let kernel = |x: &Tensor<4>, w: &Tensor<4>, b: &Tensor<1>, relu: bool| {
-                conv2d(x, false, w, Some(b), st, p, relu).map(standard)
+                conv2d(x, false, w, Some(b), st, p, relu, None).map(standard)
             };
             let what = format!("{xs:?} {ws:?} s{st:?} p{p:?}");
             matches_burn(&kernel, xs, ws, opts, &what);
+        }
+    }
+
+    /// A residual sum folded into the products (`relu(conv(x) + skip)`, and without the
+    /// ReLU) gives the bits of the convolution followed by the separate sum, in the output
+    /// and in the gradients of both `x` and `skip`: on the direct path (a 1×1 and a strided
+    /// convolution) and on Winograd's.
+    #[test]
+    fn a_fused_residual_sum_gives_the_separate_sums_bits() {
+        let device = burn::tensor::Device::flex().autodiff();
+        let cases: [Case; 3] = [
+            ([3, 32, 6, 5], [40, 32, 1, 1], [1, 1], [(0, 0), (0, 0)]),
+            ([2, 32, 9, 8], [24, 32, 3, 3], [2, 2], [(1, 1), (1, 1)]),
+            ([2, 32, 8, 8], [24, 32, 3, 3], [1, 1], [(1, 1), (1, 1)]),
+        ];
+        let random = |dims: [usize; 4]| {
+            Tensor::<4>::random(dims, burn::tensor::Distribution::Normal(0.0, 1.0), &device)
+        };
+        for (xs, ws, st, p) in cases {
+            let x0 = batch_inner_layout(&random(xs)).expect("an f32 CPU tensor");
+            let w = random(ws);
+            let b = Tensor::<1>::random(
+                [ws[0]],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let out = conv2d(&x0, true, &w, Some(&b), st, p, false, None).expect("handled");
+            let (skip0, r) = (random(out.dims()), random(out.dims()));
+            for relu in [false, true] {
+                let run = |fused: bool| {
+                    let (x, skip) = (x0.clone().require_grad(), skip0.clone().require_grad());
+                    let y = if fused {
+                        conv2d(&x, true, &w, Some(&b), st, p, relu, Some(&skip)).expect("handled")
+                    } else {
+                        let y =
+                            conv2d(&x, true, &w, Some(&b), st, p, false, None).expect("handled");
+                        match relu {
+                            true => super::super::add_relu(&y, &skip).expect("handled"),
+                            false => y + skip.clone(),
+                        }
+                    };
+                    let grads = (y.clone() * r.clone()).sum().backward();
+                    let bits =
+                        |t: Tensor<4>| host(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    [
+                        bits(y),
+                        bits(x.grad(&grads).unwrap()),
+                        bits(skip.grad(&grads).unwrap()),
+                    ]
+                };
+                let (fused, separate) = (run(true), run(false));
+                for (k, what) in ["output", "gradient of x", "gradient of skip"]
+                    .iter()
+                    .enumerate()
+                {
+                    assert!(
+                        fused[k] == separate[k],
+                        "{what}: {xs:?} {ws:?} s{st:?} relu {relu}"
+                    );
+                }
+            }
         }
     }
 
@@ -1205,7 +1302,7 @@ mod tests {
             let kernel = |x: &Tensor<4>, w: &Tensor<4>, b: &Tensor<1>, relu: bool| {
                 let held = batch_inner_layout(x).expect("an f32 CPU tensor");
                 assert_eq!(held.dims(), [xs[2], xs[1], xs[3], xs[0]]);
-                conv2d(&held, true, w, Some(b), st, p, relu).map(standard)
+                conv2d(&held, true, w, Some(b), st, p, relu, None).map(standard)
             };
             let what = format!("batch-inner {xs:?} {ws:?} s{st:?} p{p:?}");
             matches_burn(&kernel, xs, ws, opts, &what);
@@ -1259,7 +1356,7 @@ mod tests {
             let w = Tensor::<4>::random(ws, Distribution::Normal(0.0, 1.0), &device);
             let run = || {
                 let x = x0.clone().require_grad();
-                let y = standard(conv2d(&x, false, &w, None, st, p, true).expect("handled"));
+                let y = standard(conv2d(&x, false, &w, None, st, p, true, None).expect("handled"));
                 let g = x.grad(&(y.clone() * y.clone()).sum().backward()).unwrap();
                 (host(y), host(g))
             };
@@ -1306,8 +1403,15 @@ mod tests {
                 // SAFETY: `convolve` writes `f32` values only.
                 #[allow(unsafe_code)]
                 unsafe {
-                    convolve(&g, &x, wt, Some(packed), as_uninit(&mut with));
-                    convolve(&g, &x, wt, None, as_uninit(&mut without));
+                    convolve(
+                        &g,
+                        &x,
+                        wt,
+                        Some(packed),
+                        as_uninit(&mut with),
+                        Finish::default(),
+                    );
+                    convolve(&g, &x, wt, None, as_uninit(&mut without), Finish::default());
                 }
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert!(
@@ -1330,16 +1434,16 @@ mod tests {
         let device = Device::flex();
         let x = Tensor::<4>::zeros([1, 8, 4, 4], &device);
         let w = Tensor::<4>::zeros([8, 8, 3, 3], &device);
-        assert!(conv2d(&x, false, &w, None, [1, 1], [(1, 1), (1, 1)], false).is_none());
-        assert!(conv2d(&x, false, &w, None, [2, 2], [(1, 1), (1, 1)], false).is_some());
+        assert!(conv2d(&x, false, &w, None, [1, 1], [(1, 1), (1, 1)], false, None).is_none());
+        assert!(conv2d(&x, false, &w, None, [2, 2], [(1, 1), (1, 1)], false, None).is_some());
         let x = Tensor::<4>::zeros([1, 32, 4, 4], &device);
         let w = Tensor::<4>::zeros([8, 32, 3, 3], &device);
-        assert!(conv2d(&x, false, &w, None, [1, 1], [(3, 1), (1, 1)], false).is_none());
+        assert!(conv2d(&x, false, &w, None, [1, 1], [(3, 1), (1, 1)], false, None).is_none());
         let x = Tensor::<4>::zeros([1, 32, 14, 14], &device);
         let w = Tensor::<4>::zeros([8, 32, 1, 1], &device);
-        assert!(conv2d(&x, false, &w, None, [1, 1], [(0, 0), (0, 0)], false).is_none());
+        assert!(conv2d(&x, false, &w, None, [1, 1], [(0, 0), (0, 0)], false, None).is_none());
         // Unless the input is held batch-innermost already.
         let held = Tensor::<4>::zeros([14, 32, 14, 1], &device);
-        assert!(conv2d(&held, true, &w, None, [1, 1], [(0, 0), (0, 0)], false).is_some());
+        assert!(conv2d(&held, true, &w, None, [1, 1], [(0, 0), (0, 0)], false, None).is_some());
     }
 }

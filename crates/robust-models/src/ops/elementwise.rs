@@ -182,6 +182,18 @@ fn binary(
 pub(crate) fn add(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     // Set by `Graph::fuse` when it removed the Relu that read this node's output.
     let fused_relu = n.int(crate::graph::Graph::FUSED_RELU, 0)? != 0;
+    add_relu(ctx, n, i, fused_relu)
+}
+
+/// The sum of two values, as the `Add` operator computes it, and then burn's ReLU when
+/// `fused_relu` (also for a `Conv` that absorbed a residual sum, when its own path could not
+/// add it).
+pub(crate) fn add_relu(
+    ctx: &OpCtx<'_>,
+    n: &Node,
+    i: &[Option<Value>],
+    fused_relu: bool,
+) -> OpResult {
     if let (Some(Some(Value::Float(a))), Some(Some(Value::Float(b)))) = (i.first(), i.get(1)) {
         // A residual sum of a batch-innermost value and a standard one (a block's input that
         // came from another operator) holds both batch-innermost, so that the blocks after it

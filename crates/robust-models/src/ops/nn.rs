@@ -210,12 +210,32 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
     } else {
         (x, w, strides, dilations, pads)
     };
-    // Set by `Graph::fuse` when it removed the Relu that read this node's output.
-    let relu = n.int(crate::graph::Graph::FUSED_RELU, 0)? != 0;
+    // Set by `Graph::fuse` when it removed the Relu that read this node's output (after the
+    // residual sum, when there is one).
+    let fused_relu = n.int(crate::graph::Graph::FUSED_RELU, 0)? != 0;
+    // Set by `Graph::fuse` when it folded the residual sum that read this node's output into
+    // it: the value added to the output.
+    let residual = match n.int(crate::graph::Graph::RESIDUAL, 0)? != 0 {
+        true => Some(float_input(ctx, i, 3)?),
+        false => None,
+    };
+    // The residual held batch-innermost, as the matrix-product path writes its output.
+    let held_residual = residual
+        .as_ref()
+        .and_then(|r| match r.batch_inner_tensor() {
+            Some(held) => Some(held),
+            None => r
+                .at_rank::<4>("Conv residual")
+                .ok()
+                .and_then(|t| crate::kernels::batch_inner_layout(&t)),
+        });
+    // The other paths apply the ReLU themselves only when no sum comes first.
+    let relu = fused_relu && residual.is_none();
     let w4 = w4.at_rank::<4>("Conv weight")?;
-    // The matrix-product path (its output is batch-innermost), for an input held either way.
+    // The matrix-product path (its output is batch-innermost), for an input held either way,
+    // with the residual sum and the ReLU in its products.
     let tap = |x: &Tensor<4>, batch_inner: bool| {
-        (dilations == [1, 1] && group == 1)
+        (dilations == [1, 1] && group == 1 && residual.is_some() == held_residual.is_some())
             .then(|| {
                 crate::kernels::tap_conv2d(
                     x,
@@ -224,7 +244,8 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
                     bias.as_ref(),
                     pair(&strides),
                     pairs(&pads),
-                    relu,
+                    fused_relu,
+                    held_residual.as_ref(),
                 )
             })
             .flatten()
@@ -278,7 +299,15 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
             }
         }
     };
-    conv_output(FloatValue::from_tensor(out)?, spatial)
+    let y = conv_output(FloatValue::from_tensor(out)?, spatial)?;
+    match residual {
+        None => Ok(y),
+        // The residual sum (and its ReLU) as the `Add` operator computes it.
+        Some(r) => {
+            let y = y.into_iter().next();
+            super::elementwise::add_relu(ctx, n, &[y, Some(Value::Float(r))], fused_relu)
+        }
+    }
 }
 
 /// A convolution's output: a 1-D one (run over a height of 1) back at rank 3, in the

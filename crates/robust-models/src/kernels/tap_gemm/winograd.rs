@@ -27,7 +27,7 @@
 use macerator::{vload_unaligned, vstore_unaligned, Scalar, Simd, Vector, WithSimd};
 use rayon::prelude::*;
 
-use super::{copy_run, Geometry};
+use super::{copy_run, Finish, Geometry};
 use crate::kernels::microgemm::{self, Offsets, PackedLhs};
 use crate::kernels::SharedMut;
 
@@ -151,19 +151,27 @@ fn task_cols(g: &Geometry) -> (usize, usize) {
 }
 
 /// `Y = conv(X)` on the layout: `x` is `[h, c, w, n]`, `y` (`[ho, co, wo, n]`) is
-/// written (every value); `u` holds `g`'s transformed weights. `epilogue` adds a bias per
-/// output channel (or 0) and applies burn's ReLU if asked, on the way out.
+/// written (every value); `u` holds `g`'s transformed weights. `fin` is applied to each
+/// output on the way out.
 pub(super) fn convolve(
     g: &Geometry,
     x: &[f32],
     u: &Transformed,
     y: &mut [std::mem::MaybeUninit<f32>],
-    epilogue: Option<(Option<&[f32]>, bool)>,
+    fin: Finish<'_>,
 ) {
     let (ho, wo) = (g.ho(), g.wo());
+    let len = ho * g.co * wo * g.n;
     assert!(x.len() >= g.h * g.c * g.w * g.n, "input too short");
-    assert!(y.len() >= ho * g.co * wo * g.n, "output too short");
-    assert!(epilogue.is_none_or(|(b, _)| b.is_none_or(|b| b.len() == g.co)));
+    assert!(y.len() >= len, "output too short");
+    assert!(
+        fin.bias.is_none_or(|b| b.len() == g.co),
+        "one bias per channel"
+    );
+    assert!(
+        fin.skip.is_none_or(|s| s.len() >= len),
+        "residual too short"
+    );
     assert_eq!(u.packs.len(), XI);
     let shared = SharedMut::uninit(&mut y[..ho * g.co * wo * g.n]);
     let (total, per_task) = task_cols(g);
@@ -193,7 +201,7 @@ pub(super) fn convolve(
                 task: &task,
                 m,
                 y: &shared,
-                epilogue,
+                fin,
             });
         });
     });
@@ -398,7 +406,7 @@ struct OutputTransform<'a> {
     task: &'a Task<'a>,
     m: &'a [f32],
     y: &'a SharedMut<'a>,
-    epilogue: Option<(Option<&'a [f32]>, bool)>,
+    fin: Finish<'a>,
 }
 
 impl WithSimd for OutputTransform<'_> {
@@ -406,12 +414,7 @@ impl WithSimd for OutputTransform<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self) {
-        let Self {
-            task,
-            m,
-            y,
-            epilogue,
-        } = self;
+        let Self { task, m, y, fin } = self;
         let g = task.g;
         let (cols, ho, wo) = (task.cols(), g.ho(), g.wo());
         let (mut mm, mut out) = ([[0f32; LANES]; XI], [[0f32; LANES]; M * M]);
@@ -429,16 +432,23 @@ impl WithSimd for OutputTransform<'_> {
                     load_lanes(mv, Some(&m[(o * XI + xi) * cols + col..]), lanes);
                 }
                 tile_2d::<S, M>(&mm, &mut out);
-                if let Some((bias, relu)) = epilogue {
-                    // As the layout change back to `[n, c, h, w]` did: plus the bias or 0
-                    // (-0 becomes 0), then burn's ReLU.
-                    let add = bias.map_or(0.0, |b| b[o]);
-                    for v in out.iter_mut().flatten() {
-                        *v = if relu {
-                            crate::kernels::relu_value(*v + add)
-                        } else {
-                            *v + add
-                        };
+                // Plus the bias, and the residual at the same place, separately rounded,
+                // then burn's ReLU (as separate passes would).
+                let bias = fin.bias.map(|b| b[o]);
+                for (r, a) in out.iter_mut().zip(&at).filter(|_| !fin.is_empty()) {
+                    let Some(a) = a else { continue };
+                    let at = a + o * plane;
+                    let skip = fin.skip.map(|s| &s[at..at + lanes]);
+                    for (j, v) in r[..lanes].iter_mut().enumerate() {
+                        if let Some(b) = bias {
+                            *v += b;
+                        }
+                        if let Some(s) = skip {
+                            *v += s[j];
+                        }
+                        if fin.relu {
+                            *v = crate::kernels::relu_value(*v);
+                        }
                     }
                 }
                 for (r, a) in out.iter().zip(&at) {
@@ -565,7 +575,13 @@ mod tests {
                 let mut y = vec![f32::NAN; g.ho() * g.co * g.wo() * g.n];
                 // SAFETY: `convolve` writes `f32` values only.
                 #[allow(unsafe_code)]
-                convolve(&g, &x, &u, unsafe { super::super::as_uninit(&mut y) }, None);
+                convolve(
+                    &g,
+                    &x,
+                    &u,
+                    unsafe { super::super::as_uninit(&mut y) },
+                    Finish::default(),
+                );
                 let (exact, mag) = direct(&g, &x, &weights);
                 for ((&got, &e), &a) in y.iter().zip(&exact).zip(&mag) {
                     let err = (got as f64 - e).abs() / (a * f32::EPSILON as f64);
@@ -593,7 +609,13 @@ mod tests {
             let mut y = vec![0f32; g.ho() * g.co * g.wo() * g.n];
             // SAFETY: `convolve` writes `f32` values only.
             #[allow(unsafe_code)]
-            convolve(&g, &x, &u, unsafe { super::super::as_uninit(&mut y) }, None);
+            convolve(
+                &g,
+                &x,
+                &u,
+                unsafe { super::super::as_uninit(&mut y) },
+                Finish::default(),
+            );
             y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         };
         let first = run();
