@@ -38,10 +38,11 @@ struct Product<'a> {
 /// What a product does to each output after the last step of its sum over `k`, while the
 /// tile is still in the L1 cache: plus `bias[r]` for row `r`, plus the value at the same
 /// place in `skip`, then burn's ReLU, in that order, each its own rounding (the bits that
-/// separate passes over the output give). Saves those passes over memory: on ResNet-50 the
-/// bias-and-ReLU pass after each direct convolution and the residual sums took about 5% of
-/// a gradient. (Setting the ReLU's mask bits here as well cost more than the separate
-/// pass: see benches/RESULTS.md, fourteenth session.)
+/// separate passes over the output give). Saves those passes over memory (on ResNet-50 the
+/// bias-and-ReLU passes after the direct convolutions and the residual sums took about 8% of
+/// a forward pass; with them here, the forward pass is about 2% shorter, as the residual is
+/// still read from memory). Setting the ReLU's mask bits here as well cost more than the
+/// separate pass that makes them (benches/RESULTS.md, fourteenth session).
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Epilogue<'a> {
     /// One value per row of the product.
