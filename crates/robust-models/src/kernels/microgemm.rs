@@ -41,8 +41,8 @@ struct Product<'a> {
 /// separate passes over the output give). Saves those passes over memory (on ResNet-50 the
 /// bias-and-ReLU passes after the direct convolutions and the residual sums took about 8% of
 /// a forward pass; with them here, the forward pass is about 2% shorter, as the residual is
-/// still read from memory). Setting the ReLU's mask bits here as well cost more than the
-/// separate pass that makes them (benches/RESULTS.md, fourteenth session).
+/// still read from memory). The ReLU's one-bit mask is set here too, from one vector test
+/// per 16 values (see [`MaskBits`]; benches/RESULTS.md, fourteenth session).
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Epilogue<'a> {
     /// One value per row of the product.
@@ -51,11 +51,118 @@ pub(crate) struct Epilogue<'a> {
     pub(crate) skip: Option<&'a [f32]>,
     /// burn's ReLU (see [`super::relu_value`]).
     pub(crate) relu: bool,
+    /// With the ReLU: where its one-bit mask of the output goes (see [`MaskBits`]).
+    pub(crate) mask: Option<MaskBits<'a>>,
 }
 
 impl Epilogue<'_> {
     fn is_empty(&self) -> bool {
         self.bias.is_none() && self.skip.is_none() && !self.relu
+    }
+}
+
+/// Where a product's ReLU mask goes: the bit of row `r`, column `c` is bit
+/// `at + r · dst_rs + c` of `words` (set where the ReLU kept the value; the words start
+/// cleared). The caller gives each thread whole words: a word is read and written back
+/// without an atomic read-modify-write, so two threads writing bits of one word would lose
+/// some.
+#[derive(Clone, Copy)]
+pub(crate) struct MaskBits<'a> {
+    pub(crate) words: &'a [std::sync::atomic::AtomicU64],
+    pub(crate) at: usize,
+}
+
+impl MaskBits<'_> {
+    /// Sets the bits of the ReLU outputs `out` (at most 64; the first at position `at` of
+    /// the product's output) that the ReLU kept: those that are not +0 (the ReLU gives +0
+    /// for every value it drops, and keeps positive values and NaN).
+    #[inline(always)]
+    fn set<S: Simd>(&self, at: usize, out: &[f32]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bits = nonzero_bits::<S>(out);
+        if bits == 0 {
+            return;
+        }
+        let bit = self.at + at;
+        let (word, shift) = (bit / 64, bit % 64);
+        let w = &self.words[word];
+        w.store(w.load(Relaxed) | (bits << shift), Relaxed);
+        if shift > 0 && shift + out.len() > 64 {
+            let w = &self.words[word + 1];
+            w.store(w.load(Relaxed) | (bits >> (64 - shift)), Relaxed);
+        }
+    }
+}
+
+/// Bit `j` set where `v[j]` is not +0 (its bits are not all zero), for up to 64 values: one
+/// vector test per 16 values with AVX-512 and per 8 with AVX2 (the widths [`run`] is
+/// compiled for on x86-64), one value at a time otherwise.
+#[inline(always)]
+fn nonzero_bits<S: Simd>(v: &[f32]) -> u64 {
+    assert!(v.len() <= 64, "at most 64 values");
+    let lanes = f32::lanes::<S>();
+    let whole = v.len() / lanes * lanes;
+    #[allow(unused_mut)]
+    let mut bits = 0u64;
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `S` runs with 16 lanes only where the CPU has AVX-512 (macerator's
+        // dispatch), and with 8 only where it has AVX2; every load is inside `v`.
+        #[allow(unsafe_code)]
+        unsafe {
+            if lanes == 16 {
+                bits = x86::nonzero_bits_avx512(&v[..whole]);
+                done = whole;
+            } else if lanes == 8 {
+                bits = x86::nonzero_bits_avx2(&v[..whole]);
+                done = whole;
+            }
+        }
+    }
+    for (j, x) in v.iter().enumerate().skip(done) {
+        bits |= u64::from(x.to_bits() != 0) << j;
+    }
+    bits
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// [`super::nonzero_bits`] for whole vectors of 16.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn nonzero_bits_avx512(v: &[f32]) -> u64 {
+        let mut bits = 0u64;
+        for (k, run) in v.chunks_exact(16).enumerate() {
+            // SAFETY: 16 values inside `v`.
+            let x = unsafe { _mm512_loadu_si512(run.as_ptr().cast()) };
+            bits |= u64::from(_mm512_test_epi32_mask(x, x)) << (16 * k);
+        }
+        bits
+    }
+
+    /// [`super::nonzero_bits`] for whole vectors of 8.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn nonzero_bits_avx2(v: &[f32]) -> u64 {
+        let mut bits = 0u64;
+        for (k, run) in v.chunks_exact(8).enumerate() {
+            // SAFETY: 8 values inside `v`.
+            let x = unsafe { _mm256_loadu_si256(run.as_ptr().cast()) };
+            let zero = _mm256_cmpeq_epi32(x, _mm256_setzero_si256());
+            let z = _mm256_movemask_ps(_mm256_castsi256_ps(zero)) as u32;
+            bits |= u64::from(!z & 0xff) << (8 * k);
+        }
+        bits
     }
 }
 
@@ -155,6 +262,12 @@ pub(crate) unsafe fn product_finished(
     assert!(
         epilogue.skip.is_none_or(|s| s.len() >= end),
         "skip out of bounds"
+    );
+    assert!(
+        epilogue
+            .mask
+            .is_none_or(|b| epilogue.relu && (b.at + end).div_ceil(64) <= b.words.len()),
+        "a mask needs the ReLU, and room for its bits"
     );
     super::simd::dispatch(Product {
         m,
@@ -568,6 +681,9 @@ impl Product<'_> {
                 }
                 *v = x;
             }
+            if let Some(mask) = e.mask {
+                mask.set::<S>(at, out);
+            }
         }
     }
 
@@ -675,10 +791,12 @@ mod tests {
     }
 
     /// The epilogue gives the bits of separate passes (the sum, plus the bias, plus the
-    /// residual, then burn's ReLU) on the full strips, the 1-vector strips and the last
-    /// columns, over more than one block of `k`, at every vector width.
+    /// residual, then burn's ReLU) and sets exactly the mask bits of the values the ReLU
+    /// kept, on the full strips, the 1-vector strips and the last columns, over more than
+    /// one block of `k`, at every vector width.
     #[test]
     fn the_epilogue_matches_separate_passes() {
+        use std::sync::atomic::{AtomicU64, Ordering};
         for (m, cols, k) in [(13, 100, 37), (9, 70, 400), (3, 7, 2), (21, 512, 64)] {
             let (lhs, rhs) = (values(m * k, 4), values(k * cols, 5));
             let (bias, mut skip) = (values(m, 6), values(m * cols, 7));
@@ -700,6 +818,11 @@ mod tests {
                     })
                     .collect();
                 for cap in [Some(SimdCap::Scalar), Some(SimdCap::Avx2), None] {
+                    // The mask's bits from bit 37 on (no word boundary), with the ReLU.
+                    let at = 37;
+                    let words: Vec<AtomicU64> = (0..(at + m * cols).div_ceil(64))
+                        .map(|_| AtomicU64::new(0))
+                        .collect();
                     let mut dst = vec![0f32; m * cols];
                     set_simd_cap(cap);
                     // SAFETY: `dst` is a local buffer of m·cols values.
@@ -715,11 +838,20 @@ mod tests {
                                 bias: Some(&bias),
                                 skip: Some(&skip),
                                 relu,
+                                mask: relu.then_some(MaskBits { words: &words, at }),
                             },
                         )
                     };
                     set_simd_cap(None);
                     let what = format!("{m}×{cols}×{k} relu {relu} cap {cap:?}");
+                    let bit = |i: usize| (words[i / 64].load(Ordering::Relaxed) >> (i % 64)) & 1;
+                    for i in (0..at).chain(at + m * cols..words.len() * 64) {
+                        assert_eq!(bit(i), 0, "{what}: bit {i} outside the output");
+                    }
+                    for (e, &w) in want.iter().enumerate() {
+                        let kept = relu && (w.is_nan() || w > 0.0);
+                        assert_eq!(bit(at + e), u64::from(kept), "{what}: mask at {e} ({w})");
+                    }
                     for (e, (g, w)) in dst.iter().zip(&want).enumerate() {
                         assert_eq!(g.to_bits(), w.to_bits(), "{what} at {e}: {g} against {w}");
                     }

@@ -74,6 +74,16 @@ impl ReluMask {
         }
     }
 
+    /// The mask whose bits the products set as they stored `len` values (see
+    /// [`super::microgemm::MaskBits`]).
+    pub(crate) fn from_words(words: Vec<std::sync::atomic::AtomicU64>, len: usize) -> Self {
+        assert_eq!(words.len(), len.div_ceil(64), "a mask word per 64 values");
+        Self {
+            words: words.into_iter().map(|w| w.into_inner()).collect(),
+            len,
+        }
+    }
+
     /// Whether value `i` was kept.
     #[cfg(test)]
     pub(crate) fn kept(&self, i: usize) -> bool {

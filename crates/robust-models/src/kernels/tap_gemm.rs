@@ -44,6 +44,7 @@
 //! with 2.5–3.9× fewer multiplies on ResNet planes; `ROBUST_WINOGRAD=0` turns that off.
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use burn::tensor::Tensor;
@@ -52,7 +53,7 @@ use rayon::prelude::*;
 
 mod winograd;
 
-use super::microgemm::{self, Epilogue, PackedLhs};
+use super::microgemm::{self, Epilogue, MaskBits, PackedLhs};
 use super::scratch::scratch;
 use super::transpose;
 use super::{
@@ -293,6 +294,8 @@ struct Finish<'a> {
     bias: Option<&'a [f32]>,
     skip: Option<&'a [f32]>,
     relu: bool,
+    /// The ReLU's mask of the whole output (direct products only: see [`conv2d`]).
+    mask: Option<&'a [AtomicU64]>,
 }
 
 impl<'a> Finish<'a> {
@@ -308,6 +311,7 @@ impl<'a> Finish<'a> {
             bias: self.bias.map(|b| &b[o0..]),
             skip: self.skip.map(|s| &s[at..]),
             relu: self.relu,
+            mask: self.mask.map(|words| MaskBits { words, at }),
         }
     }
 }
@@ -787,7 +791,9 @@ impl Rearranged {
     /// (writing every value of `y`), with `fin` applied.
     fn convolve(&self, g: &Geometry, x: &[f32], y: &mut [MaybeUninit<f32>], fin: Finish<'_>) {
         match &self.winograd {
-            Some([forward, _]) => winograd::convolve(g, x, forward, y, fin),
+            Some([forward, _]) => {
+                winograd::convolve(g, x, forward, y, Finish { mask: None, ..fin })
+            }
             None => convolve(g, x, &self.forward, self.forward_packed.as_ref(), y, fin),
         }
     }
@@ -1058,12 +1064,23 @@ pub(crate) fn conv2d(
         std::borrow::Cow::Owned(d) => Arc::new(Rearranged::new(d, &g)),
     };
     let len = n * co * ho * wo;
+    // The ReLU's mask, when gradients flow: set by the direct products as they store each
+    // tile when every output row (`wo·n` values, one task's unit) is whole mask words, so
+    // that no two threads share a word; otherwise (and on Winograd's path) by a pass over
+    // the output.
+    let tracked = x.is_tracked() || skip.as_ref().is_some_and(FlexValue::is_tracked);
+    let in_products = relu && tracked && weights.winograd.is_none() && (wo * n) % 64 == 0;
+    let words: Vec<AtomicU64> = match in_products {
+        true => (0..len.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        false => Vec::new(),
+    };
     let out = {
         let xd = x.f32_data()?;
         let fin = Finish {
             bias: bd.as_deref(),
             skip: sd.as_deref(),
             relu,
+            mask: in_products.then_some(&words[..]),
         };
         // SAFETY: `convolve` writes every value.
         #[allow(unsafe_code)]
@@ -1087,7 +1104,10 @@ pub(crate) fn conv2d(
     let state = |values: &[f32]| State {
         g,
         weights,
-        relu: relu.then(|| ReluMask::of(values)),
+        relu: relu.then(|| match in_products {
+            true => ReluMask::from_words(words, len),
+            false => ReluMask::of(values),
+        }),
         batch_inner,
     };
     Some(match skip {
