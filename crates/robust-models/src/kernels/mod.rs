@@ -266,14 +266,7 @@ fn finish_residual<S: ResidualGradient>(
                 .prepare::<NoCheckpointing>([x.node(), skip.node()])
                 .compute_bound()
                 .stateful();
-            let out = match node {
-                OpsKind::Tracked(prep) => {
-                    let values = out.as_slice::<f32>().expect("a kernel's output is f32");
-                    prep.finish(state(values), out)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            };
-            Tensor::from_primitive::<Graph>(out)
+            graph_output(node, out, state)
         }
         _ => Tensor::from_primitive::<Flex>(out),
     }
@@ -294,16 +287,30 @@ fn finish<S: InputGradient>(
                 .prepare::<NoCheckpointing>([x.node()])
                 .compute_bound()
                 .stateful();
-            let out = match node {
-                OpsKind::Tracked(prep) => {
-                    let values = out.as_slice::<f32>().expect("a kernel's output is f32");
-                    prep.finish(state(values), out)
-                }
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            };
-            Tensor::from_primitive::<Graph>(out)
+            graph_output(node, out, state)
         }
     }
+}
+
+/// A kernel's output as the node `node` of the autodiff graph, with the backward state
+/// that `state` makes from the output's values when gradients flow.
+fn graph_output<BO, S, const N: usize>(
+    node: OpsKind<BO, Flex, S, NoCheckpointing, N>,
+    out: FlexTensor,
+    state: impl FnOnce(&[f32]) -> S,
+) -> Tensor<4>
+where
+    BO: Backward<Flex, N, State = S>,
+    S: Clone + Send + std::fmt::Debug + 'static,
+{
+    let out = match node {
+        OpsKind::Tracked(prep) => {
+            let values = out.as_slice::<f32>().expect("a kernel's output is f32");
+            prep.finish(state(values), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Tensor::from_primitive::<Graph>(out)
 }
 
 /// A buffer shared by parallel tasks that write disjoint elements of it (columns of rows

@@ -472,6 +472,16 @@ impl WithSimd for OutputTransform<'_> {
 mod tests {
     use super::*;
 
+    /// `convolve` with no epilogue, into a new vector.
+    fn convolved(g: &Geometry, x: &[f32], u: &Transformed) -> Vec<f32> {
+        let mut y = vec![f32::NAN; g.ho() * g.co * g.wo() * g.n];
+        // SAFETY: `convolve` writes `f32` values only.
+        #[allow(unsafe_code)]
+        let out = unsafe { super::super::as_uninit(&mut y) };
+        convolve(g, x, u, out, Finish::default());
+        y
+    }
+
     /// A direct convolution in `f64` on the layout, and the sum of the magnitudes of the
     /// products of each output (the scale of its rounding error).
     fn direct(g: &Geometry, x: &[f32], w: &[f32]) -> (Vec<f64>, Vec<f64>) {
@@ -572,16 +582,7 @@ mod tests {
             ];
             for (g, u, weights) in runs {
                 let x: Vec<f32> = (0..g.h * g.c * g.w * g.n).map(|_| next()).collect();
-                let mut y = vec![f32::NAN; g.ho() * g.co * g.wo() * g.n];
-                // SAFETY: `convolve` writes `f32` values only.
-                #[allow(unsafe_code)]
-                convolve(
-                    &g,
-                    &x,
-                    &u,
-                    unsafe { super::super::as_uninit(&mut y) },
-                    Finish::default(),
-                );
+                let y = convolved(&g, &x, &u);
                 let (exact, mag) = direct(&g, &x, &weights);
                 for ((&got, &e), &a) in y.iter().zip(&exact).zip(&mag) {
                     let err = (got as f64 - e).abs() / (a * f32::EPSILON as f64);
@@ -606,16 +607,7 @@ mod tests {
         let x: Vec<f32> = (0..g.h * g.c * g.w * g.n).map(|_| next()).collect();
         let u = Transformed::forward(&w, g.co, g.c);
         let run = || {
-            let mut y = vec![0f32; g.ho() * g.co * g.wo() * g.n];
-            // SAFETY: `convolve` writes `f32` values only.
-            #[allow(unsafe_code)]
-            convolve(
-                &g,
-                &x,
-                &u,
-                unsafe { super::super::as_uninit(&mut y) },
-                Finish::default(),
-            );
+            let y = convolved(&g, &x, &u);
             y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         };
         let first = run();
