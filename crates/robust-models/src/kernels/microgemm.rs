@@ -55,9 +55,24 @@ pub(crate) struct Epilogue<'a> {
     pub(crate) mask: Option<MaskBits<'a>>,
 }
 
-impl Epilogue<'_> {
-    fn is_empty(&self) -> bool {
+impl<'a> Epilogue<'a> {
+    /// Nothing to do (a mask comes only with the ReLU).
+    pub(crate) fn is_empty(&self) -> bool {
         self.bias.is_none() && self.skip.is_none() && !self.relu
+    }
+
+    /// The epilogue of a part of the output: the one whose value 0 is value `at` of this
+    /// one's, and whose row 0 is this one's row `r0`.
+    pub(crate) fn shifted(&self, at: usize, r0: usize) -> Self {
+        Self {
+            bias: self.bias.map(|b| &b[r0..]),
+            skip: self.skip.map(|s| &s[at..]),
+            relu: self.relu,
+            mask: self.mask.map(|m| MaskBits {
+                words: m.words,
+                at: m.at + at,
+            }),
+        }
     }
 }
 

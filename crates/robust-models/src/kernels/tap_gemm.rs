@@ -286,46 +286,17 @@ impl Geometry {
     }
 }
 
-/// What a convolution does to its outputs on the way out of the products (see
-/// [`Epilogue`]): plus the bias of the output channel, plus the value at the same place in
-/// `skip` (a residual sum, laid out as the output), then the ReLU.
-#[derive(Clone, Copy, Default)]
-struct Finish<'a> {
-    bias: Option<&'a [f32]>,
-    skip: Option<&'a [f32]>,
-    relu: bool,
-    /// The ReLU's mask of the whole output (direct products only: see [`conv2d`]).
-    mask: Option<&'a [AtomicU64]>,
-}
-
-impl<'a> Finish<'a> {
-    /// Nothing to do.
-    fn is_empty(&self) -> bool {
-        self.bias.is_none() && self.skip.is_none() && !self.relu
-    }
-
-    /// The epilogue of a product whose output starts at value `at` of the whole output, with
-    /// output channels from `o0` as its rows.
-    fn at(&self, at: usize, o0: usize) -> Epilogue<'a> {
-        Epilogue {
-            bias: self.bias.map(|b| &b[o0..]),
-            skip: self.skip.map(|s| &s[at..]),
-            relu: self.relu,
-            mask: self.mask.map(|words| MaskBits { words, at }),
-        }
-    }
-}
-
 /// `Y = conv(X)` on the layout: `x` is `[h, c, width, n]`, `wt` the weights
 /// [`by_column`] (with every product's weights packed in advance when `packed` is given),
-/// `y` (`[ho, co, wo, n]`) is written (every value), with `fin` applied.
+/// `y` (`[ho, co, wo, n]`) is written (every value), with `fin` applied (its bias per
+/// output channel, its residual and mask laid out as `y`).
 fn convolve(
     g: &Geometry,
     x: &[f32],
     wt: &[f32],
     packed: Option<&Packed>,
     y: &mut [MaybeUninit<f32>],
-    fin: Finish<'_>,
+    fin: Epilogue<'_>,
 ) {
     let (n, ho, wo) = (g.n, g.ho(), g.wo());
     let row = g.co * wo * n;
@@ -372,7 +343,7 @@ fn block(
     groups: &[Group],
     (oh, o0): (usize, usize),
     (dst, at): (&mut [MaybeUninit<f32>], usize),
-    fin: Finish<'_>,
+    fin: Epilogue<'_>,
 ) {
     let (n, wo, width) = (g.n, g.wo(), g.width());
     let m = dst.len() / (wo * n);
@@ -417,7 +388,7 @@ fn block(
         // from `a0`, inside it (checked by `product_finished`).
         #[allow(unsafe_code)]
         unsafe {
-            microgemm::product_finished(b0 - a0, out, lhs, rhs, false, fin.at(at + a0, o0))
+            microgemm::product_finished(b0 - a0, out, lhs, rhs, false, fin.shifted(at + a0, o0))
         }
     }
 }
@@ -789,10 +760,10 @@ impl Rearranged {
 
     /// `y = conv(x)` on the layout, by whichever path the weights were arranged for
     /// (writing every value of `y`), with `fin` applied.
-    fn convolve(&self, g: &Geometry, x: &[f32], y: &mut [MaybeUninit<f32>], fin: Finish<'_>) {
+    fn convolve(&self, g: &Geometry, x: &[f32], y: &mut [MaybeUninit<f32>], fin: Epilogue<'_>) {
         match &self.winograd {
             Some([forward, _]) => {
-                winograd::convolve(g, x, forward, y, Finish { mask: None, ..fin })
+                winograd::convolve(g, x, forward, y, Epilogue { mask: None, ..fin })
             }
             None => convolve(g, x, &self.forward, self.forward_packed.as_ref(), y, fin),
         }
@@ -803,12 +774,12 @@ impl Rearranged {
     fn transpose(&self, g: &Geometry, dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
         match (&self.winograd, &self.transposed) {
             (Some([_, transposed]), _) => {
-                winograd::convolve(&g.transposed(), dy, transposed, dx, Finish::default())
+                winograd::convolve(&g.transposed(), dy, transposed, dx, Epilogue::default())
             }
             // Stride 1: the transposed convolution, with parallel tasks per input row.
             (None, Some(wt)) => {
                 let packed = self.transposed_packed.as_ref();
-                convolve(&g.transposed(), dy, wt, packed, dx, Finish::default())
+                convolve(&g.transposed(), dy, wt, packed, dx, Epilogue::default())
             }
             (None, None) => scatter(g, dy, &self.forward, dx),
         }
@@ -1076,11 +1047,14 @@ pub(crate) fn conv2d(
     };
     let out = {
         let xd = x.f32_data()?;
-        let fin = Finish {
+        let fin = Epilogue {
             bias: bd.as_deref(),
             skip: sd.as_deref(),
             relu,
-            mask: in_products.then_some(&words[..]),
+            mask: in_products.then_some(MaskBits {
+                words: &words,
+                at: 0,
+            }),
         };
         // SAFETY: `convolve` writes every value.
         #[allow(unsafe_code)]
@@ -1429,9 +1403,16 @@ mod tests {
                         wt,
                         Some(packed),
                         as_uninit(&mut with),
-                        Finish::default(),
+                        Epilogue::default(),
                     );
-                    convolve(&g, &x, wt, None, as_uninit(&mut without), Finish::default());
+                    convolve(
+                        &g,
+                        &x,
+                        wt,
+                        None,
+                        as_uninit(&mut without),
+                        Epilogue::default(),
+                    );
                 }
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert!(

@@ -198,10 +198,7 @@ pub(crate) fn add_relu(
         // A residual sum of a batch-innermost value and a standard one (a block's input that
         // came from another operator) holds both batch-innermost, so that the blocks after it
         // stay so.
-        let held = |v: &FloatValue| match v.at_rank::<4>("Add input") {
-            Ok(t) => crate::kernels::batch_inner_layout(&t).map(FloatValue::batch_inner),
-            Err(_) => None,
-        };
+        let held = |v: &FloatValue| super::batch_inner(v).map(FloatValue::batch_inner);
         let (a, b) = match (a.layout, b.layout) {
             (Layout::BatchInner, Layout::Standard) if a.shape == b.shape => {
                 (a.clone(), held(b).unwrap_or_else(|| b.clone()))

@@ -243,6 +243,17 @@ pub(crate) fn standard(v: FloatValue) -> Result<FloatValue, OpError> {
     }
 }
 
+/// A rank-4 float value batch-innermost (`[h, c, w, n]`): as it is held, or changed into
+/// that layout (a node of its autodiff graph); `None` for another rank, element type or
+/// backend.
+pub(crate) fn batch_inner(v: &FloatValue) -> Option<Tensor<4>> {
+    v.batch_inner_tensor().or_else(|| {
+        v.at_rank::<4>("a batch-innermost value")
+            .ok()
+            .and_then(|t| crate::kernels::batch_inner_layout(&t))
+    })
+}
+
 /// Input `k` as a host integer tensor.
 pub(crate) fn int_input(inputs: &[Option<Value>], k: usize) -> Result<&IntValue, OpError> {
     match input(inputs, k)? {

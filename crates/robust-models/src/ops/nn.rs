@@ -219,23 +219,20 @@ pub(crate) fn conv(ctx: &OpCtx<'_>, n: &Node, i: &[Option<Value>]) -> OpResult {
         true => Some(float_input(ctx, i, 3)?),
         false => None,
     };
-    // The residual held batch-innermost, as the matrix-product path writes its output.
+    // Whether the matrix-product path can take the convolution (then, with the residual
+    // held batch-innermost, as that path writes its output).
+    let tap_path = dilations == [1, 1] && group == 1;
     let held_residual = residual
         .as_ref()
-        .and_then(|r| match r.batch_inner_tensor() {
-            Some(held) => Some(held),
-            None => r
-                .at_rank::<4>("Conv residual")
-                .ok()
-                .and_then(|t| crate::kernels::batch_inner_layout(&t)),
-        });
+        .filter(|_| tap_path)
+        .and_then(super::batch_inner);
     // The other paths apply the ReLU themselves only when no sum comes first.
     let relu = fused_relu && residual.is_none();
     let w4 = w4.at_rank::<4>("Conv weight")?;
     // The matrix-product path (its output is batch-innermost), for an input held either way,
     // with the residual sum and the ReLU in its products.
     let tap = |x: &Tensor<4>, batch_inner: bool| {
-        (dilations == [1, 1] && group == 1 && residual.is_some() == held_residual.is_some())
+        (tap_path && residual.is_some() == held_residual.is_some())
             .then(|| {
                 crate::kernels::tap_conv2d(
                     x,

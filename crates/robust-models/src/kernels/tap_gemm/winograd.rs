@@ -27,8 +27,8 @@
 use macerator::{vload_unaligned, vstore_unaligned, Scalar, Simd, Vector, WithSimd};
 use rayon::prelude::*;
 
-use super::{copy_run, Finish, Geometry};
-use crate::kernels::microgemm::{self, Offsets, PackedLhs};
+use super::{copy_run, Geometry};
+use crate::kernels::microgemm::{self, Epilogue, Offsets, PackedLhs};
 use crate::kernels::SharedMut;
 
 /// Outputs per tile side.
@@ -151,14 +151,15 @@ fn task_cols(g: &Geometry) -> (usize, usize) {
 }
 
 /// `Y = conv(X)` on the layout: `x` is `[h, c, w, n]`, `y` (`[ho, co, wo, n]`) is
-/// written (every value); `u` holds `g`'s transformed weights. `fin` is applied to each
-/// output on the way out.
+/// written (every value); `u` holds `g`'s transformed weights. `fin` (bias per output
+/// channel, residual laid out as `y`, ReLU; no mask) is applied to each output on the way
+/// out.
 pub(super) fn convolve(
     g: &Geometry,
     x: &[f32],
     u: &Transformed,
     y: &mut [std::mem::MaybeUninit<f32>],
-    fin: Finish<'_>,
+    fin: Epilogue<'_>,
 ) {
     let (ho, wo) = (g.ho(), g.wo());
     let len = ho * g.co * wo * g.n;
@@ -171,6 +172,10 @@ pub(super) fn convolve(
     assert!(
         fin.skip.is_none_or(|s| s.len() >= len),
         "residual too short"
+    );
+    assert!(
+        fin.mask.is_none(),
+        "the mask is made by a pass over the output"
     );
     assert_eq!(u.packs.len(), XI);
     let shared = SharedMut::uninit(&mut y[..ho * g.co * wo * g.n]);
@@ -406,7 +411,7 @@ struct OutputTransform<'a> {
     task: &'a Task<'a>,
     m: &'a [f32],
     y: &'a SharedMut<'a>,
-    fin: Finish<'a>,
+    fin: Epilogue<'a>,
 }
 
 impl WithSimd for OutputTransform<'_> {
@@ -432,28 +437,27 @@ impl WithSimd for OutputTransform<'_> {
                     load_lanes(mv, Some(&m[(o * XI + xi) * cols + col..]), lanes);
                 }
                 tile_2d::<S, M>(&mm, &mut out);
-                // Plus the bias, and the residual at the same place, separately rounded,
-                // then burn's ReLU (as separate passes would).
                 let bias = fin.bias.map(|b| b[o]);
-                for (r, a) in out.iter_mut().zip(&at).filter(|_| !fin.is_empty()) {
+                for (r, a) in out.iter_mut().zip(&at) {
                     let Some(a) = a else { continue };
                     let at = a + o * plane;
-                    let skip = fin.skip.map(|s| &s[at..at + lanes]);
-                    for (j, v) in r[..lanes].iter_mut().enumerate() {
-                        if let Some(b) = bias {
-                            *v += b;
-                        }
-                        if let Some(s) = skip {
-                            *v += s[j];
-                        }
-                        if fin.relu {
-                            *v = crate::kernels::relu_value(*v);
+                    if !fin.is_empty() {
+                        // Plus the bias, and the residual at the same place, separately
+                        // rounded, then burn's ReLU (as separate passes would).
+                        let skip = fin.skip.map(|s| &s[at..at + lanes]);
+                        for (j, v) in r[..lanes].iter_mut().enumerate() {
+                            if let Some(b) = bias {
+                                *v += b;
+                            }
+                            if let Some(s) = skip {
+                                *v += s[j];
+                            }
+                            if fin.relu {
+                                *v = crate::kernels::relu_value(*v);
+                            }
                         }
                     }
-                }
-                for (r, a) in out.iter().zip(&at) {
-                    let Some(a) = a else { continue };
-                    let (dst, room) = y.tail(a + o * plane);
+                    let (dst, room) = y.tail(at);
                     assert!(room >= lanes);
                     // SAFETY: output (oh, o, ow) of these images belongs to this task's
                     // (tile, image) pairs alone; `lanes` values, inside the buffer (checked),
@@ -478,7 +482,7 @@ mod tests {
         // SAFETY: `convolve` writes `f32` values only.
         #[allow(unsafe_code)]
         let out = unsafe { super::super::as_uninit(&mut y) };
-        convolve(g, x, u, out, Finish::default());
+        convolve(g, x, u, out, Epilogue::default());
         y
     }
 
