@@ -235,10 +235,15 @@ pub(crate) fn pack_lhs(
     PackedLhs { m, k, data }
 }
 
-/// [`gathered`] with a left operand packed by [`pack_lhs`] (of `m` rows and `k` columns).
+/// `dst[m×cols] (+)= lhs[m×k] · rhs[k×cols]`, `lhs` packed by [`pack_lhs`] (of `m` rows and
+/// `k` columns): `dst` points to `len` values with row stride `dst_rs`, and `rhs` has its
+/// rows at the given offsets (the `k` index of a convolution's taps, which need not be
+/// evenly spaced in memory), both with contiguous columns. Overwrites `dst` unless
+/// `accumulate`, without reading it (so that it may be uninitialised then).
 ///
 /// # Safety
-/// As for [`product`].
+/// `dst` points to `len` writable `f32`, and no other thread reads or writes the elements the
+/// product writes (rows `r·dst_rs`, `r < m`, `cols` values each) while it runs.
 #[allow(unsafe_code)]
 pub(crate) unsafe fn product_packed(
     cols: usize,
@@ -254,7 +259,7 @@ pub(crate) unsafe fn product_packed(
 /// [`product_packed`], then `epilogue` on each output (see [`Epilogue`]).
 ///
 /// # Safety
-/// As for [`product`].
+/// As for [`product_packed`].
 #[allow(unsafe_code)]
 pub(crate) unsafe fn product_finished(
     cols: usize,
@@ -327,52 +332,26 @@ impl Offsets<'_> {
     }
 }
 
-/// `dst[m×cols] (+)= lhs[m×k] · rhs[k×cols]`: `dst` points to `len` values with row stride
-/// `dst_rs`, `rhs` has row stride `rhs_rs` (both with contiguous columns), `lhs` has the
-/// given row and column strides. Overwrites `dst` unless `accumulate`, without reading it
-/// (so that it may be uninitialised then).
+/// [`product_packed`] with an unpacked left operand of the given row and column strides
+/// (the tests' entry point).
 ///
 /// # Safety
-/// `dst` points to `len` writable `f32`, and no other thread reads or writes the elements the
-/// product writes (rows `r·dst_rs`, `r < m`, `cols` values each) while it runs.
+/// As for [`product_packed`].
+#[cfg(test)]
 #[allow(unsafe_code)]
 pub(crate) unsafe fn product(
-    dims: (usize, usize, usize),
+    (m, cols, k): (usize, usize, usize),
     dst: (*mut f32, usize, usize),
     (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
     (rhs, rhs_rs): (&[f32], usize),
     accumulate: bool,
 ) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gathered(
-            dims,
-            dst,
-            (lhs, lhs_rs, Offsets::Stride(lhs_cs)),
-            (rhs, Offsets::Stride(rhs_rs)),
-            accumulate,
-        )
-    }
-}
-
-/// [`product`] with the columns of `lhs` and the rows of `rhs` at the given offsets (the
-/// `k` index of a convolution's taps, which are not evenly spaced in memory).
-///
-/// # Safety
-/// As for [`product`].
-#[allow(unsafe_code)]
-pub(crate) unsafe fn gathered(
-    (m, cols, k): (usize, usize, usize),
-    dst: (*mut f32, usize, usize),
-    lhs: (&[f32], usize, Offsets<'_>),
-    rhs: (&[f32], Offsets<'_>),
-    accumulate: bool,
-) {
     if m == 0 || cols == 0 {
         return;
     }
+    let lhs = pack_lhs((m, k), (lhs, lhs_rs, Offsets::Stride(lhs_cs)));
     // SAFETY: forwarded from the caller.
-    unsafe { product_packed(cols, dst, &pack_lhs((m, k), lhs), rhs, accumulate) }
+    unsafe { product_packed(cols, dst, &lhs, (rhs, Offsets::Stride(rhs_rs)), accumulate) }
 }
 
 impl WithSimd for Product<'_> {

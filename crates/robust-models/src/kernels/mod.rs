@@ -198,6 +198,21 @@ fn flex_tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
 /// to the input gradient's values and shape.
 trait InputGradient: Clone + Send + std::fmt::Debug + 'static {
     fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]);
+    /// [`InputGradient::input_gradient`] of an output gradient the caller owns and no
+    /// longer needs, which this may overwrite (a fused ReLU's mask applied in place).
+    fn input_gradient_owned(&self, grad_out: &mut [f32]) -> (Vec<f32>, [usize; 4]) {
+        self.input_gradient(grad_out)
+    }
+}
+
+/// A tensor's values as one contiguous mutable `f32` slice, when the tensor holds its
+/// storage alone (no other tensor shares it, so writing changes no other value).
+fn owned_f32(t: &mut FlexTensor) -> Option<&mut [f32]> {
+    if t.dtype() != DType::F32 || !t.is_unique() {
+        return None;
+    }
+    let (start, end) = t.layout().contiguous_offsets()?;
+    Some(&mut t.try_storage_mut::<f32>()?[start..end])
 }
 
 /// The autodiff node of a kernel whose one differentiable input is its first.
@@ -209,12 +224,18 @@ impl<S: InputGradient> Backward<Flex, 1> for KernelBackward<S> {
 
     fn backward(self, ops: Ops<S, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [parent] = ops.parents;
-        let grad = FlexValue::Plain(grads.consume::<Flex>(&ops.node));
+        let mut grad = grads.consume::<Flex>(&ops.node);
         if let Some(node) = parent {
-            let grad_out = grad
-                .f32_data()
-                .expect("the gradient of an f32 kernel output is f32");
-            let (values, shape) = ops.state.input_gradient(&grad_out);
+            let (values, shape) = match owned_f32(&mut grad) {
+                Some(grad_out) => ops.state.input_gradient_owned(grad_out),
+                None => {
+                    let grad = FlexValue::Plain(grad);
+                    let grad_out = grad
+                        .f32_data()
+                        .expect("the gradient of an f32 kernel output is f32");
+                    ops.state.input_gradient(&grad_out)
+                }
+            };
             grads.register::<Flex>(node.id, flex_tensor(values, shape));
         }
     }
@@ -226,6 +247,10 @@ impl<S: InputGradient> Backward<Flex, 1> for KernelBackward<S> {
 /// passed it, with the output's shape).
 trait ResidualGradient: InputGradient {
     fn gradients(&self, grad_out: &[f32]) -> [(Vec<f32>, [usize; 4]); 2];
+    /// [`ResidualGradient::gradients`] of an output gradient the caller owns: it is
+    /// overwritten with the gradient of `skip` (same shape, masked in place by the fused
+    /// ReLU), and the input gradient is returned.
+    fn gradients_in_place(&self, grad_out: &mut [f32]) -> (Vec<f32>, [usize; 4]);
 }
 
 /// The autodiff node of a kernel with a fused residual sum: parents `x` and `skip`.
@@ -237,16 +262,26 @@ impl<S: ResidualGradient> Backward<Flex, 2> for ResidualBackward<S> {
 
     fn backward(self, ops: Ops<S, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [x, skip] = ops.parents;
-        let grad = FlexValue::Plain(grads.consume::<Flex>(&ops.node));
-        let grad_out = grad
-            .f32_data()
-            .expect("the gradient of an f32 kernel output is f32");
-        let [(dx, dx_shape), (dskip, skip_shape)] = ops.state.gradients(&grad_out);
+        let mut grad = grads.consume::<Flex>(&ops.node);
+        let (dx, dskip) = match owned_f32(&mut grad) {
+            Some(grad_out) => {
+                let dx = ops.state.gradients_in_place(grad_out);
+                (dx, grad)
+            }
+            None => {
+                let grad = FlexValue::Plain(grad);
+                let grad_out = grad
+                    .f32_data()
+                    .expect("the gradient of an f32 kernel output is f32");
+                let [dx, (dskip, skip_shape)] = ops.state.gradients(&grad_out);
+                (dx, flex_tensor(dskip, skip_shape))
+            }
+        };
         if let Some(node) = x {
-            grads.register::<Flex>(node.id, flex_tensor(dx, dx_shape));
+            grads.register::<Flex>(node.id, flex_tensor(dx.0, dx.1));
         }
         if let Some(node) = skip {
-            grads.register::<Flex>(node.id, flex_tensor(dskip, skip_shape));
+            grads.register::<Flex>(node.id, dskip);
         }
     }
 }

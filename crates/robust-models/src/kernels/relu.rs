@@ -106,6 +106,16 @@ impl ReluMask {
         }
     }
 
+    /// `grad` zeroed, in place, where the value was not kept: [`ReluMask::apply`] without a
+    /// new buffer, for a gradient the caller owns (a pass over memory that reads and writes
+    /// the same lines, instead of writing fresh ones).
+    pub(crate) fn apply_in_place(&self, grad: &mut [f32]) {
+        assert_eq!(grad.len(), self.len, "gradient and mask differ in length");
+        grad.par_chunks_mut(CHUNK)
+            .zip(self.words.par_chunks(CHUNK / 64))
+            .for_each(|(grad, words)| super::simd::dispatch(MaskedInPlace { grad, words }));
+    }
+
     /// `grad` where the value was kept, `0` elsewhere.
     pub(crate) fn apply(&self, grad: &[f32]) -> Vec<f32> {
         assert_eq!(grad.len(), self.len, "gradient and mask differ in length");
@@ -206,6 +216,27 @@ impl WithSimd for Masked<'_> {
     }
 }
 
+/// One chunk of [`ReluMask::apply_in_place`], compiled for the CPU's vector extensions.
+struct MaskedInPlace<'a> {
+    grad: &'a mut [f32],
+    words: &'a [u64],
+}
+
+impl WithSimd for MaskedInPlace<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self) {
+        for (g, &word) in self.grad.chunks_mut(64).zip(self.words) {
+            for (j, g) in g.iter_mut().enumerate() {
+                if (word >> j) & 1 == 0 {
+                    *g = 0.0;
+                }
+            }
+        }
+    }
+}
+
 /// `relu(a + b)` for two tensors of one shape on the CPU backend, with a one-bit mask for
 /// the backward pass; `None` (the caller uses burn's operators) for other backends, element
 /// types, shapes that differ, or tracked and plain inputs mixed.
@@ -278,8 +309,13 @@ struct State {
 }
 
 impl State {
-    /// The input gradient: the output gradient where the ReLU kept the value.
-    fn gradient(&self, grad_out: FlexTensor) -> FlexTensor {
+    /// The input gradient: the output gradient where the ReLU kept the value (masked in
+    /// place when the output gradient is this pass's alone).
+    fn gradient(&self, mut grad_out: FlexTensor) -> FlexTensor {
+        if let Some(g) = super::owned_f32(&mut grad_out) {
+            self.mask.apply_in_place(g);
+            return grad_out;
+        }
         let grad = FlexValue::Plain(grad_out);
         let g = grad
             .f32_data()
@@ -408,6 +444,40 @@ mod tests {
         same(&fast.1, &slow.1, "gradient of a");
         same(&fast.2, &slow.2, "gradient of b");
         assert!(fast.0[3].is_nan(), "NaN propagates");
+    }
+
+    /// The mask applied in place gives the bits of the mask applied to a copy (NaN and -0
+    /// in the gradient, over more than one task's chunk, on a length that is no multiple of
+    /// 64).
+    #[test]
+    fn the_mask_in_place_gives_the_copys_bits() {
+        let device = Device::flex();
+        let n = 2 * CHUNK + 37;
+        let random = || {
+            host(Tensor::<1>::random(
+                [n],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            ))
+        };
+        let mut x = random();
+        x[CHUNK + 3] = 0.0;
+        let mask = ReluMask::of(&x);
+        let mut grad = random();
+        for (i, v) in [
+            (1, f32::NAN),
+            (2, -0.0),
+            (CHUNK + 5, f32::NAN),
+            (n - 1, -0.0),
+        ] {
+            grad[i] = v;
+        }
+        let copied = mask.apply(&grad);
+        mask.apply_in_place(&mut grad);
+        for (i, (p, q)) in grad.iter().zip(&copied).enumerate() {
+            assert_eq!(p.to_bits(), q.to_bits(), "value {i}: {p} against {q}");
+        }
+        assert!(copied.contains(&0.0) && copied.iter().any(|&v| v != 0.0));
     }
 
     /// The plain ReLU likewise (NaN, +0 and -0 included, over more than one task's chunk),

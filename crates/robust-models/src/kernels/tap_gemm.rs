@@ -100,8 +100,21 @@ pub(crate) const MIN_CHANNELS: usize = 32;
 /// in place (a batch-innermost input is read in place here).
 const POINTWISE_MIN_POSITIONS: usize = 196;
 
-/// Input columns (positions × images) per task of the strided backward pass.
+/// Input columns (positions × images) per task of the strided backward pass, at most.
 const TILE: usize = 512;
+
+/// Input columns per task of the strided backward pass over rows of `row` columns: at most
+/// [`TILE`], and few enough for four tasks per thread, in whole strips of the micro-kernel
+/// (48 columns with AVX-512). With one task per [`TILE`] ResNet-50's last strided 3×3
+/// convolution (448 columns) ran on one thread. The partition changes no value: each
+/// input column is summed by one task in a fixed order.
+fn scatter_tile(row: usize) -> usize {
+    const STRIP: usize = 48;
+    let tasks = 4 * rayon::current_num_threads();
+    row.div_ceil(tasks)
+        .next_multiple_of(STRIP)
+        .clamp(STRIP, TILE)
+}
 
 /// The shape of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -174,9 +187,30 @@ impl Geometry {
             && self.h + t + b >= self.kh
             && self.w + l + r >= self.kw
     }
+    /// A strided 1×1 convolution without padding: it reads only the inputs at multiples of
+    /// the stride, so its input gradient is a stride-1 1×1 convolution's at those positions
+    /// (see [`Geometry::transposed`]) and zero elsewhere.
+    fn strided_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.pads == [0; 4] && self.stride != [1, 1]
+    }
     /// For a stride-1 convolution: the convolution computing its input gradient (weights
-    /// swapped and flipped).
+    /// swapped and flipped). For a [strided pointwise](Geometry::strided_pointwise) one:
+    /// the stride-1 1×1 convolution computing its input gradient at the positions it read
+    /// (`[ho, c, wo, n]`).
     fn transposed(&self) -> Self {
+        if self.strided_pointwise() {
+            return Self {
+                n: self.n,
+                c: self.co,
+                h: self.ho(),
+                w: self.wo(),
+                co: self.c,
+                kh: 1,
+                kw: 1,
+                stride: [1, 1],
+                pads: [0; 4],
+            };
+        }
         let [t, b, l, r] = self.pads;
         Self {
             n: self.n,
@@ -486,19 +520,74 @@ impl Packed {
     }
 }
 
+/// The left operands of [`scatter`]'s products, packed once per arrangement: for each kind
+/// of output row (the kernel rows `i_lo..i_hi` that read inside the image) and kernel
+/// column `j`, `W_jᵀ` restricted to those rows (`(i_hi − i_lo)·c × co`). Packing them on
+/// every product call was most of a strided convolution's input gradient on wide layers
+/// (a 3×3 kernel over 512 channels is a 3 MB pack, made again for each output row).
+#[derive(Debug)]
+struct ScatterPacks {
+    kinds: Vec<(usize, usize)>,
+    /// Laid out `[kind][j]`.
+    packs: Vec<PackedLhs>,
+}
+
+impl ScatterPacks {
+    fn new(g: &Geometry, wt: &[f32]) -> Self {
+        let mut kinds: Vec<(usize, usize)> = Vec::new();
+        for oh in 0..g.ho() {
+            let (i_lo, i_hi, _) = g.rows(oh);
+            if i_lo < i_hi && !kinds.contains(&(i_lo, i_hi)) {
+                kinds.push((i_lo, i_hi));
+            }
+        }
+        let packs = (0..kinds.len() * g.kw)
+            .into_par_iter()
+            .map(|at| {
+                let ((i_lo, i_hi), j) = (kinds[at / g.kw], at % g.kw);
+                super::microgemm::pack_lhs(
+                    ((i_hi - i_lo) * g.c, g.co),
+                    (
+                        &wt[(j * g.co * g.kh + i_lo) * g.c..],
+                        1,
+                        super::microgemm::Offsets::Stride(g.kh * g.c),
+                    ),
+                )
+            })
+            .collect();
+        Self { kinds, packs }
+    }
+
+    /// The pack of output row `oh`'s products for kernel column `j`.
+    fn get(&self, g: &Geometry, oh: usize, j: usize) -> &PackedLhs {
+        let (i_lo, i_hi, _) = g.rows(oh);
+        let k = self
+            .kinds
+            .iter()
+            .position(|&r| r == (i_lo, i_hi))
+            .expect("every output row's kind was packed");
+        &self.packs[k * g.kw + j]
+    }
+
+    fn values(&self) -> usize {
+        self.packs.iter().map(PackedLhs::len).sum()
+    }
+}
+
 /// The input gradient of a strided convolution, on the layout: every (output row, kernel
 /// column) adds `W_jᵀ · dY` onto the input rows and columns it read. Those overlap across
 /// output rows, so the tasks are tiles of input columns instead: each adds every
 /// contribution to its own columns, in a fixed order.
-fn scatter(g: &Geometry, dy: &[f32], wt: &[f32], dx: &mut [MaybeUninit<f32>]) {
+fn scatter(g: &Geometry, dy: &[f32], packs: &ScatterPacks, dx: &mut [MaybeUninit<f32>]) {
     let (n, wo, width) = (g.n, g.wo(), g.width());
     let row = width * n;
     // Each task owns the columns t0..t1 of every input row; the rows are interleaved in
     // `dx`, so the tasks reach their columns through a shared raw pointer.
     let shared = SharedMut::uninit(dx);
-    (0..row.div_ceil(TILE)).into_par_iter().for_each(|tile| {
+    let tile_w = scatter_tile(row);
+    (0..row.div_ceil(tile_w)).into_par_iter().for_each(|tile| {
         let shared = &shared;
-        let (t0, t1) = (tile * TILE, ((tile + 1) * TILE).min(row));
+        let (t0, t1) = (tile * tile_w, ((tile + 1) * tile_w).min(row));
         for r in 0..g.h * g.c {
             let (start, room) = shared.tail(r * row + t0);
             assert!(room >= t1 - t0);
@@ -512,6 +601,9 @@ fn scatter(g: &Geometry, dy: &[f32], wt: &[f32], dx: &mut [MaybeUninit<f32>]) {
         }
         for oh in 0..g.ho() {
             let (i_lo, i_hi, ih) = g.rows(oh);
+            if i_lo >= i_hi {
+                continue;
+            }
             for j in 0..g.kw {
                 let (lo, hi, col) = g.cols(j);
                 // The input columns these outputs read, clipped to the tile.
@@ -524,11 +616,14 @@ fn scatter(g: &Geometry, dy: &[f32], wt: &[f32], dx: &mut [MaybeUninit<f32>]) {
                 // rows `start + r·row`; no other task touches those columns.
                 #[allow(unsafe_code)]
                 unsafe {
-                    super::microgemm::product(
-                        ((i_hi - i_lo) * g.c, b - a, g.co),
+                    super::microgemm::product_packed(
+                        b - a,
                         (start, room, row),
-                        (&wt[(j * g.co * g.kh + i_lo) * g.c..], 1, g.kh * g.c),
-                        (&dy[(oh * g.co * wo + lo) * n + a - col * n..], wo * n),
+                        packs.get(g, oh, j),
+                        (
+                            &dy[(oh * g.co * wo + lo) * n + a - col * n..],
+                            super::microgemm::Offsets::Stride(wo * n),
+                        ),
                         true,
                     )
                 };
@@ -698,7 +793,8 @@ fn plain(dims: [usize; 4]) -> Geometry {
 struct Rearranged {
     /// Empty when only the packed weights are read (see [`Rearranged::new`]).
     forward: Vec<f32>,
-    /// `Some` for a stride-1 convolution; empty inside when only packed weights are read.
+    /// `Some` for a stride-1 or [strided pointwise](Geometry::strided_pointwise)
+    /// convolution; empty inside when only packed weights are read.
     transposed: Option<Vec<f32>>,
     /// The forward products' weights, packed (when small: see [`Packed`]).
     forward_packed: Option<Packed>,
@@ -706,6 +802,8 @@ struct Rearranged {
     transposed_packed: Option<Packed>,
     /// The forward and transposed weights for [`winograd::convolve`].
     winograd: Option<[winograd::Transformed; 2]>,
+    /// [`scatter`]'s packed weights, for a strided convolution.
+    scatter: Option<ScatterPacks>,
 }
 
 impl Rearranged {
@@ -721,19 +819,22 @@ impl Rearranged {
                     winograd::Transformed::forward(data, co, c),
                     winograd::Transformed::transposed(data, co, c),
                 ]),
+                scatter: None,
             };
         }
         let forward = by_column(data, co, c, kh, kw);
-        let transposed = (g.stride == [1, 1]).then(|| flipped_by_column(data, co, c, kh, kw));
+        let transposed = (g.stride == [1, 1] || g.strided_pointwise())
+            .then(|| flipped_by_column(data, co, c, kh, kw));
+        let scatter = (g.stride != [1, 1]).then(|| ScatterPacks::new(g, &forward));
         let forward_packed = Packed::new(g, &forward);
         let transposed_packed = transposed
             .as_ref()
             .and_then(|t| Packed::new(&g.transposed(), t));
         // The products read packed weights only, so the arrangements they were packed from
-        // are not kept (the strided input gradient, `scatter`, reads `forward`).
+        // are not kept.
         let forward = match forward_packed {
-            Some(_) if g.stride == [1, 1] => Vec::new(),
-            _ => forward,
+            Some(_) => Vec::new(),
+            None => forward,
         };
         let transposed = transposed.map(|t| match transposed_packed {
             Some(_) => Vec::new(),
@@ -745,6 +846,7 @@ impl Rearranged {
             forward,
             transposed,
             winograd: None,
+            scatter,
         }
     }
     fn values(&self) -> usize {
@@ -756,6 +858,7 @@ impl Rearranged {
                 .winograd
                 .as_ref()
                 .map_or(0, |w| w.iter().map(winograd::Transformed::values).sum())
+            + self.scatter.as_ref().map_or(0, ScatterPacks::values)
     }
 
     /// `y = conv(x)` on the layout, by whichever path the weights were arranged for
@@ -772,17 +875,24 @@ impl Rearranged {
     /// The input gradient `dx` of `g` from the output gradient `dy`, on the layout (every
     /// value of `dx` written).
     fn transpose(&self, g: &Geometry, dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
-        match (&self.winograd, &self.transposed) {
+        match (&self.winograd, &self.scatter) {
             (Some([_, transposed]), _) => {
                 winograd::convolve(&g.transposed(), dy, transposed, dx, Epilogue::default())
             }
+            (None, Some(packs)) => scatter(g, dy, packs, dx),
             // Stride 1: the transposed convolution, with parallel tasks per input row.
-            (None, Some(wt)) => {
-                let packed = self.transposed_packed.as_ref();
-                convolve(&g.transposed(), dy, wt, packed, dx, Epilogue::default())
-            }
-            (None, None) => scatter(g, dy, &self.forward, dx),
+            (None, None) => self.transpose_unit(&g.transposed(), dy, dx),
         }
+    }
+
+    /// The stride-1 convolution `gt` (a [`Geometry::transposed`]) by the transposed weights.
+    fn transpose_unit(&self, gt: &Geometry, dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
+        let wt = self
+            .transposed
+            .as_ref()
+            .expect("stride-1 and strided 1×1 convolutions keep their transposed weights");
+        let packed = self.transposed_packed.as_ref();
+        convolve(gt, dy, wt, packed, dx, Epilogue::default())
     }
 }
 
@@ -892,6 +1002,18 @@ impl State {
     fn gradient_of_masked(&self, dy: &[f32]) -> (Vec<f32>, [usize; 4]) {
         let g = &self.g;
         let in_dims = [g.n, g.c, g.h, g.w];
+        if self.batch_inner && g.strided_pointwise() {
+            // The stride-1 product at the positions the convolution read, then spread out:
+            // one product over all of them with weights packed once, instead of `scatter`'s
+            // per-row products onto a zeroed layout that is then copied.
+            let gt = g.transposed();
+            let mut read = scratch(gt.h * gt.co * gt.w * gt.n);
+            // SAFETY: the products write `f32` values only.
+            #[allow(unsafe_code)]
+            self.weights
+                .transpose_unit(&gt, dy, unsafe { as_uninit(&mut read) });
+            return (spread(&read, g), [g.h, g.c, g.w, g.n]);
+        }
         if self.batch_inner && g.stride[1] == 1 {
             // The products' layout is the input's.
             // SAFETY: `transpose` writes every value.
@@ -919,6 +1041,13 @@ impl InputGradient for State {
     fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
         self.gradient_of_masked(&self.masked(grad_out))
     }
+
+    fn input_gradient_owned(&self, grad_out: &mut [f32]) -> (Vec<f32>, [usize; 4]) {
+        if let Some(mask) = &self.relu {
+            mask.apply_in_place(grad_out);
+        }
+        self.gradient_of_masked(grad_out)
+    }
 }
 
 impl ResidualGradient for State {
@@ -927,6 +1056,10 @@ impl ResidualGradient for State {
         let dy = self.masked(grad_out);
         let dx = self.gradient_of_masked(&dy);
         [dx, (dy.into_owned(), [g.ho(), g.co, g.wo(), g.n])]
+    }
+
+    fn gradients_in_place(&self, grad_out: &mut [f32]) -> (Vec<f32>, [usize; 4]) {
+        self.input_gradient_owned(grad_out)
     }
 }
 
@@ -947,6 +1080,42 @@ fn phase_columns(x: &[f32], g: &Geometry, out: &mut [f32]) {
 
 /// Values per task of the passes over a batch-innermost output (whole rows of `w·n`).
 const ROWS_CHUNK: usize = 1 << 14;
+
+/// The plain batch-innermost input gradient (`[h, c, w, n]`) of a
+/// [strided pointwise](Geometry::strided_pointwise) convolution `g` from its values at the
+/// positions the convolution read (`[ho, c, wo, n]`): zero at every other position.
+fn spread(read: &[f32], g: &Geometry) -> Vec<f32> {
+    let (n, w, wo, ho) = (g.n, g.w, g.wo(), g.ho());
+    let [sh, sw] = g.stride;
+    let run = w * n;
+    let rows = (ROWS_CHUNK / run).max(1);
+    // SAFETY: each chunk is `rows` whole rows of `w·n` values (the last one fewer), and
+    // every value of every row is written.
+    #[allow(unsafe_code)]
+    unsafe {
+        super::filled(g.h * g.c * run, rows * run, |k, out| {
+            for (r, dst) in out.chunks_mut(run).enumerate() {
+                let (ih, ci) = ((k * rows + r) / g.c, (k * rows + r) % g.c);
+                let src = (ih % sh == 0 && ih / sh < ho)
+                    .then(|| &read[((ih / sh) * g.c + ci) * wo * n..][..wo * n]);
+                for (iw, d) in dst.chunks_mut(n).enumerate() {
+                    match src {
+                        Some(src) if iw % sw == 0 && iw / sw < wo => {
+                            for (d, &v) in d.iter_mut().zip(&src[iw / sw * n..][..n]) {
+                                d.write(v);
+                            }
+                        }
+                        _ => {
+                            for d in d {
+                                d.write(0.0);
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
 
 /// `g`'s input layout back to plain `[h, c, w, n]` (the inverse of [`phase_columns`]).
 fn plain_columns(dx: &[f32], g: &Geometry) -> Vec<f32> {
