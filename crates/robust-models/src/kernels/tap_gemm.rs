@@ -1081,31 +1081,32 @@ fn phase_columns(x: &[f32], g: &Geometry, out: &mut [f32]) {
 /// Values per task of the passes over a batch-innermost output (whole rows of `w·n`).
 const ROWS_CHUNK: usize = 1 << 14;
 
-/// The plain batch-innermost input gradient (`[h, c, w, n]`) of a
-/// [strided pointwise](Geometry::strided_pointwise) convolution `g` from its values at the
-/// positions the convolution read (`[ho, c, wo, n]`): zero at every other position.
-fn spread(read: &[f32], g: &Geometry) -> Vec<f32> {
-    let (n, w, wo, ho) = (g.n, g.w, g.wo(), g.ho());
-    let [sh, sw] = g.stride;
-    let run = w * n;
+/// A plain batch-innermost tensor of `g`'s input shape (`[h, c, w, n]`), written a row of
+/// `w·n` values at a time: position `iw` of row `r` (`r = ih·c + ci`) holds the `n` values
+/// `source(r, iw)` gives, or zeros where it gives none.
+fn plain_rows<'a>(
+    g: &Geometry,
+    source: impl Fn(usize, usize) -> Option<&'a [f32]> + Sync,
+) -> Vec<f32> {
+    let n = g.n;
+    let run = g.w * n;
     let rows = (ROWS_CHUNK / run).max(1);
     // SAFETY: each chunk is `rows` whole rows of `w·n` values (the last one fewer), and
-    // every value of every row is written.
+    // every position of every row is written: `n` values from a source of exactly `n`
+    // (asserted), or `n` zeros.
     #[allow(unsafe_code)]
     unsafe {
         super::filled(g.h * g.c * run, rows * run, |k, out| {
             for (r, dst) in out.chunks_mut(run).enumerate() {
-                let (ih, ci) = ((k * rows + r) / g.c, (k * rows + r) % g.c);
-                let src = (ih % sh == 0 && ih / sh < ho)
-                    .then(|| &read[((ih / sh) * g.c + ci) * wo * n..][..wo * n]);
                 for (iw, d) in dst.chunks_mut(n).enumerate() {
-                    match src {
-                        Some(src) if iw % sw == 0 && iw / sw < wo => {
-                            for (d, &v) in d.iter_mut().zip(&src[iw / sw * n..][..n]) {
+                    match source(k * rows + r, iw) {
+                        Some(src) => {
+                            assert_eq!(src.len(), n, "a position is one value per image");
+                            for (d, &v) in d.iter_mut().zip(src) {
                                 d.write(v);
                             }
                         }
-                        _ => {
+                        None => {
                             for d in d {
                                 d.write(0.0);
                             }
@@ -1117,27 +1118,23 @@ fn spread(read: &[f32], g: &Geometry) -> Vec<f32> {
     }
 }
 
+/// The plain batch-innermost input gradient (`[h, c, w, n]`) of a
+/// [strided pointwise](Geometry::strided_pointwise) convolution `g` from its values at the
+/// positions the convolution read (`[ho, c, wo, n]`): zero at every other position.
+fn spread(read: &[f32], g: &Geometry) -> Vec<f32> {
+    let (n, c, wo, ho) = (g.n, g.c, g.wo(), g.ho());
+    let [sh, sw] = g.stride;
+    plain_rows(g, |r, iw| {
+        let (ih, ci) = (r / c, r % c);
+        (ih % sh == 0 && ih / sh < ho && iw % sw == 0 && iw / sw < wo)
+            .then(|| &read[(((ih / sh) * c + ci) * wo + iw / sw) * n..][..n])
+    })
+}
+
 /// `g`'s input layout back to plain `[h, c, w, n]` (the inverse of [`phase_columns`]).
 fn plain_columns(dx: &[f32], g: &Geometry) -> Vec<f32> {
-    let (n, w, width) = (g.n, g.w, g.width());
-    let run = w * n;
-    let rows = (ROWS_CHUNK / run).max(1);
-    // SAFETY: each chunk is `rows` whole rows of `w·n` values (the last one fewer), and
-    // every column of every row is written.
-    #[allow(unsafe_code)]
-    unsafe {
-        super::filled(g.h * g.c * run, rows * run, |k, out| {
-            for (r, dst) in out.chunks_mut(run).enumerate() {
-                let src = &dx[(k * rows + r) * width * n..][..width * n];
-                for iw in 0..w {
-                    let at = g.col(iw) * n;
-                    for (d, &v) in dst[iw * n..][..n].iter_mut().zip(&src[at..at + n]) {
-                        d.write(v);
-                    }
-                }
-            }
-        })
-    }
+    let (n, width) = (g.n, g.width());
+    plain_rows(g, |r, iw| Some(&dx[(r * width + g.col(iw)) * n..][..n]))
 }
 
 /// A one-group, undilated convolution on the CPU backend as matrix products over the taps
