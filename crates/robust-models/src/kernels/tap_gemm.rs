@@ -449,13 +449,7 @@ impl Packed {
     /// The packed weights of `g` (arranged by [`by_column`] in `wt`), or `None` when they
     /// would exceed [`Packed::MAX_RATIO`] times the weights.
     fn new(g: &Geometry, wt: &[f32]) -> Option<Self> {
-        let mut kinds: Vec<(usize, usize)> = Vec::new();
-        for oh in 0..g.ho() {
-            let (i_lo, i_hi, _) = g.rows(oh);
-            if !kinds.contains(&(i_lo, i_hi)) {
-                kinds.push((i_lo, i_hi));
-            }
-        }
+        let kinds = row_kinds(g);
         let groups = g.groups();
         let cb = co_block(g);
         let blocks = g.co.div_ceil(cb);
@@ -504,12 +498,7 @@ impl Packed {
 
     /// The packs of output row `oh`'s products for output-channel block `b`, one per group.
     fn get(&self, g: &Geometry, oh: usize, b: usize) -> &[PackedLhs] {
-        let (i_lo, i_hi, _) = g.rows(oh);
-        let k = self
-            .kinds
-            .iter()
-            .position(|&r| r == (i_lo, i_hi))
-            .expect("every output row's kind was packed");
+        let k = row_kind(&self.kinds, g, oh);
         // Laid out [kind][block][group].
         debug_assert!(b < self.blocks);
         &self.packs[(k * self.blocks + b) * self.groups..][..self.groups]
@@ -518,6 +507,28 @@ impl Packed {
     fn values(&self) -> usize {
         self.packs.iter().map(PackedLhs::len).sum()
     }
+}
+
+/// The kinds of `g`'s output rows: the kernel rows `i_lo..i_hi` that read inside the image,
+/// each once, in the order they first occur.
+fn row_kinds(g: &Geometry) -> Vec<(usize, usize)> {
+    let mut kinds: Vec<(usize, usize)> = Vec::new();
+    for oh in 0..g.ho() {
+        let (i_lo, i_hi, _) = g.rows(oh);
+        if !kinds.contains(&(i_lo, i_hi)) {
+            kinds.push((i_lo, i_hi));
+        }
+    }
+    kinds
+}
+
+/// Which of `kinds` ([`row_kinds`]) output row `oh` of `g` is.
+fn row_kind(kinds: &[(usize, usize)], g: &Geometry, oh: usize) -> usize {
+    let (i_lo, i_hi, _) = g.rows(oh);
+    kinds
+        .iter()
+        .position(|&r| r == (i_lo, i_hi))
+        .expect("every output row's kind was packed")
 }
 
 /// The left operands of [`scatter`]'s products, packed once per arrangement: for each kind
@@ -534,13 +545,7 @@ struct ScatterPacks {
 
 impl ScatterPacks {
     fn new(g: &Geometry, wt: &[f32]) -> Self {
-        let mut kinds: Vec<(usize, usize)> = Vec::new();
-        for oh in 0..g.ho() {
-            let (i_lo, i_hi, _) = g.rows(oh);
-            if i_lo < i_hi && !kinds.contains(&(i_lo, i_hi)) {
-                kinds.push((i_lo, i_hi));
-            }
-        }
+        let kinds = row_kinds(g);
         let packs = (0..kinds.len() * g.kw)
             .into_par_iter()
             .map(|at| {
@@ -560,13 +565,7 @@ impl ScatterPacks {
 
     /// The pack of output row `oh`'s products for kernel column `j`.
     fn get(&self, g: &Geometry, oh: usize, j: usize) -> &PackedLhs {
-        let (i_lo, i_hi, _) = g.rows(oh);
-        let k = self
-            .kinds
-            .iter()
-            .position(|&r| r == (i_lo, i_hi))
-            .expect("every output row's kind was packed");
-        &self.packs[k * g.kw + j]
+        &self.packs[row_kind(&self.kinds, g, oh) * g.kw + j]
     }
 
     fn values(&self) -> usize {
