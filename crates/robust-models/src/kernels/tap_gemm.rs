@@ -801,7 +801,8 @@ struct Rearranged {
     transposed_packed: Option<Packed>,
     /// The forward and transposed weights for [`winograd::convolve`].
     winograd: Option<[winograd::Transformed; 2]>,
-    /// [`scatter`]'s packed weights, for a strided convolution.
+    /// [`scatter`]'s packed weights, for a strided convolution other than a
+    /// [strided pointwise](Geometry::strided_pointwise) one.
     scatter: Option<ScatterPacks>,
 }
 
@@ -824,7 +825,10 @@ impl Rearranged {
         let forward = by_column(data, co, c, kh, kw);
         let transposed = (g.stride == [1, 1] || g.strided_pointwise())
             .then(|| flipped_by_column(data, co, c, kh, kw));
-        let scatter = (g.stride != [1, 1]).then(|| ScatterPacks::new(g, &forward));
+        // A strided 1×1 convolution's input gradient is a stride-1 product instead
+        // (`State::gradient_of_masked`).
+        let scatter =
+            (g.stride != [1, 1] && !g.strided_pointwise()).then(|| ScatterPacks::new(g, &forward));
         let forward_packed = Packed::new(g, &forward);
         let transposed_packed = transposed
             .as_ref()
@@ -879,8 +883,13 @@ impl Rearranged {
                 winograd::convolve(&g.transposed(), dy, transposed, dx, Epilogue::default())
             }
             (None, Some(packs)) => scatter(g, dy, packs, dx),
-            // Stride 1: the transposed convolution, with parallel tasks per input row.
-            (None, None) => self.transpose_unit(&g.transposed(), dy, dx),
+            // Stride 1: the transposed convolution, with parallel tasks per input row. (A
+            // strided 1×1 convolution's transposed one computes only the positions it read:
+            // `State::gradient_of_masked` spreads them out.)
+            (None, None) => {
+                assert_eq!(g.stride, [1, 1], "a strided 1×1 gradient is spread out");
+                self.transpose_unit(&g.transposed(), dy, dx)
+            }
         }
     }
 
@@ -1001,7 +1010,7 @@ impl State {
     fn gradient_of_masked(&self, dy: &[f32]) -> (Vec<f32>, [usize; 4]) {
         let g = &self.g;
         let in_dims = [g.n, g.c, g.h, g.w];
-        if self.batch_inner && g.strided_pointwise() {
+        if g.strided_pointwise() {
             // The stride-1 product at the positions the convolution read, then spread out:
             // one product over all of them with weights packed once, instead of `scatter`'s
             // per-row products onto a zeroed layout that is then copied.
@@ -1011,7 +1020,11 @@ impl State {
             #[allow(unsafe_code)]
             self.weights
                 .transpose_unit(&gt, dy, unsafe { as_uninit(&mut read) });
-            return (spread(&read, g), [g.h, g.c, g.w, g.n]);
+            let dx = spread(&read, g);
+            return match self.batch_inner {
+                true => (dx, [g.h, g.c, g.w, g.n]),
+                false => (from_layout(&dx, in_dims, &plain(in_dims)), in_dims),
+            };
         }
         if self.batch_inner && g.stride[1] == 1 {
             // The products' layout is the input's.
