@@ -85,26 +85,7 @@ impl Transformed {
         k: usize,
         tap: impl Fn(usize, usize, usize, usize) -> f32 + Sync,
     ) -> Self {
-        // [row][ξ][k]
-        let mut u = vec![0f32; rows * XI * k];
-        u.par_chunks_mut(XI * k).enumerate().for_each(|(r, out)| {
-            for kk in 0..k {
-                // G g: 6×3.
-                let mut gg = [[0f64; 3]; T];
-                for (a, row) in gg.iter_mut().enumerate() {
-                    for (j, v) in row.iter_mut().enumerate() {
-                        *v = (0..3).map(|i| G[a][i] * tap(r, kk, i, j) as f64).sum();
-                    }
-                }
-                // (G g) Gᵀ: 6×6.
-                for a in 0..T {
-                    for b in 0..T {
-                        let u: f64 = (0..3).map(|j| gg[a][j] * G[b][j]).sum();
-                        out[(a * T + b) * k + kk] = u as f32;
-                    }
-                }
-            }
-        });
+        let u = transform(rows, k, tap);
         let packs = (0..XI)
             .into_par_iter()
             .map(|xi| microgemm::pack_lhs((rows, k), (&u[xi * k..], XI * k, Offsets::Stride(1))))
@@ -129,6 +110,50 @@ impl Transformed {
     pub(super) fn values(&self) -> usize {
         self.packs.iter().map(PackedLhs::len).sum()
     }
+}
+
+/// `U = G g Gᵀ` for every channel pair, `g` given by `tap(row, k, i, j)`: `[row][ξ][k]`,
+/// each value rounded once from `f64`.
+fn transform(
+    rows: usize,
+    k: usize,
+    tap: impl Fn(usize, usize, usize, usize) -> f32 + Sync,
+) -> Vec<f32> {
+    // Per row, each stage runs along `k` (contiguous, so the compiler vectorises it), with
+    // every value computed by the same operations in the same order as one sum per channel
+    // pair: `(p0 + p1) + p2` is `[p0, p1, p2].iter().sum()` exactly (a float sum starts at
+    // -0.0, which adds nothing).
+    let mut u = vec![0f32; rows * XI * k];
+    u.par_chunks_mut(XI * k).enumerate().for_each_init(
+        || (vec![0f64; 9 * k], vec![0f64; 3 * T * k]),
+        |(taps, gg), (r, out)| {
+            // The taps, [i·3 + j][k].
+            for (ij, row) in taps.chunks_exact_mut(k).enumerate() {
+                for (kk, v) in row.iter_mut().enumerate() {
+                    *v = tap(r, kk, ij / 3, ij % 3) as f64;
+                }
+            }
+            // G g: 6×3, [a·3 + j][k].
+            for (aj, row) in gg.chunks_exact_mut(k).enumerate() {
+                let (a, j) = (aj / 3, aj % 3);
+                let t = |i: usize| &taps[(i * 3 + j) * k..(i * 3 + j + 1) * k];
+                let (t0, t1, t2) = (t(0), t(1), t(2));
+                for (kk, v) in row.iter_mut().enumerate() {
+                    *v = G[a][0] * t0[kk] + G[a][1] * t1[kk] + G[a][2] * t2[kk];
+                }
+            }
+            // (G g) Gᵀ: 6×6, [a·6 + b][k].
+            for (ab, row) in out.chunks_exact_mut(k).enumerate() {
+                let (a, b) = (ab / T, ab % T);
+                let s = |j: usize| &gg[(a * 3 + j) * k..(a * 3 + j + 1) * k];
+                let (s0, s1, s2) = (s(0), s(1), s(2));
+                for (kk, v) in row.iter_mut().enumerate() {
+                    *v = (s0[kk] * G[b][0] + s1[kk] * G[b][1] + s2[kk] * G[b][2]) as f32;
+                }
+            }
+        },
+    );
+    u
 }
 
 /// The columns of a task's products: a run of the convolution's (tile, image) pairs, in
@@ -539,6 +564,42 @@ mod tests {
             kw: 3,
             stride: [1, 1],
             pads,
+        }
+    }
+
+    /// The weights' transform, computed along the channels, against one sum per channel
+    /// pair and transform position, bit for bit: random taps, some of them zeros of either
+    /// sign, and channel counts that are not a multiple of any vector width.
+    #[test]
+    fn the_weights_transform_is_the_per_pair_sums() {
+        let mut bits = crate::kernels::testing::lcg(11);
+        for (rows, k) in [(1, 1), (3, 5), (7, 19), (16, 33)] {
+            let w: Vec<f32> = (0..rows * k * 9)
+                .map(|_| match bits() % 8 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    b => ((bits() >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * b as f32,
+                })
+                .collect();
+            let tap = |r: usize, kk: usize, i: usize, j: usize| w[((r * k + kk) * 3 + i) * 3 + j];
+            let got = transform(rows, k, tap);
+            for r in 0..rows {
+                for kk in 0..k {
+                    let mut gg = [[0f64; 3]; T];
+                    for (a, row) in gg.iter_mut().enumerate() {
+                        for (j, v) in row.iter_mut().enumerate() {
+                            *v = (0..3).map(|i| G[a][i] * tap(r, kk, i, j) as f64).sum();
+                        }
+                    }
+                    for a in 0..T {
+                        for b in 0..T {
+                            let u: f64 = (0..3).map(|j| gg[a][j] * G[b][j]).sum();
+                            let at = (r * XI + a * T + b) * k + kk;
+                            assert_eq!(got[at].to_bits(), (u as f32).to_bits(), "{r} {kk} {a} {b}");
+                        }
+                    }
+                }
+            }
         }
     }
 
