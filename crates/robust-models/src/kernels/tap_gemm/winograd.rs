@@ -591,9 +591,9 @@ mod tests {
                             *v = (0..3).map(|i| G[a][i] * tap(r, kk, i, j) as f64).sum();
                         }
                     }
-                    for a in 0..T {
-                        for b in 0..T {
-                            let u: f64 = (0..3).map(|j| gg[a][j] * G[b][j]).sum();
+                    for (a, gga) in gg.iter().enumerate() {
+                        for (b, gb) in G.iter().enumerate() {
+                            let u: f64 = (0..3).map(|j| gga[j] * gb[j]).sum();
                             let at = (r * XI + a * T + b) * k + kk;
                             assert_eq!(got[at].to_bits(), (u as f32).to_bits(), "{r} {kk} {a} {b}");
                         }
