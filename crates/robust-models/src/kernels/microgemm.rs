@@ -698,39 +698,25 @@ impl Product<'_> {
     /// forward pass without it, 55 ms with it. Only a hint: no value changes.
     #[inline(always)]
     fn prefetch(&self, (row0, rows): (usize, usize), (c0, width): (usize, usize), finishing: bool) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            const LINE: usize = 64;
-            let skip = self.epilogue.skip.filter(|_| finishing);
-            for r in row0..(row0 + rows).min(self.m) {
-                let at = r * self.dst_rs + c0;
-                // Addresses only (`wrapping_add`: nothing is read through them); the
-                // lines of `at..at + width`, which are inside `dst` and `skip`.
-                let first = self.dst.wrapping_add(at) as usize & !(LINE - 1);
-                let last = self.dst.wrapping_add(at + width - 1) as usize;
-                for line in (first..=last).step_by(LINE) {
-                    // SAFETY: a prefetch reads nothing and cannot fault.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        _mm_prefetch::<_MM_HINT_T0>(line as *const i8)
-                    };
-                }
-                if let Some(s) = skip {
-                    let first = s.as_ptr().wrapping_add(at) as usize & !(LINE - 1);
-                    let last = s.as_ptr().wrapping_add(at + width - 1) as usize;
-                    for line in (first..=last).step_by(LINE) {
-                        // SAFETY: as above.
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            _mm_prefetch::<_MM_HINT_T0>(line as *const i8)
-                        };
-                    }
+        const LINE: usize = 64;
+        let skip = self.epilogue.skip.filter(|_| finishing);
+        for r in row0..(row0 + rows).min(self.m) {
+            let at = r * self.dst_rs + c0;
+            // Addresses only (`wrapping_add`: nothing is read through them): the lines of
+            // `at..at + width`, which are inside `dst` and `skip`.
+            let lines = |p: *const f32| {
+                let first = p.wrapping_add(at) as usize & !(LINE - 1);
+                (first..=p.wrapping_add(at + width - 1) as usize).step_by(LINE)
+            };
+            for line in lines(self.dst.cast_const()) {
+                super::prefetch(line as *const f32);
+            }
+            if let Some(s) = skip {
+                for line in lines(s.as_ptr()) {
+                    super::prefetch(line as *const f32);
                 }
             }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (row0, rows, c0, width, finishing);
     }
 
     /// The output element at row `r`, column `c`.
