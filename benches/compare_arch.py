@@ -131,6 +131,10 @@ def main() -> int:
                 if p.returncode != 0:
                     raise SystemExit(f"robust failed: {p.stderr[-500:]}")
                 kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
+                user = float(re.search(r"User time \(seconds\): ([0-9.]+)", p.stderr).group(1))
+                system = float(re.search(r"System time \(seconds\): ([0-9.]+)", p.stderr).group(1))
+                print(f"  robust PGD-{steps}: {t:.2f} s ({user:.2f} s user, {system:.2f} s system), "
+                      f"{kib / 1024:.0f} MiB", file=sys.stderr, flush=True)
                 res = json.loads((tmp / "out" / "results.json").read_text())
                 return t, kib, res["attacks"][0]["points"][0]["robust_accuracy"]
 
@@ -151,6 +155,7 @@ def main() -> int:
                     t0 = time.perf_counter()
                     adv = atk(xt, yt)
                     times.append(time.perf_counter() - t0)
+                    print(f"  torchattacks PGD-{steps}: {times[-1]:.2f} s", file=sys.stderr, flush=True)
                     if steps == 10:
                         with torch.no_grad():
                             clean = model(xt).argmax(1) == yt
