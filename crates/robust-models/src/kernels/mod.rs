@@ -409,7 +409,6 @@ impl<'a, T> SharedMut<'a, T> {
     }
 }
 
-/// What the kernels' tests share.
 /// Asks the CPU to bring the cache line holding `at` into the L1 cache. Only a hint: it
 /// reads nothing through the pointer and cannot fault, so any address will do.
 #[inline(always)]
@@ -424,6 +423,7 @@ pub(crate) fn prefetch(at: *const f32) {
     let _ = at;
 }
 
+/// What the kernels' tests share.
 #[cfg(test)]
 pub(crate) mod testing {
     use burn::tensor::module::conv2d as burn_conv2d;
