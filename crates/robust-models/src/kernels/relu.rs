@@ -335,7 +335,8 @@ impl<const N: usize> Backward<Flex, N> for ReluBackward<N> {
     fn backward(self, ops: Ops<State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let g = ops.state.gradient(grads.consume::<Flex>(&ops.node));
         for parent in ops.parents.into_iter().flatten() {
-            grads.register::<Flex>(parent.id, g.clone());
+            let removable = super::removed_by_consuming(&parent.requirement);
+            super::register(grads, parent.id, removable, g.clone());
         }
     }
 }

@@ -876,11 +876,26 @@ impl Rearranged {
     }
 
     /// The input gradient `dx` of `g` from the output gradient `dy`, on the layout (every
-    /// value of `dx` written).
-    fn transpose(&self, g: &Geometry, dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
+    /// value of `dx` written), plus `add` (laid out as `dx`) as each value is stored: only
+    /// for a stride-1 convolution.
+    fn transpose(
+        &self,
+        g: &Geometry,
+        dy: &[f32],
+        dx: &mut [MaybeUninit<f32>],
+        add: Option<&[f32]>,
+    ) {
+        assert!(
+            add.is_none() || g.stride == [1, 1],
+            "only a stride-1 input gradient adds as it stores"
+        );
+        let fin = Epilogue {
+            skip: add,
+            ..Epilogue::default()
+        };
         match (&self.winograd, &self.scatter) {
             (Some([_, transposed]), _) => {
-                winograd::convolve(&g.transposed(), dy, transposed, dx, Epilogue::default())
+                winograd::convolve(&g.transposed(), dy, transposed, dx, fin)
             }
             (None, Some(packs)) => scatter(g, dy, packs, dx),
             // Stride 1: the transposed convolution, with parallel tasks per input row. (A
@@ -888,19 +903,26 @@ impl Rearranged {
             // `State::gradient_of_masked` spreads them out.)
             (None, None) => {
                 assert_eq!(g.stride, [1, 1], "a strided 1×1 gradient is spread out");
-                self.transpose_unit(&g.transposed(), dy, dx)
+                self.transpose_unit(&g.transposed(), dy, dx, fin)
             }
         }
     }
 
-    /// The stride-1 convolution `gt` (a [`Geometry::transposed`]) by the transposed weights.
-    fn transpose_unit(&self, gt: &Geometry, dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
+    /// The stride-1 convolution `gt` (a [`Geometry::transposed`]) by the transposed weights,
+    /// with `fin` applied.
+    fn transpose_unit(
+        &self,
+        gt: &Geometry,
+        dy: &[f32],
+        dx: &mut [MaybeUninit<f32>],
+        fin: Epilogue<'_>,
+    ) {
         let wt = self
             .transposed
             .as_ref()
             .expect("stride-1 and strided 1×1 convolutions keep their transposed weights");
         let packed = self.transposed_packed.as_ref();
-        convolve(gt, dy, wt, packed, dx, Epilogue::default())
+        convolve(gt, dy, wt, packed, dx, fin)
     }
 }
 
@@ -1005,10 +1027,21 @@ impl State {
         }
     }
 
+    /// Whether the input gradient is computed in the products' layout, which is the input's,
+    /// by a stride-1 convolution: then it can add another gradient as it stores its values
+    /// ([`InputGradient::adds_into`]).
+    fn in_place_stride_one(&self) -> bool {
+        self.batch_inner && self.g.stride == [1, 1]
+    }
+
     /// The input gradient from the masked output gradient `dy` (batch-innermost, as the
-    /// output).
-    fn gradient_of_masked(&self, dy: &[f32]) -> (Vec<f32>, [usize; 4]) {
+    /// output), plus `add` (only where [`State::in_place_stride_one`]).
+    fn gradient_of_masked(&self, dy: &[f32], add: Option<&[f32]>) -> (Vec<f32>, [usize; 4]) {
         let g = &self.g;
+        assert!(
+            add.is_none() || self.in_place_stride_one(),
+            "only an input gradient in the products' layout adds as it stores"
+        );
         let in_dims = [g.n, g.c, g.h, g.w];
         if g.strided_pointwise() {
             // The stride-1 product at the positions the convolution read, then spread out:
@@ -1018,8 +1051,12 @@ impl State {
             let mut read = scratch(gt.h * gt.co * gt.w * gt.n);
             // SAFETY: the products write `f32` values only.
             #[allow(unsafe_code)]
-            self.weights
-                .transpose_unit(&gt, dy, unsafe { as_uninit(&mut read) });
+            self.weights.transpose_unit(
+                &gt,
+                dy,
+                unsafe { as_uninit(&mut read) },
+                Epilogue::default(),
+            );
             let dx = spread(&read, g);
             return match self.batch_inner {
                 true => (dx, [g.h, g.c, g.w, g.n]),
@@ -1032,7 +1069,7 @@ impl State {
             #[allow(unsafe_code)]
             let dx = unsafe {
                 written(g.n * g.c * g.h * g.w, |dx| {
-                    self.weights.transpose(g, dy, dx)
+                    self.weights.transpose(g, dy, dx, add)
                 })
             };
             return (dx, [g.h, g.c, g.w, g.n]);
@@ -1040,7 +1077,8 @@ impl State {
         let mut dx = scratch(g.n * g.c * g.h * g.width());
         // SAFETY: the products write `f32` values only.
         #[allow(unsafe_code)]
-        self.weights.transpose(g, dy, unsafe { as_uninit(&mut dx) });
+        self.weights
+            .transpose(g, dy, unsafe { as_uninit(&mut dx) }, None);
         if self.batch_inner {
             (plain_columns(&dx, g), [g.h, g.c, g.w, g.n])
         } else {
@@ -1051,14 +1089,36 @@ impl State {
 
 impl InputGradient for State {
     fn input_gradient(&self, grad_out: &[f32]) -> (Vec<f32>, [usize; 4]) {
-        self.gradient_of_masked(&self.masked(grad_out))
+        self.gradient_of_masked(&self.masked(grad_out), None)
     }
 
     fn input_gradient_owned(&self, grad_out: &mut [f32]) -> (Vec<f32>, [usize; 4]) {
         if let Some(mask) = &self.relu {
             mask.apply_in_place(grad_out);
         }
-        self.gradient_of_masked(grad_out)
+        self.gradient_of_masked(grad_out, None)
+    }
+
+    fn adds_into(&self) -> Option<[usize; 4]> {
+        let g = &self.g;
+        self.in_place_stride_one().then_some([g.h, g.c, g.w, g.n])
+    }
+
+    fn input_gradient_adding(
+        &self,
+        grad_out: &mut [f32],
+        addend: &[f32],
+    ) -> (Vec<f32>, [usize; 4]) {
+        let g = &self.g;
+        assert_eq!(
+            addend.len(),
+            g.n * g.c * g.h * g.w,
+            "an addend per input value"
+        );
+        if let Some(mask) = &self.relu {
+            mask.apply_in_place(grad_out);
+        }
+        self.gradient_of_masked(grad_out, Some(addend))
     }
 }
 
@@ -1066,7 +1126,7 @@ impl ResidualGradient for State {
     fn gradients(&self, grad_out: &[f32]) -> [(Vec<f32>, [usize; 4]); 2] {
         let g = &self.g;
         let dy = self.masked(grad_out);
-        let dx = self.gradient_of_masked(&dy);
+        let dx = self.gradient_of_masked(&dy, None);
         [dx, (dy.into_owned(), [g.ho(), g.co, g.wo(), g.n])]
     }
 
@@ -1457,6 +1517,61 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Where a residual block's branches meet (the block's input feeds its first
+    /// convolution and, as the skip, its last), the first convolution's input gradient adds
+    /// the skip's gradient as it stores its values (`kernels::PENDING`): the bits of burn's
+    /// separate sum, which it still does when the input is a leaf (whose gradient
+    /// consuming does not remove, so that it is never taken out). On the direct path (1×1
+    /// convolutions) and on Winograd's (3×3).
+    #[test]
+    fn a_junctions_gradients_summed_in_the_product_give_burns_bits() {
+        let device = burn::tensor::Device::flex().autodiff();
+        let random = |dims: [usize; 4]| {
+            Tensor::<4>::random(dims, burn::tensor::Distribution::Normal(0.0, 1.0), &device)
+        };
+        // (input, first convolution's weight, padding)
+        let cases: [([usize; 4], [usize; 4], usize); 2] = [
+            ([3, 32, 6, 5], [40, 32, 1, 1], 0),
+            ([2, 32, 8, 8], [36, 32, 3, 3], 1),
+        ];
+        for (xs, ws, p) in cases {
+            let leaf0 = batch_inner_layout(&random(xs)).expect("an f32 CPU tensor");
+            let w1 = random(ws);
+            let w2 = random([ws[1], ws[0], ws[2], ws[3]]);
+            let pads = [(p, p), (p, p)];
+            let r = random(leaf0.dims());
+            let run = |through_an_operation: bool| {
+                let leaf = leaf0.clone().require_grad();
+                // `x * 1` is the leaf's values as an operation's output, whose gradient
+                // consuming removes; the product by one changes no bit, there or back.
+                let x = match through_an_operation {
+                    true => leaf.clone() * 1.0,
+                    false => leaf.clone(),
+                };
+                let h = conv2d(&x, true, &w1, None, [1, 1], pads, true, None).expect("handled");
+                let y = conv2d(&h, true, &w2, None, [1, 1], pads, true, Some(&x)).expect("handled");
+                let before = super::super::junction_sums();
+                let grads = (y * r.clone()).sum().backward();
+                let sums = super::super::junction_sums() - before;
+                let bits = host(leaf.grad(&grads).unwrap())
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>();
+                (bits, sums)
+            };
+            let ((fused, sums), (separate, none)) = (run(true), run(false));
+            assert_eq!(
+                (sums, none),
+                (1, 0),
+                "{xs:?} {ws:?}: junctions summed in a product"
+            );
+            assert!(
+                fused == separate,
+                "{xs:?} {ws:?}: the input gradient's bits"
+            );
         }
     }
 
