@@ -1034,6 +1034,19 @@ impl State {
         self.batch_inner && self.g.stride == [1, 1]
     }
 
+    /// The input gradient from an output gradient the caller owns, masked in place by the
+    /// fused ReLU first, plus `add` (as [`State::gradient_of_masked`]).
+    fn gradient_of_owned(
+        &self,
+        grad_out: &mut [f32],
+        add: Option<&[f32]>,
+    ) -> (Vec<f32>, [usize; 4]) {
+        if let Some(mask) = &self.relu {
+            mask.apply_in_place(grad_out);
+        }
+        self.gradient_of_masked(grad_out, add)
+    }
+
     /// The input gradient from the masked output gradient `dy` (batch-innermost, as the
     /// output), plus `add` (only where [`State::in_place_stride_one`]).
     fn gradient_of_masked(&self, dy: &[f32], add: Option<&[f32]>) -> (Vec<f32>, [usize; 4]) {
@@ -1093,10 +1106,7 @@ impl InputGradient for State {
     }
 
     fn input_gradient_owned(&self, grad_out: &mut [f32]) -> (Vec<f32>, [usize; 4]) {
-        if let Some(mask) = &self.relu {
-            mask.apply_in_place(grad_out);
-        }
-        self.gradient_of_masked(grad_out, None)
+        self.gradient_of_owned(grad_out, None)
     }
 
     fn adds_into(&self) -> Option<[usize; 4]> {
@@ -1115,10 +1125,7 @@ impl InputGradient for State {
             g.n * g.c * g.h * g.w,
             "an addend per input value"
         );
-        if let Some(mask) = &self.relu {
-            mask.apply_in_place(grad_out);
-        }
-        self.gradient_of_masked(grad_out, Some(addend))
+        self.gradient_of_owned(grad_out, Some(addend))
     }
 }
 
